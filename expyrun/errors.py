@@ -1,0 +1,33 @@
+"""The one exception hierarchy of expyrun.
+
+Errors are raised deep in the code with a message a user can act on; only the command line
+prints them (one line, no traceback) and turns them into an exit code.
+"""
+
+from __future__ import annotations
+
+
+class ExpyrunError(Exception):
+    """An error the user can fix, carrying a one-line message and an optional hint."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} ({self.hint})"
+
+
+class ConfigError(ExpyrunError):
+    """A configuration file, override or reference is wrong."""
+
+
+class UsageError(ExpyrunError):
+    """The command line itself is wrong."""
+
+
+class EntryPointError(ExpyrunError):
+    """The entry point named by `__run__.__main__` cannot be found or called."""
