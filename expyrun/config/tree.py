@@ -12,7 +12,7 @@ from typing import Any, Union
 Segment = Union[str, int]
 Path = tuple[Segment, ...]
 
-_MISSING = object()
+MISSING = object()
 
 
 def dotted(path: Path) -> str:
@@ -40,14 +40,14 @@ def children(value: Any) -> Iterator[tuple[Segment, Any]]:
 def step(node: Any, segment: str) -> tuple[Segment, Any]:
     """Follow one textual segment from `node`; returns the typed segment and the child.
 
-    The child is `_MISSING` when it does not exist.
+    The child is `MISSING` when it does not exist.
     """
     if isinstance(node, dict):
-        return segment, node.get(segment, _MISSING)
+        return segment, node.get(segment, MISSING)
     if isinstance(node, list) and segment.isdigit():
         index = int(segment)
-        return index, node[index] if index < len(node) else _MISSING
-    return segment, _MISSING
+        return index, node[index] if index < len(node) else MISSING
+    return segment, MISSING
 
 
 def lookup(tree: Any, key: str) -> tuple[Path, Any] | None:
@@ -56,7 +56,7 @@ def lookup(tree: Any, key: str) -> tuple[Path, Any] | None:
     path: list[Segment] = []
     for segment in split_dotted(key):
         typed, node = step(node, segment)
-        if node is _MISSING:
+        if node is MISSING:
             return None
         path.append(typed)
     return tuple(path), node

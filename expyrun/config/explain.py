@@ -1,0 +1,29 @@
+"""`--explain`: every leaf key, its final value and where it came from."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from expyrun.config.resolve import ResolvedConfig
+from expyrun.config.tree import dotted, flatten
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def explain(resolved: ResolvedConfig) -> str:
+    rows = [
+        (dotted(path), _show(value), resolved.provenance.origin(path))
+        for path, value in flatten(resolved.for_disk()).items()
+    ]
+    key_width = max((len(key) for key, _, _ in rows), default=0)
+    value_width = min(max((len(value) for _, value, _ in rows), default=0), 40)
+    return "".join(
+        f"{key:<{key_width}}  {value:<{value_width}}  {origin}\n" for key, value, origin in rows
+    )

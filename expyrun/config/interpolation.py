@@ -1,0 +1,170 @@
+"""Interpolation of environment variables and self references in string values.
+
+Environment references (`$NAME`, `${NAME}`, `${NAME:-fallback}`) are substituted first, then self
+references (`{dotted.key}`). A value that is one whole self reference is copied with its type.
+References are resolved on demand and memoised, so the order of keys does not matter and cycles
+are reported with their chain.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from expyrun.config.tree import MISSING, Path, children, dotted, get, set_at, split_dotted, step
+from expyrun.config.yaml_reader import NO_PARSE_PREFIX
+from expyrun.errors import ConfigError
+
+ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+SELF_REFERENCE = re.compile(r"\{([A-Za-z0-9_][A-Za-z0-9_.\-]*)\}")
+DEFAULT_SECRETS = (
+    "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*",
+)  # fmt: skip
+_MISSING = object()
+
+
+def convert_env_text(text: str) -> Any:
+    """expyrun 0.2.1's reading of text that came from the environment."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def is_secret(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in patterns)
+
+
+class Interpolator:
+    """Resolves every string of a tree in place.
+
+    `where(path)` names the file and line of a key for messages. After `resolve_all`,
+    `env_used` maps each value's path to the variables it read, and `secret_paths` holds the
+    values that must be written as their reference because they carry a secret.
+    """
+
+    def __init__(
+        self,
+        tree: dict,
+        environ: Mapping[str, str],
+        secret_patterns: tuple[str, ...] | list[str],
+        where: Callable[[Path], str],
+    ) -> None:
+        self.tree = tree
+        self.environ = environ
+        self.secret_patterns = secret_patterns
+        self.where = where
+        self.done: set[Path] = set()
+        self.stack: list[Path] = []
+        self.warnings: list[str] = []
+        self.env_used: dict[Path, list[str]] = {}
+        self.secret_paths: set[Path] = set()
+
+    def resolve_all(self) -> dict:
+        for segment, _ in list(children(self.tree)):
+            self._resolved((segment,))
+        return self.tree
+
+    def _resolved(self, path: Path) -> Any:
+        """The fully resolved value at `path`, resolving it first when needed."""
+        node = get(self.tree, path)
+        if path in self.done:
+            return node
+        if path in self.stack:
+            chain = [dotted(p) for p in self.stack[self.stack.index(path) :]] + [dotted(path)]
+            raise ConfigError(f"{self.where(path)}: cyclic reference: {' -> '.join(chain)}")
+        if isinstance(node, str):
+            self.stack.append(path)
+            node = self._interpolate(node, path)
+            self.stack.pop()
+            set_at(self.tree, path, node)
+        elif isinstance(node, (dict, list)):
+            self.stack.append(path)
+            for segment, _ in list(children(node)):
+                self._resolved((*path, segment))
+            self.stack.pop()
+        self.done.add(path)
+        return node
+
+    def _interpolate(self, text: str, path: Path) -> Any:
+        if text.startswith(NO_PARSE_PREFIX):
+            return text[len(NO_PARSE_PREFIX) :]
+        if "$" in text:
+            text, whole = self._substitute_env(text, path)
+            if whole:
+                value = convert_env_text(text)
+                if not isinstance(value, str):
+                    return value
+        if "{" in text:
+            return self._substitute_references(text, path)
+        return text
+
+    def _substitute_env(self, text: str, path: Path) -> tuple[str, bool]:
+        """Replace environment references; also says whether the text was nothing else."""
+        names: list[str] = []
+
+        def replace(match: re.Match) -> str:
+            name = match.group(1) or match.group(3)
+            names.append(name)
+            if is_secret(name, self.secret_patterns):
+                self.secret_paths.add(path)
+            value = self.environ.get(name)
+            if value is not None:
+                return value
+            if match.group(2) is not None:
+                return match.group(2)
+            raise ConfigError(
+                f"{self.where(path)}: `{dotted(path)}`: environment variable ${name} is not set",
+                f"export {name}=..., or give a fallback: ${{{name}:-value}}",
+            )
+
+        leftover = ENV_REFERENCE.sub("", text)
+        result = ENV_REFERENCE.sub(replace, text)
+        if names:
+            self.env_used[path] = names
+        return result, bool(names) and not leftover
+
+    def _substitute_references(self, text: str, path: Path) -> Any:
+        whole = SELF_REFERENCE.fullmatch(text)
+        if whole:
+            value = self._reference(whole.group(1), path)
+            if value is _MISSING:
+                return text
+            return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+        def replace(match: re.Match) -> str:
+            value = self._reference(match.group(1), path)
+            return match.group(0) if value is _MISSING else str(value)
+
+        return SELF_REFERENCE.sub(replace, text)
+
+    def _reference(self, key: str, path: Path) -> Any:
+        node: Any = self.tree
+        target: Path = ()
+        for part in split_dotted(key):
+            if isinstance(node, str) and target not in self.done:
+                node = self._resolved(target)
+            typed, node = step(node, part)
+            if node is MISSING:
+                self.warnings.append(
+                    f"{self.where(path)}: `{dotted(path)}`: reference {{{key}}} names no key; kept as written"
+                )
+                return _MISSING
+            target = (*target, typed)
+        value = self._resolved(target)
+        if any(secret[: len(target)] == target for secret in self.secret_paths):
+            self.secret_paths.add(path)
+        return value
+

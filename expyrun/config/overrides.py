@@ -1,0 +1,143 @@
+"""Command-line overrides: `--a.b VALUE`, `--a.b=VALUE`, `--+new.key VALUE`.
+
+A value is converted to the type of the value it replaces, so `--epochs 10` stays an int and
+`--epochs ten` is refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from expyrun.config.tree import Path, all_keys, dotted, lookup, set_at, split_dotted, step
+from expyrun.errors import ConfigError, UsageError
+
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+@dataclass(frozen=True)
+class Override:
+    key: str
+    text: str
+    new: bool = False
+
+    @property
+    def flag(self) -> str:
+        return f"--{'+' if self.new else ''}{self.key}"
+
+
+def parse_overrides(tokens: list[str]) -> list[Override]:
+    """Pair `--key value` / `--key=value` tokens into overrides."""
+    overrides: list[Override] = []
+    position = 0
+    while position < len(tokens):
+        token = tokens[position]
+        if not token.startswith("--") or len(token) == 2:
+            raise UsageError(f"unexpected argument `{token}`", "overrides are written --dotted.key VALUE")
+        name, has_value, text = token[2:].partition("=")
+        if not has_value:
+            if position + 1 >= len(tokens):
+                raise UsageError(f"{token}: missing value", f"write {token} VALUE or {token}=VALUE")
+            position += 1
+            text = tokens[position]
+        new = name.startswith("+")
+        key = name[1:] if new else name
+        if not key or any(not part for part in split_dotted(key)):
+            raise UsageError(f"{token}: `{key}` is not a dotted key")
+        overrides.append(Override(key, text, new))
+        position += 1
+    return overrides
+
+
+def apply_overrides(data: dict, overrides: list[Override]) -> set[Path]:
+    """Apply overrides in place, in order; returns the paths they set."""
+    touched: set[Path] = set()
+    for override in overrides:
+        if override.new:
+            touched.add(_add_new(data, override))
+            continue
+        found = lookup(data, override.key)
+        if found is None:
+            raise ConfigError(f"{override.flag}: unknown key `{override.key}`", _suggest(data, override.key))
+        path, old = found
+        set_at(data, path, convert(old, override.text, override.flag))
+        touched.add(path)
+    return touched
+
+
+def _add_new(data: dict, override: Override) -> Path:
+    node: Any = data
+    path: list = []
+    parts = split_dotted(override.key)
+    for part in parts[:-1]:
+        typed, child = step(node, part)
+        if not isinstance(child, (dict, list)):
+            if isinstance(node, list) or (part in node and node[part] is not None):
+                raise ConfigError(f"{override.flag}: `{dotted((*path, typed))}` is not a mapping")
+            child = node[part] = {}
+        path.append(typed)
+        node = child
+    typed, _ = step(node, parts[-1])
+    if isinstance(node, list) and not (isinstance(typed, int) and typed < len(node)):
+        raise ConfigError(f"{override.flag}: cannot add `{parts[-1]}` to a list")
+    node[typed] = _read_yaml_value(override.text, override.flag)
+    return (*path, typed)
+
+
+def _suggest(data: dict, key: str) -> str | None:
+    keys = [dotted(path) for path in all_keys(data)]
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {', '.join(f'`{k}`' for k in close)}?"
+    return f"use --+{key} VALUE to add a new key on purpose"
+
+
+def _read_yaml_value(text: str, flag: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        raise ConfigError(f"{flag}: `{text}` is not a valid YAML value") from None
+
+
+def convert(old: Any, text: str, flag: str) -> Any:
+    """Convert `text` to the type of `old`, the value it replaces."""
+    if old is None:
+        return _read_yaml_value(text, flag)
+    if isinstance(old, bool):
+        lowered = text.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"{flag}: expected bool, got {text!r}", "use true/false, yes/no or 1/0")
+    if isinstance(old, (int, float)):
+        kind = int if isinstance(old, int) else float
+        try:
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{flag}: expected {kind.__name__}, got {text!r}") from None
+    if isinstance(old, str):
+        return text
+    if isinstance(old, list):
+        return _convert_list(old, text, flag)
+    value = _read_yaml_value(text, flag)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: expected a mapping, got {text!r}", "write a YAML flow mapping: {a: 1, b: 2}")
+    return value
+
+
+def _convert_list(old: list, text: str, flag: str) -> list:
+    if text.lstrip().startswith("["):
+        value = _read_yaml_value(text, flag)
+        if not isinstance(value, list):
+            raise ConfigError(f"{flag}: expected a list, got {text!r}")
+        return value
+    if not text:
+        return []
+    items = text.split(",")
+    if not old:
+        return [_read_yaml_value(item, flag) for item in items]
+    models = old if len(old) == len(items) else [old[0]] * len(items)
+    return [convert(model, item, flag) for model, item in zip(models, items)]

@@ -1,0 +1,155 @@
+"""The configuration pipeline: config text -> merged raw config -> resolved config.
+
+`resolve_config` is the only entry point other packages need: it reads the file and its parents,
+applies command-line overrides, fills expyrun's defaults, interpolates and validates `__run__`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from expyrun.config.inheritance import load_config
+from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator
+from expyrun.config.overrides import Override, apply_overrides
+from expyrun.config.provenance import Provenance
+from expyrun.config.tree import Path, get, set_at
+from expyrun.errors import ConfigError
+
+RESERVED_SECTIONS = ("__run__", "__optuna__")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """The validated `__run__` section."""
+
+    main: str
+    name: str
+    output_dir: FsPath
+    code: FsPath
+    secrets: tuple[str, ...]
+    max_file_mb: float
+
+    @property
+    def module(self) -> str:
+        return self.main.partition(":")[0]
+
+    @property
+    def function(self) -> str:
+        return self.main.partition(":")[2]
+
+
+@dataclass
+class ResolvedConfig:
+    """A config ready to run: `raw` before interpolation, `values` after."""
+
+    raw: dict
+    values: dict
+    provenance: Provenance
+    run: RunSection
+    warnings: list[str] = field(default_factory=list)
+    secret_paths: set[Path] = field(default_factory=set)
+
+    def for_disk(self) -> dict:
+        """The resolved values as written to `config.yml`: secrets stay references."""
+        written = copy.deepcopy(self.values)
+        for path in self.secret_paths:
+            set_at(written, path, get(self.raw, path))
+        return written
+
+    def user_config(self) -> dict:
+        """What the entry point receives: everything but the reserved sections."""
+        return {key: value for key, value in self.values.items() if key not in RESERVED_SECTIONS}
+
+
+def resolve_config(
+    config_file: str | os.PathLike,
+    overrides: list[Override] = (),  # type: ignore[assignment]
+    cwd: FsPath | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    cwd = FsPath.cwd() if cwd is None else cwd
+    environ = os.environ if environ is None else environ
+    loaded = load_config(config_file, cwd)
+    raw = loaded.data
+    provenance = Provenance(loaded.sources)
+    provenance.cli_paths = apply_overrides(raw, overrides)
+    run_raw = _run_section(raw, str(config_file))
+    if "__code__" not in run_raw:
+        run_raw["__code__"] = str(cwd)
+        provenance.default_paths.add(("__run__", "__code__"))
+    secrets = _secret_patterns(run_raw, provenance)
+
+    interpolator = Interpolator(copy.deepcopy(raw), environ, secrets, provenance.where)
+    values = interpolator.resolve_all()
+    provenance.env_used = interpolator.env_used
+    run = _validate_run(values["__run__"], provenance, cwd, secrets)
+    for section in (raw, values):  # both files name absolute folders, as expyrun 0.2.1 does
+        section["__run__"]["__output_dir__"] = str(run.output_dir)
+        section["__run__"]["__code__"] = str(run.code)
+    warnings = list(dict.fromkeys(loaded.warnings + interpolator.warnings))
+    return ResolvedConfig(raw, values, provenance, run, warnings, interpolator.secret_paths)
+
+
+def _run_section(raw: dict, display: str) -> dict:
+    run = raw.get("__run__")
+    if not isinstance(run, dict):
+        raise ConfigError(
+            f"{display}: no `__run__` section",
+            "add __run__: {__main__: package.module:function, __name__: NAME, __output_dir__: DIR}",
+        )
+    for key in ("__main__", "__name__", "__output_dir__"):
+        if key not in run:
+            raise ConfigError(f"{display}: `__run__.{key}` is required")
+    return run
+
+
+def _secret_patterns(run_raw: dict, provenance: Provenance) -> tuple[str, ...]:
+    patterns = run_raw.get("__secrets__", list(DEFAULT_SECRETS))
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        where = provenance.where(("__run__", "__secrets__"))
+        raise ConfigError(f"{where}: `__run__.__secrets__` must be a list of glob patterns")
+    return tuple(patterns)
+
+
+def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple[str, ...]) -> RunSection:
+    def text(key: str) -> str:
+        value = run[key]
+        if not isinstance(value, str) or not value:
+            where = provenance.where(("__run__", key))
+            raise ConfigError(f"{where}: `__run__.{key}` must be a non-empty string, got {value!r}")
+        return value
+
+    main = text("__main__")
+    if not _ENTRY_POINT.fullmatch(main):
+        raise ConfigError(
+            f"{provenance.where(('__run__', '__main__'))}: `__run__.__main__` is {main!r}",
+            "write it as package.module:function",
+        )
+    name = text("__name__")
+    parts = FsPath(name).parts
+    if FsPath(name).is_absolute() or ".." in parts or name.startswith("~"):
+        raise ConfigError(
+            f"{provenance.where(('__run__', '__name__'))}: `__run__.__name__` {name!r} must stay inside "
+            "the output folder", "use a relative name without `..`"
+        )
+    max_file_mb = run.get("__max_file_mb__", 10)
+    if isinstance(max_file_mb, bool) or not isinstance(max_file_mb, (int, float)) or max_file_mb <= 0:
+        where = provenance.where(("__run__", "__max_file_mb__"))
+        raise ConfigError(f"{where}: `__run__.__max_file_mb__` must be a positive number")
+    return RunSection(
+        main=main,
+        name=name,
+        output_dir=(cwd / os.path.expanduser(text("__output_dir__"))).resolve(),
+        code=(cwd / os.path.expanduser(text("__code__"))).resolve(),
+        secrets=secrets,
+        max_file_mb=float(max_file_mb),
+    )
