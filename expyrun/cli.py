@@ -84,10 +84,10 @@ def _run_config(args: list[str]) -> int:
     for message in resolved.warnings:
         console.warning(message)
 
-    if "--explain" in flags or "--dry-run" in flags:
-        from expyrun.run.entry_point import check_entry_point
+    from expyrun.run.entry_point import check_entry_point
 
-        check_entry_point(resolved.run)
+    check_entry_point(resolved.run)
+    if "--explain" in flags or "--dry-run" in flags:
         if "--explain" in flags:
             from expyrun.config.explain import explain
 

@@ -56,7 +56,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
         line = key_node.start_mark.line + 1
         where = f"{loader.display}:{line}"
         if not isinstance(key, str):
-            raise ConfigError(f"{where}: key {key!r} is not a string", "quote it, e.g. \"1\": ...")
+            hint = "quote it" + (" (YAML reads yes/no/on/off as booleans)" if isinstance(key, bool) else "")
+            raise ConfigError(f"{where}: key {key!r} is not a string", hint)
         if "." in key:
             raise ConfigError(
                 f"{where}: key `{key}` contains `.`", "nest it instead: `a: {b: ...}` for `a.b`"

@@ -1,0 +1,72 @@
+"""Shared fixtures: a project folder with a real package, and the real `expyrun` in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ENTRY_POINT = '''\
+import json
+import os
+
+
+def main(name, config):
+    print("running", name)
+    return {"name": name, "config": config}
+'''
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A folder holding a package `pkg` with an entry point `pkg.main:main`."""
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "main.py", ENTRY_POINT)
+    return tmp_path
+
+
+RUN_SECTION = """\
+__run__:
+  __main__: pkg.main:main
+  __name__: demo
+  __output_dir__: outputs
+"""
+
+
+def run_expyrun(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "expyrun", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def expyrun(project: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def call(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+        return run_expyrun(list(args), cwd or project, env)
+
+    return call
+
+
+def files_under(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
