@@ -73,9 +73,10 @@ def set_at(tree: Any, path: Path, value: Any) -> None:
 
 
 def flatten(tree: Any, prefix: Path = ()) -> dict[Path, Any]:
-    """Every leaf of a tree by path; empty mappings and lists are leaves too."""
+    """Every leaf of a tree by path; empty mappings and lists below the root are leaves too."""
     flat: dict[Path, Any] = {}
-    _flatten_into(tree, prefix, flat)
+    if tree or prefix:
+        _flatten_into(tree, prefix, flat)
     return flat
 
 
