@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("EXPYRUN_TRACEBACK") == "1":
             traceback.print_exc()
         console.error(
-            f"internal error: {type(error).__name__}: {error} "
-            "(rerun with EXPYRUN_TRACEBACK=1 and report the traceback)"
+            f"internal error: {type(error).__name__}: {error} (rerun with EXPYRUN_TRACEBACK=1 and report the traceback)"
         )
         return 2
 

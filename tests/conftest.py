@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ENTRY_POINT = '''\
+ENTRY_POINT = """\
 import json
 import os
 
@@ -19,7 +19,7 @@ import os
 def main(name, config):
     print("running", name)
     return {"name": name, "config": config}
-'''
+"""
 
 
 def write(path: Path, text: str) -> Path:

@@ -25,8 +25,11 @@ def test_dry_run_prints_resolved_yaml_and_creates_nothing(project, expyrun):
 
 def test_flags_are_recognised_anywhere(project, expyrun):
     write(project / "c.yml", RUN_SECTION + "a: 1\nb: x\n")
-    for args in (["--dry-run", "c.yml", "--a", "2"], ["c.yml", "--a", "2", "--dry-run"],
-                 ["c.yml", "--dry-run", "--a", "2"]):
+    for args in (
+        ["--dry-run", "c.yml", "--a", "2"],
+        ["c.yml", "--a", "2", "--dry-run"],
+        ["c.yml", "--dry-run", "--a", "2"],
+    ):
         result = expyrun(*args)
         assert result.returncode == 0, result.stderr
         assert yaml.safe_load(result.stdout)["a"] == 2
@@ -35,8 +38,7 @@ def test_flags_are_recognised_anywhere(project, expyrun):
 def test_inheritance_relative_paths_and_merge(project, expyrun):
     write(project / "configs" / "base.yml", RUN_SECTION + "model: {depth: 2, width: 8}\nlayers: [1, 2]\n")
     write(project / "configs" / "mid.yml", "__default__: ./base.yml\nmodel: {width: 16}\n")
-    write(project / "configs" / "exp" / "child.yml",
-          "__default__: [configs/mid.yml, ../base.yml]\nlayers: [3]\n")
+    write(project / "configs" / "exp" / "child.yml", "__default__: [configs/mid.yml, ../base.yml]\nlayers: [3]\n")
     config = dry_run(expyrun, "configs/exp/child.yml")
     assert config["model"] == {"depth": 2, "width": 8}  # base.yml listed last wins among parents
     assert config["layers"] == [3]
@@ -70,7 +72,10 @@ def test_type_change_warns_and_replaces(project, expyrun):
 
 
 def test_environment_variables_fallbacks_and_conversion(project, expyrun):
-    write(project / "c.yml", RUN_SECTION + """\
+    write(
+        project / "c.yml",
+        RUN_SECTION
+        + """\
         a: $VAR_1
         b: ${VAR_0}
         c: ${UNSET_X:-7}
@@ -78,7 +83,8 @@ def test_environment_variables_fallbacks_and_conversion(project, expyrun):
         e: "$VAR_1$VAR_1"
         f: "pre_$VAR_1"
         g: ${FLAG}
-        """.replace("        ", ""))
+        """.replace("        ", ""),
+    )
     config = dry_run(expyrun, "c.yml", env={"VAR_1": "12", "VAR_0": "1.5", "FLAG": "True"})
     assert config["a"] == 12 and config["b"] == 1.5 and config["c"] == 7
     assert config["d"] == "fallback/x"
@@ -88,7 +94,10 @@ def test_environment_variables_fallbacks_and_conversion(project, expyrun):
 
 
 def test_self_references_keep_types_and_copy_subtrees(project, expyrun):
-    write(project / "c.yml", RUN_SECTION + """\
+    write(
+        project / "c.yml",
+        RUN_SECTION
+        + """\
         layers: [{width: 64}, {width: 128}]
         first: "{layers.0.width}"
         text: "w{layers.1.width}"
@@ -101,7 +110,8 @@ def test_self_references_keep_types_and_copy_subtrees(project, expyrun):
         enabled: true
         fmt: "ckpt_{epoch}.pt"
         raw: "!P{first}"
-        """.replace("        ", ""))
+        """.replace("        ", ""),
+    )
     result = expyrun("c.yml", "--dry-run")
     config = yaml.safe_load(result.stdout)
     assert config["first"] == 64
@@ -121,12 +131,16 @@ def test_unquoted_no_parse_prefix_is_read_as_text(project, expyrun):
 
 
 def test_references_inside_lists_of_mappings_resolve(project, expyrun):
-    write(project / "c.yml", RUN_SECTION + """\
+    write(
+        project / "c.yml",
+        RUN_SECTION
+        + """\
         base: 32
         blocks:
           - {width: "{base}", name: "b{base}"}
           - [x, "{blocks.0.width}"]
-        """.replace("        ", ""))
+        """.replace("        ", ""),
+    )
     config = dry_run(expyrun, "c.yml")
     assert config["blocks"] == [{"width": 32, "name": "b32"}, ["x", 32]]
 
@@ -138,7 +152,10 @@ def test_references_follow_overrides(project, expyrun):
 
 
 def test_overrides_convert_to_the_replaced_type(project, expyrun):
-    write(project / "c.yml", RUN_SECTION + """\
+    write(
+        project / "c.yml",
+        RUN_SECTION
+        + """\
         i: 1
         f: 1.0
         b: false
@@ -148,10 +165,33 @@ def test_overrides_convert_to_the_replaced_type(project, expyrun):
         m: {x: 1}
         n: null
         layers: [{width: 1}, {width: 2}]
-        """.replace("        ", ""))
-    config = dry_run(expyrun, "c.yml", "--i", "5", "--f=2", "--b", "YES", "--s", "12", "--l", "4,5",
-                     "--ls", "[x, 1]", "--m", "{y: 2}", "--n", "3.5", "--layers.1.width", "256",
-                     "--+extra.deep", "[1, 2]", "--+flag", "true")
+        """.replace("        ", ""),
+    )
+    config = dry_run(
+        expyrun,
+        "c.yml",
+        "--i",
+        "5",
+        "--f=2",
+        "--b",
+        "YES",
+        "--s",
+        "12",
+        "--l",
+        "4,5",
+        "--ls",
+        "[x, 1]",
+        "--m",
+        "{y: 2}",
+        "--n",
+        "3.5",
+        "--layers.1.width",
+        "256",
+        "--+extra.deep",
+        "[1, 2]",
+        "--+flag",
+        "true",
+    )
     assert config["i"] == 5 and config["f"] == 2.0 and isinstance(config["f"], float)
     assert config["b"] is True and config["s"] == "12"
     assert config["l"] == [4, 5] and config["ls"] == ["x", 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -73,17 +74,18 @@ reference_text = st.lists(
     ),
     max_size=4,
 ).map("".join)
-interpolated = st.dictionaries(keys, st.one_of(reference_text, st.lists(reference_text, max_size=3),
-                                               st.dictionaries(keys, reference_text, max_size=3)), max_size=6)
+interpolated = st.dictionaries(
+    keys,
+    st.one_of(reference_text, st.lists(reference_text, max_size=3), st.dictionaries(keys, reference_text, max_size=3)),
+    max_size=6,
+)
 
 
 @settings(max_examples=300)
 @given(interpolated, st.dictionaries(st.sampled_from(["A", "AB", "HG", "B_"]), st.text(max_size=4)))
 def test_interpolation_raises_only_config_errors(config, environ):
-    try:
+    with contextlib.suppress(ConfigError):
         Interpolator(copy.deepcopy(config), environ, ["*TOKEN*"], lambda path: "x.yml:1").resolve_all()
-    except ConfigError:
-        pass
 
 
 @given(st.dictionaries(keys, st.one_of(st.integers(), st.booleans(), st.floats(allow_nan=False)), min_size=1))

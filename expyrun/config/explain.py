@@ -24,6 +24,4 @@ def explain(resolved: ResolvedConfig) -> str:
     ]
     key_width = max((len(key) for key, _, _ in rows), default=0)
     value_width = min(max((len(value) for _, value, _ in rows), default=0), 40)
-    return "".join(
-        f"{key:<{key_width}}  {value:<{value_width}}  {origin}\n" for key, value, origin in rows
-    )
+    return "".join(f"{key:<{key_width}}  {value:<{value_width}}  {origin}\n" for key, value, origin in rows)

@@ -61,9 +61,7 @@ def _load(
     policy = data.pop("__new_key_policy__", "warn")
     if policy not in POLICIES:
         line = file.lines.get(("__new_key_policy__",), 1)
-        raise ConfigError(
-            f"{display}:{line}: __new_key_policy__ is {policy!r}", f"use one of {', '.join(POLICIES)}"
-        )
+        raise ConfigError(f"{display}:{line}: __new_key_policy__ is {policy!r}", f"use one of {', '.join(POLICIES)}")
     if not parents:
         return data, [file]
 
@@ -71,9 +69,7 @@ def _load(
     sources: list[YamlFile] = []
     for ref, line in parents:
         parent_path = _locate_parent(ref, f"{display}:{line}", path, cwd)
-        parent_data, parent_sources = _load(
-            parent_path, display_path(parent_path, cwd), cwd, (*chain, path), warnings
-        )
+        parent_data, parent_sources = _load(parent_path, display_path(parent_path, cwd), cwd, (*chain, path), warnings)
         sources.extend(parent_sources)
         if merged is None:
             merged = parent_data
@@ -91,9 +87,7 @@ def _parent_refs(file: YamlFile, value: Any) -> list[tuple[str, int]]:
         return []
     refs = [value] if isinstance(value, str) else value
     if not isinstance(refs, list) or not all(isinstance(ref, str) and ref for ref in refs):
-        raise ConfigError(
-            f"{file.display}:{line}: __default__ must be a path or a list of paths, got {value!r}"
-        )
+        raise ConfigError(f"{file.display}:{line}: __default__ must be a path or a list of paths, got {value!r}")
     return [(ref, file.lines.get(("__default__", i), line)) for i, ref in enumerate(refs)]
 
 
@@ -111,7 +105,10 @@ def _locate_parent(ref: str, where: str, child: FsPath, cwd: FsPath) -> FsPath:
     hint = None
     if other is not None and other.is_file():
         if relative_to_file:
-            hint = f"`{ref}` exists relative to the current directory; paths starting with `.` are relative to {child.name}"
+            hint = (
+                f"`{ref}` exists relative to the current directory; "
+                f"paths starting with `.` are relative to {child.name}"
+            )
         else:
             hint = f"did you mean `./{ref}`? paths not starting with `.` are relative to the current directory"
     base = "the current directory" if not relative_to_file else child.parent.name + "/"
@@ -128,9 +125,7 @@ def _kind(value: Any) -> str | None:
     return type(value).__name__
 
 
-def merge_into(
-    base: dict, child: dict, policy: str, file: YamlFile, prefix: Path, warnings: list[str]
-) -> None:
+def merge_into(base: dict, child: dict, policy: str, file: YamlFile, prefix: Path, warnings: list[str]) -> None:
     """Merge `child` into `base` in place: mappings key by key, anything else replaced."""
     for key, value in child.items():
         path = (*prefix, key)
@@ -159,7 +154,9 @@ def _new_key(base: dict, path: Path, policy: str, file: YamlFile, warnings: list
         warnings.append(f"{where}: {message}")
         return
     close = difflib.get_close_matches(str(path[-1]), [str(k) for k in base], n=3)
-    hint = f"did you mean {', '.join(f'`{dotted((*path[:-1], c))}`' for c in close)}?" if close else (
-        "set __new_key_policy__ to warn or pass to allow new keys"
+    hint = (
+        f"did you mean {', '.join(f'`{dotted((*path[:-1], c))}`' for c in close)}?"
+        if close
+        else ("set __new_key_policy__ to warn or pass to allow new keys")
     )
     raise ConfigError(f"{where}: {message} (__new_key_policy__: raise)", hint)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from expyrun.config.tree import MISSING, Path, children, dotted, get, set_at, split_dotted, step
+from expyrun.config.tree import MISSING, Path, dotted, get, set_at, split_dotted, step
 from expyrun.config.yaml_reader import NO_PARSE_PREFIX
 from expyrun.errors import ConfigError
 
@@ -73,28 +73,33 @@ class Interpolator:
         self.secret_paths: set[Path] = set()
 
     def resolve_all(self) -> dict:
-        for segment, _ in list(children(self.tree)):
-            self._resolved((segment,))
+        self._resolve_children(self.tree, ())
         return self.tree
 
-    def _resolved(self, path: Path) -> Any:
+    def _resolve_children(self, node: dict | list, path: Path) -> None:
+        """Resolve every string below `node`; the fast path of a whole-tree pass."""
+        items = list(node.items()) if type(node) is dict else list(enumerate(node))
+        for segment, child in items:
+            kind = type(child)
+            if kind is str or ((kind is dict or kind is list) and child):
+                self._resolved((*path, segment), child)
+
+    def _resolved(self, path: Path, node: Any = MISSING) -> Any:
         """The fully resolved value at `path`, resolving it first when needed."""
-        node = get(self.tree, path)
+        if node is MISSING:
+            node = get(self.tree, path)
         if path in self.done:
             return node
         if path in self.stack:
             chain = [dotted(p) for p in self.stack[self.stack.index(path) :]] + [dotted(path)]
             raise ConfigError(f"{self.where(path)}: cyclic reference: {' -> '.join(chain)}")
+        self.stack.append(path)
         if isinstance(node, str):
-            self.stack.append(path)
             node = self._interpolate(node, path)
-            self.stack.pop()
             set_at(self.tree, path, node)
         elif isinstance(node, (dict, list)):
-            self.stack.append(path)
-            for segment, _ in list(children(node)):
-                self._resolved((*path, segment))
-            self.stack.pop()
+            self._resolve_children(node, path)
+        self.stack.pop()
         self.done.add(path)
         return node
 
@@ -167,4 +172,3 @@ class Interpolator:
         if any(secret[: len(target)] == target for secret in self.secret_paths):
             self.secret_paths.add(path)
         return value
-

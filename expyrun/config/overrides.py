@@ -140,4 +140,4 @@ def _convert_list(old: list, text: str, flag: str) -> list:
     if not old:
         return [_read_yaml_value(item, flag) for item in items]
     models = old if len(old) == len(items) else [old[0]] * len(items)
-    return [convert(model, item, flag) for model, item in zip(models, items)]
+    return [convert(model, item, flag) for model, item in zip(models, items, strict=False)]

@@ -6,19 +6,18 @@ applies command-line overrides, fills expyrun's defaults, interpolates and valid
 
 from __future__ import annotations
 
-import copy
+import gc
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
 
 from expyrun.config.inheritance import load_config
 from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator
 from expyrun.config.overrides import Override, apply_overrides
 from expyrun.config.provenance import Provenance
-from expyrun.config.tree import Path, get, set_at
+from expyrun.config.tree import Path, copy_tree, get, set_at
 from expyrun.errors import ConfigError
 
 RESERVED_SECTIONS = ("__run__", "__optuna__")
@@ -58,7 +57,7 @@ class ResolvedConfig:
 
     def for_disk(self) -> dict:
         """The resolved values as written to `config.yml`: secrets stay references."""
-        written = copy.deepcopy(self.values)
+        written = copy_tree(self.values)
         for path in self.secret_paths:
             set_at(written, path, get(self.raw, path))
         return written
@@ -74,6 +73,26 @@ def resolve_config(
     cwd: FsPath | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> ResolvedConfig:
+    """Read, merge, override, interpolate and validate a config.
+
+    The cyclic garbage collector is paused meanwhile: building a large config allocates many
+    containers and no cycles, and the collector's repeated full scans made the cost superlinear.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _resolve(config_file, overrides, cwd, environ)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _resolve(
+    config_file: str | os.PathLike,
+    overrides: list[Override],
+    cwd: FsPath | None,
+    environ: Mapping[str, str] | None,
+) -> ResolvedConfig:
     cwd = FsPath.cwd() if cwd is None else cwd
     environ = os.environ if environ is None else environ
     loaded = load_config(config_file, cwd)
@@ -86,7 +105,7 @@ def resolve_config(
         provenance.default_paths.add(("__run__", "__code__"))
     secrets = _secret_patterns(run_raw, provenance)
 
-    interpolator = Interpolator(copy.deepcopy(raw), environ, secrets, provenance.where)
+    interpolator = Interpolator(copy_tree(raw), environ, secrets, provenance.where)
     values = interpolator.resolve_all()
     provenance.env_used = interpolator.env_used
     run = _validate_run(values["__run__"], provenance, cwd, secrets)
@@ -139,7 +158,8 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
     if FsPath(name).is_absolute() or ".." in parts or name.startswith("~"):
         raise ConfigError(
             f"{provenance.where(('__run__', '__name__'))}: `__run__.__name__` {name!r} must stay inside "
-            "the output folder", "use a relative name without `..`"
+            "the output folder",
+            "use a relative name without `..`",
         )
     max_file_mb = run.get("__max_file_mb__", 10)
     if isinstance(max_file_mb, bool) or not isinstance(max_file_mb, (int, float)) or max_file_mb <= 0:
@@ -148,8 +168,8 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
     return RunSection(
         main=main,
         name=name,
-        output_dir=(cwd / os.path.expanduser(text("__output_dir__"))).resolve(),
-        code=(cwd / os.path.expanduser(text("__code__"))).resolve(),
+        output_dir=(cwd / FsPath(text("__output_dir__")).expanduser()).resolve(),
+        code=(cwd / FsPath(text("__code__")).expanduser()).resolve(),
         secrets=secrets,
         max_file_mb=float(max_file_mb),
     )

@@ -6,10 +6,11 @@ paths dotted (`layers.0.width`); a digit segment indexes a list and names a key 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
-Segment = Union[str, int]
+Segment = str | int
 Path = tuple[Segment, ...]
 
 MISSING = object()
@@ -95,7 +96,7 @@ def unflatten(flat: dict[Path, Any]) -> Any:
     root: dict = {}
     for path, value in flat.items():
         node: Any = root
-        for segment, following in zip(path, path[1:]):
+        for segment, following in itertools.pairwise(path):
             if isinstance(node, list):
                 while len(node) <= segment:  # type: ignore[operator]
                     node.append(None)
@@ -118,3 +119,12 @@ def all_keys(tree: Any, prefix: Path = ()) -> Iterator[Path]:
         path = (*prefix, segment)
         yield path
         yield from all_keys(child, path)
+
+
+def copy_tree(node: Any) -> Any:
+    """A deep copy of a config tree (mappings, lists and immutable scalars), faster than deepcopy."""
+    if type(node) is dict:
+        return {key: copy_tree(value) if type(value) in (dict, list) else value for key, value in node.items()}
+    if type(node) is list:
+        return [copy_tree(value) if type(value) in (dict, list) else value for value in node]
+    return node

@@ -17,6 +17,7 @@ import yaml
 from expyrun.config.tree import Path
 from expyrun.errors import ConfigError
 
+_ScalarNode = yaml.ScalarNode
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NO_PARSE_PREFIX = "!P"
 
@@ -39,39 +40,99 @@ class YamlFile:
         return None
 
 
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MAP = "tag:yaml.org,2002:map"
+# First characters of plain scalars that YAML 1.1 may read as something else than a string.
+_TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if ch)
+_SEQ = "tag:yaml.org,2002:seq"
+
+
 class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Composes nodes with PyYAML (libyaml when present) and builds values itself.
+
+    Building top-down keeps the path of every node at hand, so lines are recorded without a
+    second walk; the common tags are built inline, the rare ones by PyYAML's safe constructors.
+    """
+
     def __init__(self, text: str, display: str) -> None:
         super().__init__(text)
         self.text = text
         self.display = display
-        self.container_lines: dict[int, Any] = {}
+        self.lines: dict[Path, int] = {}
+        self.built: dict[int, Any] = {}
+        self.may_merge = "<<" in text  # merge keys are rare: skip PyYAML's scan of every mapping
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        """No path resolvers are registered: skip PyYAML's per-node bookkeeping."""
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        """PyYAML's implicit typing, with a shortcut for the plain words no other type can start with."""
+        if kind is yaml.ScalarNode and implicit[0] and value:
+            if value[0] not in _TYPED_FIRST_CHARS:
+                return _STR
+            if value.isdigit() and (value[0] != "0" or value == "0"):
+                return _INT
+        return super().resolve(kind, value, implicit)
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        tag = node.tag
+        if type(node) is yaml.ScalarNode:
+            value = node.value
+            if tag == _STR:
+                return value
+            if tag == _INT and value.isdigit() and (value[0] != "0" or value == "0"):
+                return int(value)
+            if tag == _BOOL:
+                return self.bool_values[value.lower()]
+            if tag == _NULL:
+                return None
+            return self.construct_object(node, deep=True)
+        if id(node) in self.built:  # an alias: later stages edit in place, so never share
+            return copy.deepcopy(self.built[id(node)])
+        if tag == _MAP:
+            value = self._build_mapping(node, path)
+        elif tag == _SEQ:
+            value = [self._build_item(child, (*path, i)) for i, child in enumerate(node.value)]
+        else:
+            return self.construct_object(node, deep=True)
+        self.built[id(node)] = value
+        return value
+
+    def _build_item(self, node: yaml.Node, path: Path) -> Any:
+        self.lines[path] = node.start_mark.line + 1
+        return self.build(node, path)
+
+    def _build_mapping(self, node: yaml.MappingNode, path: Path) -> dict:
+        if self.may_merge:
+            self.flatten_mapping(node)
+        data: dict = {}
+        lines = self.lines
+        for key_node, value_node in node.value:
+            key = key_node.value if key_node.tag == _STR else self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if type(key) is not str or "." in key:
+                _refuse_key(key, f"{self.display}:{line}")
+            child = (*path, key)
+            lines[child] = line
+            if value_node.tag == _STR and type(value_node) is _ScalarNode:  # the common case, inline
+                data[key] = value_node.value
+            else:
+                data[key] = self.build(value_node, child)
+        return data
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
-    data: dict = {}
-    lines: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        where = f"{loader.display}:{line}"
-        if not isinstance(key, str):
-            hint = "quote it" + (" (YAML reads yes/no/on/off as booleans)" if isinstance(key, bool) else "")
-            raise ConfigError(f"{where}: key {key!r} is not a string", hint)
-        if "." in key:
-            raise ConfigError(
-                f"{where}: key `{key}` contains `.`", "nest it instead: `a: {b: ...}` for `a.b`"
-            )
-        data[key] = loader.construct_object(value_node, deep=True)
-        lines[key] = line
-    loader.container_lines[id(data)] = lines
-    return data
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list:
-    data = [loader.construct_object(child, deep=True) for child in node.value]
-    loader.container_lines[id(data)] = [child.start_mark.line + 1 for child in node.value]
-    return data
+def _refuse_key(key: Any, where: str) -> None:
+    if not isinstance(key, str):
+        hint = "quote it" + (" (YAML reads yes/no/on/off as booleans)" if isinstance(key, bool) else "")
+        raise ConfigError(f"{where}: key {key!r} is not a string", hint)
+    raise ConfigError(f"{where}: key `{key}` contains `.`", "nest it instead: `a: {b: ...}` for `a.b`")
 
 
 def _construct_no_parse(loader: _LineLoader, node: yaml.Node) -> str:
@@ -80,8 +141,6 @@ def _construct_no_parse(loader: _LineLoader, node: yaml.Node) -> str:
     return NO_PARSE_PREFIX + source[len(NO_PARSE_PREFIX) :].lstrip()
 
 
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 _LineLoader.add_constructor(NO_PARSE_PREFIX, _construct_no_parse)
 
 
@@ -89,16 +148,15 @@ def parse_yaml(text: str, display: str) -> tuple[Any, dict[Path, int]]:
     """Parse YAML text safely; returns the data and the line of every key path."""
     loader = _LineLoader(text, display)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        data = None if node is None else loader.build(node, ())
     except yaml.MarkedYAMLError as error:
         raise ConfigError(_describe_yaml_error(error, display)) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{display}: invalid YAML: {error}") from None
     finally:
         loader.dispose()
-    lines: dict[Path, int] = {}
-    data = _collect_lines(data, (), loader.container_lines, lines, set())
-    return data, lines
+    return data, loader.lines
 
 
 def read_yaml(path: FsPath, display: str) -> YamlFile:
@@ -110,29 +168,6 @@ def read_yaml(path: FsPath, display: str) -> YamlFile:
         raise ConfigError(f"{display}: cannot read: {error.strerror}") from None
     data, lines = parse_yaml(text, display)
     return YamlFile(path, display, data, lines)
-
-
-def _collect_lines(
-    node: Any, prefix: Path, container_lines: dict[int, Any], out: dict[Path, int], seen: set[int]
-) -> Any:
-    """Walk the tree once: flatten the line records and un-share YAML aliases.
-
-    An alias (`*anchor`) yields the very same object twice; later stages edit the tree in place,
-    so a second occurrence is replaced by a deep copy.
-    """
-    if not isinstance(node, (dict, list)):
-        return node
-    if id(node) in seen:
-        return copy.deepcopy(node)
-    seen.add(id(node))
-    own_lines = container_lines.get(id(node))
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for segment, child in list(items):
-        path = (*prefix, segment)
-        if own_lines is not None:
-            out[path] = own_lines[segment]
-        node[segment] = _collect_lines(child, path, container_lines, out, seen)
-    return node
 
 
 def _describe_yaml_error(error: yaml.MarkedYAMLError, display: str) -> str:
