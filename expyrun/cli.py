@@ -99,4 +99,4 @@ def _run_config(args: list[str]) -> int:
 
     from expyrun.run.launch import launch
 
-    return launch(resolved, debug="--debug" in flags, argv=[config_file, *tokens])
+    return launch(resolved, debug="--debug" in flags, argv=[config_file, *tokens], config_file=Path(config_file))

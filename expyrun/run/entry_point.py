@@ -7,7 +7,14 @@ that `--dry-run` never executes user code and a typo is reported before any fold
 from __future__ import annotations
 
 import ast
+import dataclasses
+import importlib
+import inspect
+import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from expyrun.config import RunSection
 from expyrun.errors import EntryPointError
@@ -68,3 +75,53 @@ def _defines(tree: ast.Module, name: str) -> bool:
             if _defines(inner, name):
                 return True
     return False
+
+
+def _config_argument(function: Callable[..., Any], config: dict) -> Any:
+    """The config as the entry point asks for it: dict, dataclass instance or DictConfig."""
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return config
+    parameter = next((p for p in parameters if p.name == "config"), parameters[1] if len(parameters) > 1 else None)
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return config
+    try:
+        annotation = typing.get_type_hints(function).get(parameter.name, parameter.annotation)
+    except Exception:  # unresolvable string annotations: fall back to a plain dict
+        return config
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        return _structured(annotation, config)
+    if getattr(annotation, "__name__", "") == "DictConfig" and "omegaconf" in getattr(annotation, "__module__", ""):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.create(config)
+    return config
+
+
+def _structured(schema: type, config: dict) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), config)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None)
+        detail = str(error).splitlines()[0]
+        where = f"`{key}`: " if key else ""
+        raise ConfigMismatch(f"config does not match {schema.__name__}: {where}{detail}") from None
+
+
+class ConfigMismatch(Exception):
+    """The config does not fit the entry point's dataclass (found after the run folder exists)."""
+
+
+def call_entry_point(run: RunSection, import_root: Path, config: dict) -> Any:
+    """Import the entry point from `import_root` and call it as `function(name, config)`."""
+    sys.path.insert(0, str(import_root))
+    module = importlib.import_module(run.module)
+    function = getattr(module, run.function, None)
+    if not callable(function):
+        raise AttributeError(f"`{run.function}` is not a function of module `{run.module}` ({module.__file__})")
+    return function(run.name, _config_argument(function, config))

@@ -1,0 +1,137 @@
+"""The run child: a forked process, leader of its own process group, that calls the entry point.
+
+Its exit code tells the launcher what happened (0 completed, 1 failed, 130/143 interrupted) and
+a pipe carries the return value or the exception as one JSON document.
+"""
+
+from __future__ import annotations
+
+import atexit
+import faulthandler
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from expyrun.config import RunSection
+from expyrun.run.entry_point import ConfigMismatch, call_entry_point
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Terminated(BaseException):
+    """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
+
+
+def start(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path) -> tuple[int, int]:
+    """Fork the run child; returns its pid (also its process group) and the result pipe."""
+    result_read, result_write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(result_read)
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            code = _run(run, import_root, run_dir, config, cwd, result_write)
+        finally:
+            os._exit(code)
+    os.close(result_write)
+    try:
+        os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
+    except (PermissionError, ProcessLookupError):
+        pass
+    return pid, result_read
+
+
+def _die_with_parent() -> None:
+    """Linux: the run is killed when the launcher dies, so no orphan keeps running unrecorded."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+def _flush_periodically() -> None:
+    """Block-buffered output reaches the log within 0.1 s, so a SIGKILL loses next to nothing."""
+    event = threading.Event()
+    while not event.wait(0.1):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (ValueError, OSError):
+                pass
+
+
+def _jsonable(value: Any) -> Any:
+    for candidate in (value, getattr(value, "tolist", lambda: None)(), getattr(value, "item", lambda: None)()):
+        try:
+            json.dumps(candidate)
+        except (TypeError, ValueError):
+            continue
+        if candidate is not None or value is None:
+            return candidate
+    return None
+
+
+def _run(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path, result_fd: int) -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    faulthandler.enable()
+    os.chdir(run_dir)
+    os.environ["EXPYRUN_CWD"] = str(cwd)
+    os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+    if os.isatty(1):
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
+    message: dict[str, Any] = {}
+    try:
+        message["result"] = _jsonable(call_entry_point(run, import_root, config))
+        code = 0
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 130
+    except Terminated:
+        sys.stderr.write("expyrun: the run was terminated (SIGTERM)\n")
+        code = 143
+    except ConfigMismatch as error:
+        sys.stderr.write(f"expyrun: {error}\n")
+        message["exception"] = {"type": "ConfigMismatch", "message": str(error)}
+        code = 1
+    except SystemExit as error:
+        code = 0 if error.code in (None, 0) else 1
+        if code:
+            message["exception"] = {"type": "SystemExit", "message": str(error.code)}
+    except BaseException as error:
+        traceback.print_exc()
+        message["exception"] = {"type": type(error).__name__, "message": str(error)}
+        code = 1
+    _finish()
+    with os.fdopen(result_fd, "w") as stream:
+        json.dump(message, stream, default=str)
+    return code
+
+
+def _finish() -> None:
+    """What interpreter exit would do: join user threads, run atexit handlers, flush."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (ValueError, OSError):
+            pass
