@@ -7,6 +7,7 @@ a pipe carries the return value or the exception as one JSON document.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import faulthandler
 import json
 import os
@@ -42,10 +43,8 @@ def start(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: 
         finally:
             os._exit(code)
     os.close(result_write)
-    try:
+    with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
-    except (PermissionError, ProcessLookupError):
-        pass
     return pid, result_read
 
 
@@ -68,10 +67,8 @@ def _flush_periodically() -> None:
     event = threading.Event()
     while not event.wait(0.1):
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 stream.flush()
-            except (ValueError, OSError):
-                pass
 
 
 def _jsonable(value: Any) -> Any:
@@ -131,7 +128,5 @@ def _finish() -> None:
             thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             stream.flush()
-        except (ValueError, OSError):
-            pass

@@ -8,6 +8,7 @@ run works, and writes `run.json` at start and end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,10 +70,8 @@ def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: 
         pid = state.get("child")
         if pid is None:
             raise _Interrupted(signum)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL if len(received) > 2 else signum)
-        except ProcessLookupError:
-            pass
 
     previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXIT}
     started = time.monotonic()
@@ -164,10 +163,8 @@ def _wait(pid: int, result_fd: int, received: list[int]) -> Outcome:
 
 
 def _stop_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _report(outcome: Outcome, run_dir: Path) -> None:
