@@ -1,0 +1,1 @@
+"""A toy polynomial regression trained by gradient descent: the expyrun example project."""
