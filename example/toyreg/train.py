@@ -72,7 +72,7 @@ def main(name: str, config: Config) -> float:
             error = predict(weights, x) - y
             for power in range(len(weights)):
                 gradient[power] += 2 * error * x**power / len(train)
-        weights = [w - config.optim.lr * g for w, g in zip(weights, gradient)]
+        weights = [w - config.optim.lr * g for w, g in zip(weights, gradient, strict=True)]
         if epoch % config.optim.log_every == 0 or epoch == config.optim.epochs:
             losses = {"epoch": epoch, "train": mse(weights, train), "valid": mse(weights, valid)}
             history.append(losses)

@@ -71,6 +71,7 @@ class Interpolator:
         self.warnings: list[str] = []
         self.env_used: dict[Path, list[str]] = {}
         self.secret_paths: set[Path] = set()
+        self.secret_values: dict[str, str] = {}
 
     def resolve_all(self) -> dict:
         self._resolve_children(self.tree, ())
@@ -123,9 +124,11 @@ class Interpolator:
         def replace(match: re.Match) -> str:
             name = match.group(1) or match.group(3)
             names.append(name)
+            value = self.environ.get(name)
             if is_secret(name, self.secret_patterns):
                 self.secret_paths.add(path)
-            value = self.environ.get(name)
+                if value:
+                    self.secret_values[value] = f"${name}"
             if value is not None:
                 return value
             if match.group(2) is not None:

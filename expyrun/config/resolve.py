@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
+from typing import Any
 
 from expyrun.config.inheritance import load_config
 from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator
@@ -54,6 +55,7 @@ class ResolvedConfig:
     run: RunSection
     warnings: list[str] = field(default_factory=list)
     secret_paths: set[Path] = field(default_factory=set)
+    secret_values: dict[str, str] = field(default_factory=dict)
 
     def for_disk(self) -> dict:
         """The resolved values as written to `config.yml`: secrets stay references."""
@@ -61,6 +63,20 @@ class ResolvedConfig:
         for path in self.secret_paths:
             set_at(written, path, get(self.raw, path))
         return written
+
+    def scrub(self, value: Any) -> Any:
+        """`value` with every secret's text replaced by its `$NAME` (for what expyrun writes)."""
+        if not self.secret_values:
+            return value
+        if isinstance(value, str):
+            for secret, reference in self.secret_values.items():
+                value = value.replace(secret, reference)
+            return value
+        if isinstance(value, dict):
+            return {key: self.scrub(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        return value
 
     def user_config(self) -> dict:
         """What the entry point receives: everything but the reserved sections."""
@@ -113,7 +129,7 @@ def _resolve(
         section["__run__"]["__output_dir__"] = str(run.output_dir)
         section["__run__"]["__code__"] = str(run.code)
     warnings = list(dict.fromkeys(loaded.warnings + interpolator.warnings))
-    return ResolvedConfig(raw, values, provenance, run, warnings, interpolator.secret_paths)
+    return ResolvedConfig(raw, values, provenance, run, warnings, interpolator.secret_paths, interpolator.secret_values)
 
 
 def _run_section(raw: dict, display: str) -> dict:

@@ -9,6 +9,7 @@ SIGKILL of the run (or of its whole process group) loses nothing that was writte
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_FILE = "outputs.log"
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -26,6 +28,11 @@ class Tee:
     pid: int
     saved_stdout: int
     saved_stderr: int
+    control: int
+
+    def watch(self, run_pgid: int) -> None:
+        """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
+        os.write(self.control, f"{run_pgid}\n".encode())
 
     def stop(self, grace_s: float = 2.0) -> None:
         """Give the launcher its own stdout/stderr back and let the tee drain and exit."""
@@ -35,6 +42,7 @@ class Tee:
         os.dup2(self.saved_stderr, 2)
         os.close(self.saved_stdout)
         os.close(self.saved_stderr)
+        os.close(self.control)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:  # a leftover grandchild may still hold the pipes
             if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
@@ -47,25 +55,24 @@ def start_tee(log_path: Path) -> Tee:
     sys.stderr.flush()
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
+    control_read, control_write = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    launcher = os.getpid()
     pid = os.fork()
     if pid == 0:  # the tee
         code = 0
         try:
             os.setsid()  # out of the run's process group: signals to the group spare it
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            os.close(out_write)
-            os.close(err_write)
-            _pump({out_read: 1, err_read: 2}, log_fd)
+            for fd in (out_write, err_write, control_write):
+                os.close(fd)
+            _pump({out_read: 1, err_read: 2}, log_fd, control_read, launcher)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    os.close(out_read)
-    os.close(err_read)
-    os.close(log_fd)
-    saved = Tee(pid, os.dup(1), os.dup(2))
+    for fd in (out_read, err_read, log_fd, control_read):
+        os.close(fd)
+    saved = Tee(pid, os.dup(1), os.dup(2), control_write)
     os.dup2(out_write, 1)
     os.dup2(err_write, 2)
     os.close(out_write)
@@ -80,14 +87,55 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _pump(sources: dict[int, int], log_fd: int) -> None:
+class _Orphaned:
+    """The launcher died (SIGKILL): stop the run's process group, then drain what it wrote."""
+
+    def __init__(self, launcher: int) -> None:
+        self.run_pgid: int | None = None
+        self.launcher_dead = False
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, self._launcher_died)
+        set_parent_death_signal(signal.SIGUSR1)
+        if os.getppid() != launcher:
+            self._launcher_died()
+
+    def _launcher_died(self, *_: object) -> None:
+        self.launcher_dead = True
+        self.stop_run()
+
+    def stop_run(self) -> None:
+        if self.launcher_dead and self.run_pgid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self.run_pgid, signal.SIGKILL)
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Linux: deliver `signum` to this process when its parent dies (no-op elsewhere)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
+    except (OSError, AttributeError):
+        pass
+
+
+def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int) -> None:
+    orphaned = _Orphaned(launcher)
     poller = select.poll()
-    for fd in sources:
+    for fd in (*sources, control):
         poller.register(fd, select.POLLIN)
     terminal_ok = dict.fromkeys(sources.values(), True)
     while sources:
         for fd, _ in poller.poll():
             data = os.read(fd, 1 << 16)
+            if fd == control:
+                if not data:
+                    poller.unregister(fd)
+                elif data.strip():
+                    orphaned.run_pgid = int(data.split()[0])
+                    orphaned.stop_run()
+                continue
             if not data:
                 poller.unregister(fd)
                 del sources[fd]

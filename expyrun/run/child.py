@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.config import RunSection
+from expyrun.run.capture import set_parent_death_signal
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
-
-_PR_SET_PDEATHSIG = 1
 
 
 class Terminated(BaseException):
@@ -46,16 +45,6 @@ def start(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: 
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
     return pid, result_read
-
-
-def _die_with_parent() -> None:
-    """Linux: the run is killed when the launcher dies, so no orphan keeps running unrecorded."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
@@ -83,7 +72,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _run(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path, result_fd: int) -> int:
-    _die_with_parent()
+    set_parent_death_signal(signal.SIGKILL)  # no orphan keeps running unrecorded
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     faulthandler.enable()

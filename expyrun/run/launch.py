@@ -88,6 +88,7 @@ def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: 
         tee = start_tee(run_dir / LOG_FILE)
         pid, result_fd = child.start(run, import_root, run_dir, resolved.user_config(), cwd)
         state["child"] = pid
+        tee.watch(pid)
         _record_environment(record, run.code, run_dir, debug, config_file)
         write_json_atomic(run_dir / RUN_FILE, record)
         outcome = _wait(pid, result_fd, received)
@@ -107,8 +108,8 @@ def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: 
         ended_at=now(),
         duration_s=round(time.monotonic() - started, 3),
         exit_code=outcome.exit_code,
-        exception=outcome.exception,
-        result=outcome.result,
+        exception=resolved.scrub(outcome.exception),
+        result=resolved.scrub(outcome.result),
     )
     write_json_atomic(run_dir / RUN_FILE, record)
     _report(outcome, run_dir)
