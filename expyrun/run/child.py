@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.config import RunSection
-from expyrun.run.capture import set_parent_death_signal
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 
 
@@ -72,7 +71,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _run(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path, result_fd: int) -> int:
-    set_parent_death_signal(signal.SIGKILL)  # no orphan keeps running unrecorded
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     faulthandler.enable()

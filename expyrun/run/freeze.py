@@ -7,9 +7,10 @@ interpreter that runs the experiment.
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 FROZEN_FILE = "frozen_requirements.txt"
@@ -25,38 +26,72 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _requirement(dist: metadata.Distribution) -> str | None:
-    name = dist.metadata["Name"]
-    if not name:
-        return None
-    direct = dist.read_text("direct_url.json")
-    if direct:
+def _distributions() -> list[Path]:
+    """The `.dist-info` / `.egg-info` folders on sys.path, in path order.
+
+    This is what `importlib.metadata.distributions()` walks; scanning directly spares a launch
+    the import of importlib.metadata and the e-mail parser it runs over every METADATA file.
+    """
+    found = []
+    for entry in sys.path or ["."]:
         try:
-            info = json.loads(direct)
-        except ValueError:
-            info = {}
-        url = strip_credentials(info.get("url", ""))
-        if info.get("dir_info", {}).get("editable"):
-            return f"-e {url}  # editable {name}=={dist.version}" if url else None
-        vcs = info.get("vcs_info")
-        if vcs and url:
-            commit = vcs.get("commit_id", "")
-            return f"{name} @ {vcs['vcs']}+{url}@{commit}" if commit else f"{name} @ {vcs['vcs']}+{url}"
-        if url and not url.startswith("file:"):
-            return f"{name} @ {url}"
-        if url:
-            return f"{name} @ {url}  # local: {name}=={dist.version}"
-    return f"{name}=={dist.version}"
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        found += [Path(entry or ".", n) for n in names if n.endswith((".dist-info", ".egg-info"))]
+    return found
+
+
+def _name_version(info: Path) -> tuple[str | None, str]:
+    """Name and version from the metadata's header lines."""
+    text = ""
+    for candidate in ("METADATA", "PKG-INFO"):
+        try:
+            text = (info / candidate).read_text(encoding="utf-8", errors="replace")
+            break
+        except OSError:
+            continue
+    name = version = None
+    for line in text.splitlines():
+        if not line:
+            break
+        if line.startswith("Name:"):
+            name = line[5:].strip()
+        elif line.startswith("Version:"):
+            version = line[8:].strip()
+    return name, version or ""
+
+
+def _requirement(info: Path, name: str, version: str) -> str:
+    """One line of the file: `name==version`, `name @ url` (PEP 610), or `-e url` for editables."""
+    try:
+        direct = json.loads((info / "direct_url.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        direct = None
+    if not isinstance(direct, dict) or not direct.get("url"):
+        return f"{name}=={version}"
+    url = strip_credentials(direct["url"])
+    if direct.get("dir_info", {}).get("editable"):
+        return f"-e {url}  # editable {name}=={version}"
+    vcs = direct.get("vcs_info")
+    if vcs:
+        commit = vcs.get("commit_id")
+        return f"{name} @ {vcs['vcs']}+{url}@{commit}" if commit else f"{name} @ {vcs['vcs']}+{url}"
+    if url.startswith("file:"):
+        return f"{name} @ {url}  # local: {name}=={version}"
+    return f"{name} @ {url}"
 
 
 def frozen_requirements() -> list[str]:
-    """`name==version` lines, sorted by normalised name, one per distribution."""
+    """One line per distribution of this interpreter, sorted by normalised name."""
     seen: dict[str, str] = {}
-    for dist in metadata.distributions():
-        line = _requirement(dist)
-        key = _normalise(dist.metadata["Name"] or "")
-        if line and key and key not in seen:
-            seen[key] = line
+    for info in _distributions():
+        name, version = _name_version(info)
+        if not name:
+            continue
+        key = _normalise(name)
+        if key not in seen:  # the first on sys.path wins, as for imports
+            seen[key] = _requirement(info, name, version)
     return [seen[key] for key in sorted(seen)]
 
 

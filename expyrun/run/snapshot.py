@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,15 +31,24 @@ class Snapshot:
     bytes: int = 0
     entries: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def as_record(self) -> dict[str, Any]:
         digest = hashlib.sha256("".join(sorted(self.entries)).encode()).hexdigest()
-        return {"files": self.files, "bytes": self.bytes, "sha256": digest, "skipped": self.skipped}
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "sha256": digest,
+            "skipped": self.skipped,
+            "duration_s": round(self.seconds, 4),
+        }
 
 
 class _Store:
+    """Read-only files named by their sha256, plus a stat index (path -> signature, digest)."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = str(root)
         self.index_file = root / "index.json"
         try:
             self.index: dict[str, list] = json.loads(self.index_file.read_text())
@@ -46,37 +56,40 @@ class _Store:
             self.index = {}
         self.changed = False
 
-    def digest(self, path: Path, info: os.stat_result) -> str:
-        key = str(path)
+    def digest(self, path: str, info: os.stat_result) -> str:
         signature = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
-        cached = self.index.get(key)
+        cached = self.index.get(path)
         if cached is not None and cached[:4] == signature:
             return cached[4]
         hasher = hashlib.sha256()
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 hasher.update(chunk)
         digest = hasher.hexdigest()
-        self.index[key] = [*signature, digest]
+        self.index[path] = [*signature, digest]
         self.changed = True
         return digest
 
-    def link(self, source: Path, info: os.stat_result, target: Path) -> str:
+    def link(self, source: str, info: os.stat_result, target: str) -> str:
         """Put `source` in the store (once) and hard-link it to `target`; returns its digest."""
         executable = bool(info.st_mode & stat.S_IXUSR)
+        mode = 0o555 if executable else 0o444
         digest = self.digest(source, info)
-        stored = self.root / digest[:2] / (digest + (".x" if executable else ""))
-        if not stored.exists():
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            temporary = stored.with_name(f".{stored.name}.{os.getpid()}.tmp")
+        stored = f"{self.root}/{digest[:2]}/{digest}{'.x' if executable else ''}"
+        try:
+            os.link(stored, target)
+            return digest
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(stored), exist_ok=True)
+            temporary = f"{stored}.{os.getpid()}.tmp"
             shutil.copyfile(source, temporary)
-            os.chmod(temporary, 0o555 if executable else 0o444)
+            os.chmod(temporary, mode)
             os.replace(temporary, stored)
         try:
             os.link(stored, target)
         except OSError:  # another file system, or too many links: a plain copy is still complete
             shutil.copyfile(stored, target)
-            os.chmod(target, 0o555 if executable else 0o444)
+            os.chmod(target, mode)
         return digest
 
     def save(self) -> None:
@@ -86,69 +99,70 @@ class _Store:
             os.replace(temporary, self.index_file)
 
 
+@dataclass
+class _Copy:
+    """What one snapshot walk needs at hand."""
+
+    store: _Store
+    snapshot: Snapshot
+    limit: int
+    ignored: set[str]
+    package: str = ""
+
+
 def take_snapshot(source: Path, run_dir: Path, store_root: Path, max_file_mb: float) -> Snapshot:
     """Copy the package folder or module file `source` into `run_dir`."""
+    started = time.perf_counter()
     store_root.mkdir(parents=True, exist_ok=True)
-    store = _Store(store_root)
-    snapshot = Snapshot()
-    limit = int(max_file_mb * 1024 * 1024)
+    copy = _Copy(_Store(store_root), Snapshot(), int(max_file_mb * 1024 * 1024), set())
+    target = str(run_dir / source.name)
     if source.is_file():
-        _copy_file(source, run_dir / source.name, source.name, store, snapshot, limit)
+        _copy_file(str(source), os.stat(source), target, source.name, copy)
     else:
-        ignored = ignored_files(source) or set()
-        _copy_tree(source.resolve(), run_dir / source.name, source.name, store, snapshot, limit, ignored)
-    store.save()
-    return snapshot
+        copy.ignored = {str(p) for p in ignored_files(source) or ()}
+        copy.package = str(source.resolve())
+        _copy_tree(copy.package, target, source.name, copy)
+    copy.store.save()
+    copy.snapshot.seconds = time.perf_counter() - started
+    return copy.snapshot
 
 
-def _copy_file(source: Path, target: Path, relative: str, store: _Store, snapshot: Snapshot, limit: int) -> None:
-    info = source.stat()
-    if info.st_size > limit:
-        snapshot.skipped.append(relative)
+def _copy_file(source: str, info: os.stat_result, target: str, relative: str, copy: _Copy) -> None:
+    if info.st_size > copy.limit:
+        copy.snapshot.skipped.append(relative)
         return
-    digest = store.link(source, info, target)
-    snapshot.files += 1
-    snapshot.bytes += info.st_size
-    snapshot.entries.append(f"{relative}\0{digest}\n")
+    digest = copy.store.link(source, info, target)
+    copy.snapshot.files += 1
+    copy.snapshot.bytes += info.st_size
+    copy.snapshot.entries.append(f"{relative}\0{digest}\n")
 
 
-def _copy_tree(
-    root: Path, target: Path, relative: str, store: _Store, snapshot: Snapshot, limit: int, ignored: set[Path]
-) -> None:
-    target.mkdir()
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        path = Path(entry.path)
+def _copy_tree(root: str, target: str, relative: str, copy: _Copy) -> None:
+    os.mkdir(target)
+    with os.scandir(root) as entries:
+        ordered = sorted(entries, key=lambda e: e.name)
+    for entry in ordered:
         name = entry.name
-        rel = f"{relative}/{name}"
-        if name in SKIPPED_DIRS or name.endswith(".pyc") or path in ignored:
+        if name in SKIPPED_DIRS or name.endswith(".pyc") or entry.path in copy.ignored:
             continue
+        rel = f"{relative}/{name}"
+        destination = f"{target}/{name}"
         if entry.is_symlink():
-            _copy_link(path, root, target / name, rel, store, snapshot, limit, ignored)
+            _copy_link(entry.path, destination, rel, copy)
         elif entry.is_dir():
-            _copy_tree(path, target / name, rel, store, snapshot, limit, ignored)
+            _copy_tree(entry.path, destination, rel, copy)
         elif entry.is_file():
-            _copy_file(path, target / name, rel, store, snapshot, limit)
+            _copy_file(entry.path, entry.stat(), destination, rel, copy)
 
 
-def _copy_link(
-    path: Path, root: Path, target: Path, rel: str, store: _Store, snapshot: Snapshot, limit: int, ignored: set[Path]
-) -> None:
+def _copy_link(path: str, target: str, rel: str, copy: _Copy) -> None:
     """A link inside the package stays a link; one pointing outside is replaced by what it points to."""
-    resolved = path.resolve()
-    package = _package_root(root, rel)
-    if resolved.is_relative_to(package):
+    resolved = os.path.realpath(path)
+    if resolved == copy.package or resolved.startswith(copy.package + os.sep):
         link_text = os.readlink(path)
-        target.symlink_to(link_text)
-        snapshot.entries.append(f"{rel}\0-> {link_text}\n")
-    elif resolved.is_dir():
-        _copy_tree(resolved, target, rel, store, snapshot, limit, ignored)
-    elif resolved.is_file():
-        _copy_file(resolved, target, rel, store, snapshot, limit)
-
-
-def _package_root(folder: Path, rel: str) -> Path:
-    """The package's top folder, from any folder inside it and the link's relative name."""
-    depth = rel.count("/") - 1
-    for _ in range(depth):
-        folder = folder.parent
-    return folder
+        os.symlink(link_text, target)
+        copy.snapshot.entries.append(f"{rel}\0-> {link_text}\n")
+    elif os.path.isdir(resolved):
+        _copy_tree(resolved, target, rel, copy)
+    elif os.path.isfile(resolved):
+        _copy_file(resolved, os.stat(resolved), target, rel, copy)
