@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from expyrun import console
 from expyrun.errors import ExpyrunError, UsageError
@@ -15,6 +17,10 @@ COMMANDS = ("list", "ls", "show", "diff", "env")
 
 USAGE = """\
 usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--KEY VALUE | --KEY=VALUE | --+NEW.KEY VALUE]...
+       expyrun list [DIR] [--json]        (alias: ls)
+       expyrun show RUN
+       expyrun diff RUN_A RUN_B
+       expyrun env RUN [--venv PATH] [--check]
        expyrun --version | -h | --help
 
 Run the entry point named in CONFIG's __run__ section in a new run folder
@@ -26,6 +32,14 @@ options:
   --explain      print every leaf key, its value and where it came from (implies --dry-run)
   --a.b VALUE    override a key (converted to the type of the value it replaces)
   --+a.b VALUE   add a new key on purpose (VALUE read as YAML)
+
+commands:
+  list   every run below DIR: status (died when its process is gone), start, duration, commit,
+         result, and the config values that differ between runs of the same name
+  show   a run's metadata, resolved config and last log lines
+  diff   config keys changed/added/removed, requirement changes and commit change between two runs
+  env    compare a run's frozen requirements with this interpreter (--check, exit 1 on differences)
+         or create/sync a virtual environment matching them (--venv PATH, with pip-tools)
 
 environment:
   EXPYRUN_TRACEBACK=1   show Python tracebacks of expyrun's own errors
@@ -65,8 +79,56 @@ def _dispatch(args: list[str]) -> int:
         sys.stdout.write(f"expyrun {__version__}\n")
         return 0
     if first in COMMANDS and not Path(first).is_file():
-        raise UsageError(f"`expyrun {first}` is not available in this version")
+        return _browse(first, args[1:])
     return _run_config(args)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", f"see {self.prog} --help")
+
+
+def _browse(command: str, args: list[str]) -> int:
+    command = "list" if command == "ls" else command
+    parser = _Parser(prog=f"expyrun {command}")
+    if command == "list":
+        parser.add_argument("dir", nargs="?", default=".")
+        parser.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
+    elif command == "diff":
+        parser.add_argument("run_a")
+        parser.add_argument("run_b")
+    else:
+        parser.add_argument("run")
+    if command == "env":
+        parser.add_argument("--venv", type=Path, help="create or sync this virtual environment")
+        parser.add_argument("--check", action="store_true", help="only compare with this interpreter")
+    options = parser.parse_args(args)
+
+    from expyrun.browse.runs import require_run
+
+    if command == "list":
+        from expyrun.browse.listing import list_runs
+
+        root = Path(options.dir)
+        if not root.is_dir():
+            raise UsageError(f"{options.dir}: no such folder")
+        return list_runs(root, options.json)
+    if command == "show":
+        from expyrun.browse.show import render_show
+
+        sys.stderr.write(render_show(require_run(options.run)))
+        return 0
+    if command == "diff":
+        from expyrun.browse.diff import render_diff
+
+        sys.stderr.write(render_diff(require_run(options.run_a), require_run(options.run_b)))
+        return 0
+    from expyrun.browse import environment
+
+    run_dir = require_run(options.run)
+    if options.check or options.venv is None:
+        return environment.check(run_dir)
+    return environment.restore(run_dir, options.venv)
 
 
 def _run_config(args: list[str]) -> int:
@@ -87,14 +149,14 @@ def _run_config(args: list[str]) -> int:
 
     check_entry_point(resolved.run)
     if "--explain" in flags or "--dry-run" in flags:
-        if "--explain" in flags:
+        from expyrun.config.dump import dump_yaml
+
+        sys.stdout.write(dump_yaml(resolved.for_disk()))
+        if "--explain" in flags:  # the YAML on stdout, as --dry-run; the explanation for people on stderr
             from expyrun.config.explain import explain
 
-            sys.stdout.write(explain(resolved))
-        else:
-            from expyrun.config.dump import dump_yaml
-
-            sys.stdout.write(dump_yaml(resolved.for_disk()))
+            sys.stdout.flush()
+            sys.stderr.write(explain(resolved))
         return 0
 
     from expyrun.run.launch import launch

@@ -220,7 +220,8 @@ def test_explain_names_origins(project, expyrun):
     write(project / "child.yml", "__default__: base.yml\nb: 3\n")
     result = expyrun("child.yml", "--explain", "--a", "9", env={"SOME_VAR": "x"})
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert yaml.safe_load(result.stdout)["a"] == 9  # the resolved YAML, as --dry-run
+    lines = {line.split()[0]: line for line in result.stderr.splitlines() if not line.startswith("expyrun:")}
     assert lines["a"].split()[1:] == ["9", "cli"]
     assert lines["b"].endswith("child.yml:2")
     assert lines["c"].endswith("env $SOME_VAR (base.yml:7)")

@@ -28,18 +28,27 @@ def test_example_quick_start_runs(tmp_path):
 
 
 def test_output_is_live_on_a_terminal(project):
-    write(project / "pkg" / "main.py", """
+    write(
+        project / "pkg" / "main.py",
+        """
         import time
         def main(name, config):
             print("first line")
             time.sleep(3)
             print("second line")
-        """)
+        """,
+    )
     write(project / "c.yml", RUN_SECTION)
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
-    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=env,
-                               stdin=follower, stdout=follower, stderr=follower)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "c.yml"],
+        cwd=project,
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
     os.close(follower)
     seen, started = b"", time.monotonic()
     while b"first line" not in seen and time.monotonic() - started < 20:

@@ -19,8 +19,12 @@ def dist(site, name, version, direct=None):
 def test_pinned_vcs_url_and_editable_distributions(tmp_path, monkeypatch):
     site = tmp_path / "site"
     dist(site, "Plain_Pkg", "1.2.3")
-    dist(site, "fromgit", "0.1", {"url": "https://user:s3cret@github.com/o/r.git",
-                                  "vcs_info": {"vcs": "git", "commit_id": "abc123"}})
+    dist(
+        site,
+        "fromgit",
+        "0.1",
+        {"url": "https://user:s3cret@github.com/o/r.git", "vcs_info": {"vcs": "git", "commit_id": "abc123"}},
+    )
     dist(site, "fromurl", "2.0", {"url": "https://tok@files.example.com/fromurl-2.0.tar.gz", "archive_info": {}})
     dist(site, "mine", "0.0.1", {"url": "file:///home/me/mine", "dir_info": {"editable": True}})
     monkeypatch.setattr(sys, "path", [str(site)])

@@ -59,6 +59,7 @@ def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: 
     (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
     (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd)
+    record["config"] = resolved.scrub(resolved.user_config())  # for `expyrun list`, without parsing YAML
     write_json_atomic(run_dir / RUN_FILE, record)
     console.info(f"run folder: {run_dir}")
 

@@ -1,0 +1,1 @@
+"""Browsing run folders: list, show, diff, and restoring a run's environment."""

@@ -1,0 +1,77 @@
+"""`expyrun diff A B`: config keys changed, added, removed; requirement changes; commit change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from expyrun.browse.runs import load_record
+from expyrun.config.tree import dotted, flatten
+from expyrun.run.freeze import FROZEN_FILE, parse_requirements
+
+# Keys that differ between any two runs by construction.
+_PER_RUN = {"__run__.__code__"}
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.yml"
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return {dotted(p): v for p, v in flatten(data or {}).items() if dotted(p) not in _PER_RUN}
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def config_changes(a: Path, b: Path) -> list[str]:
+    left, right = _config(a), _config(b)
+    lines = []
+    for key in sorted(left.keys() | right.keys()):
+        if key not in right:
+            lines.append(f"- {key}: {_show(left[key])}")
+        elif key not in left:
+            lines.append(f"+ {key}: {_show(right[key])}")
+        elif left[key] != right[key] or type(left[key]) is not type(right[key]):
+            lines.append(f"~ {key}: {_show(left[key])} -> {_show(right[key])}")
+    return lines
+
+
+def requirement_changes(a: Path, b: Path) -> list[str]:
+    def pins(run: Path) -> dict[str, str]:
+        path = run / FROZEN_FILE
+        return parse_requirements(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+    left, right = pins(a), pins(b)
+    lines = []
+    for name in sorted(left.keys() | right.keys()):
+        old, new = left.get(name), right.get(name)
+        if old == new:
+            continue
+        lines.append(f"- {old}" if new is None else f"+ {new}" if old is None else f"~ {old} -> {new}")
+    return lines
+
+
+def commit_change(a: Path, b: Path) -> str | None:
+    left = (load_record(a) or {}).get("git") or {}
+    right = (load_record(b) or {}).get("git") or {}
+    before, after = left.get("commit"), right.get("commit")
+    dirty = (left.get("dirty"), right.get("dirty"))
+    if before == after and dirty[0] == dirty[1]:
+        return None
+    return f"{_commit_label(before, dirty[0])} -> {_commit_label(after, dirty[1])}"
+
+
+def _commit_label(commit: str | None, dirty: bool | None) -> str:
+    return f"{commit or 'none'}{' (dirty)' if dirty else ''}"
+
+
+def render_diff(a: Path, b: Path) -> str:
+    out = [f"--- {a}", f"+++ {b}", "", "# config"]
+    out += config_changes(a, b) or ["(same)"]
+    out += ["", "# requirements"]
+    out += requirement_changes(a, b) or ["(same)"]
+    out += ["", "# commit", commit_change(a, b) or "(same)"]
+    return "\n".join(out) + "\n"

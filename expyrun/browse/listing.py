@@ -1,0 +1,112 @@
+"""`expyrun list [DIR] [--json]`: every run below DIR, with what differs between runs of a name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from expyrun.browse.runs import effective_status, find_runs, load_record
+from expyrun.config.tree import dotted, flatten
+
+COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
+
+
+def collect(root: Path) -> list[dict[str, Any]]:
+    """One row per run: its record plus `path` and the config values that differ within its name."""
+    rows = []
+    for run_dir in find_runs(root):
+        record = load_record(run_dir)
+        if record is None:
+            continue
+        record["status"] = effective_status(record)
+        record["path"] = str(run_dir.relative_to(root)) if run_dir != root else "."
+        rows.append(record)
+    rows.sort(key=lambda r: (r.get("name") or "", r.get("started_at") or "", r["path"]))
+    _mark_differences(rows)
+    return rows
+
+
+def _mark_differences(rows: list[dict[str, Any]]) -> None:
+    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_name[row.get("name") or ""].append(row)
+    for group in by_name.values():
+        flats = [{dotted(p): v for p, v in flatten(row.get("config") or {}).items()} for row in group]
+        keys = set().union(*flats) if flats else set()
+        differing = sorted(k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1)
+        for row, flat in zip(group, flats, strict=True):
+            row["differs"] = {key: flat.get(key) for key in differing}
+
+
+def _short_time(value: str | None) -> str:
+    if not value:
+        return "-"
+    try:
+        return dt.datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return value
+
+
+def _duration(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    if value < 60:
+        return f"{value:.1f}s"
+    minutes, seconds = divmod(int(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _short(value: Any, width: int = 24) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    commit = (row.get("git") or {}).get("commit") or "-"
+    trial = row.get("trial") or {}
+    result = trial.get("values") if trial.get("values") is not None else row.get("result")
+    differs = " ".join(f"{k}={_short(v, 16)}" for k, v in row.get("differs", {}).items())
+    return [
+        row["path"], row["status"], _short_time(row.get("started_at")), _duration(row.get("duration_s")),
+        commit[:8], _short(result), differs or "",
+    ]  # fmt: skip
+
+
+def render_plain(rows: list[dict[str, Any]]) -> str:
+    table = [list(COLUMNS)] + [cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1] + "\n"
+        for line in table
+    )
+
+
+def list_runs(root: Path, as_json: bool) -> int:
+    rows = collect(root)
+    if as_json:
+        out = sys.stdout
+        for row in rows:
+            out.write(json.dumps(row, default=str) + "\n")
+        return 0
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*COLUMNS, title=f"{len(rows)} runs in {root}")
+        styles = {"failed": "red", "died": "red", "interrupted": "yellow"}
+        for row in rows:
+            table.add_row(*cells(row), style=styles.get(row["status"]))
+        Console(stderr=True).print(table)
+    else:
+        sys.stderr.write(render_plain(rows))
+        sys.stderr.write(f"{len(rows)} runs in {root}\n")
+    return 0
