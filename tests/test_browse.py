@@ -141,9 +141,6 @@ def test_env_venv_restores_a_small_requirements_set(runs, expyrun, tmp_path):
     python = venv / "bin" / "python"
     version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
     assert version.stdout.strip() == "1.16.0"
-    subprocess.run(
-        check=False,
-    )
     (tmp_path / "junk").mkdir()
     write(tmp_path / "junk" / "pyproject.toml", '[project]\nname = "junkpkg"\nversion = "0.1"\n')
     write(tmp_path / "junk" / "junkpkg.py", "")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import gc
 import json
 import sys
 from collections import defaultdict
@@ -10,24 +10,59 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.browse.runs import effective_status, find_runs, load_record
-from expyrun.config.tree import dotted, flatten
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
 
 
 def collect(root: Path) -> list[dict[str, Any]]:
     """One row per run: its record plus `path` and the config values that differ within its name."""
-    rows = []
-    for run_dir in find_runs(root):
-        record = load_record(run_dir)
-        if record is None:
-            continue
-        record["status"] = effective_status(record)
-        record["path"] = str(run_dir.relative_to(root)) if run_dir != root else "."
-        rows.append(record)
-    rows.sort(key=lambda r: (r.get("name") or "", r.get("started_at") or "", r["path"]))
-    _mark_differences(rows)
-    return rows
+    collecting = gc.isenabled()
+    gc.disable()  # thousands of small records and no cycles: the collector's scans only cost
+    try:
+        rows = []
+        prefix = len(str(root)) + 1
+        for run_dir in find_runs(root):
+            record = load_record(run_dir)
+            if record is None:
+                continue
+            record["status"] = effective_status(record)
+            record["path"] = run_dir[prefix:] or "."
+            rows.append(record)
+        rows.sort(key=lambda r: (r.get("name") or "", r.get("started_at") or "", r["path"]))
+        _mark_differences(rows)
+        return rows
+    finally:
+        if collecting:
+            gc.enable()
+
+
+_ABSENT = object()
+
+
+def _differing(values: list[Any], prefix: str, out: list[str]) -> None:
+    """Dotted keys whose values are not all equal, descending only into subtrees that differ.
+
+    Equal subtrees are recognised by one C-level comparison, so runs of a sweep that share most
+    of their config cost next to nothing.
+    """
+    first = values[0]
+    if all(v == first and type(v) is type(first) for v in values):
+        return
+    if all(isinstance(v, dict) for v in values):
+        keys = dict.fromkeys(k for v in values for k in v)
+        for key in keys:
+            _differing([v.get(key, _ABSENT) for v in values], f"{prefix}{key}.", out)
+        return
+    out.append(prefix[:-1])
+
+
+def _value_at(config: Any, dotted_key: str) -> Any:
+    node = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _mark_differences(rows: list[dict[str, Any]]) -> None:
@@ -35,20 +70,16 @@ def _mark_differences(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         by_name[row.get("name") or ""].append(row)
     for group in by_name.values():
-        flats = [{dotted(p): v for p, v in flatten(row.get("config") or {}).items()} for row in group]
-        keys = set().union(*flats) if flats else set()
-        differing = sorted(k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1)
-        for row, flat in zip(group, flats, strict=True):
-            row["differs"] = {key: flat.get(key) for key in differing}
+        configs = [row.get("config") or {} for row in group]
+        differing: list[str] = []
+        _differing(configs, "", differing)
+        for row, config in zip(group, configs, strict=True):
+            row["differs"] = {key: _value_at(config, key) for key in differing}
 
 
 def _short_time(value: str | None) -> str:
-    if not value:
-        return "-"
-    try:
-        return dt.datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return value
+    """The start as recorded (the launching host's local time), to the second."""
+    return value[:19].replace("T", " ") if value else "-"
 
 
 def _duration(value: Any) -> str:
@@ -93,9 +124,8 @@ def render_plain(rows: list[dict[str, Any]]) -> str:
 def list_runs(root: Path, as_json: bool) -> int:
     rows = collect(root)
     if as_json:
-        out = sys.stdout
-        for row in rows:
-            out.write(json.dumps(row, default=str) + "\n")
+        encode = json.JSONEncoder(default=str, ensure_ascii=False).encode  # one encoder, not one per row
+        sys.stdout.write("".join(encode(row) + "\n" for row in rows))
         return 0
     if sys.stderr.isatty():
         from rich.console import Console
