@@ -119,8 +119,17 @@ def _resolve(
     if "__code__" not in run_raw:
         run_raw["__code__"] = str(cwd)
         provenance.default_paths.add(("__run__", "__code__"))
-    secrets = _secret_patterns(run_raw, provenance)
+    return interpolate(raw, provenance, cwd, environ, loaded.warnings)
 
+
+def interpolate(
+    raw: dict, provenance: Provenance, cwd: FsPath, environ: Mapping[str, str], warnings: list[str]
+) -> ResolvedConfig:
+    """The second half of the pipeline, from a raw config: interpolate and validate `__run__`.
+
+    A study calls it once per trial, on the raw config with the trial's values set.
+    """
+    secrets = _secret_patterns(raw["__run__"], provenance)
     interpolator = Interpolator(copy_tree(raw), environ, secrets, provenance.where)
     values = interpolator.resolve_all()
     provenance.env_used = interpolator.env_used
@@ -128,8 +137,10 @@ def _resolve(
     for section in (raw, values):  # both files name absolute folders, as expyrun 0.2.1 does
         section["__run__"]["__output_dir__"] = str(run.output_dir)
         section["__run__"]["__code__"] = str(run.code)
-    warnings = list(dict.fromkeys(loaded.warnings + interpolator.warnings))
-    return ResolvedConfig(raw, values, provenance, run, warnings, interpolator.secret_paths, interpolator.secret_values)
+    all_warnings = list(dict.fromkeys(warnings + interpolator.warnings))
+    return ResolvedConfig(
+        raw, values, provenance, run, all_warnings, interpolator.secret_paths, interpolator.secret_values
+    )
 
 
 def _run_section(raw: dict, display: str) -> dict:

@@ -15,19 +15,22 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from expyrun.config import RunSection
-from expyrun.run.entry_point import ConfigMismatch, call_entry_point
+from expyrun.run.entry_point import ConfigMismatch
 
 
 class Terminated(BaseException):
     """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
 
 
-def start(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path) -> tuple[int, int]:
-    """Fork the run child; returns its pid (also its process group) and the result pipe."""
+Body = Callable[[], Any]
+
+
+def start(body: Body, run_dir: Path, cwd: Path) -> tuple[int, int]:
+    """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe."""
     result_read, result_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -37,7 +40,7 @@ def start(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: 
         code = 1
         try:
             os.setpgid(0, 0)
-            code = _run(run, import_root, run_dir, config, cwd, result_write)
+            code = _run(body, run_dir, cwd, result_write)
         finally:
             os._exit(code)
     os.close(result_write)
@@ -59,7 +62,7 @@ def _flush_periodically() -> None:
                 stream.flush()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     for candidate in (value, getattr(value, "tolist", lambda: None)(), getattr(value, "item", lambda: None)()):
         try:
             json.dumps(candidate)
@@ -70,7 +73,7 @@ def _jsonable(value: Any) -> Any:
     return None
 
 
-def _run(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: Path, result_fd: int) -> int:
+def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     faulthandler.enable()
@@ -82,7 +85,7 @@ def _run(run: RunSection, import_root: Path, run_dir: Path, config: dict, cwd: P
     threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
     message: dict[str, Any] = {}
     try:
-        message["result"] = _jsonable(call_entry_point(run, import_root, config))
+        message["result"] = jsonable(body())
         code = 0
     except KeyboardInterrupt:
         traceback.print_exc()

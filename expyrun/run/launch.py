@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from expyrun.config import ResolvedConfig
 from expyrun.config.dump import dump_yaml
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, start_tee
-from expyrun.run.entry_point import top_level_path
+from expyrun.run.entry_point import call_entry_point, top_level_path
 from expyrun.run.folder import allocate_run_dir
 from expyrun.run.record import RUN_FILE, now, start_record, write_json_atomic
 from expyrun.run.snapshot import STORE, take_snapshot
@@ -49,7 +51,17 @@ def run_base(resolved: ResolvedConfig, debug: bool) -> Path:
     return run.output_dir / "DEBUG" / run.name if debug else run.output_dir / run.name
 
 
-def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: Path | None = None) -> int:
+def launch(
+    resolved: ResolvedConfig,
+    debug: bool,
+    argv: list[str],
+    config_file: Path | None = None,
+    body: Callable[[Path, Path], Any] | None = None,
+) -> int:
+    """Run `resolved` in a new run folder; returns the exit code.
+
+    `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
+    """
     run = resolved.run
     cwd = Path.cwd()
     run_dir = allocate_run_dir(run_base(resolved, debug))
@@ -87,7 +99,11 @@ def launch(resolved: ResolvedConfig, debug: bool, argv: list[str], config_file: 
             for skipped in snapshot.skipped:
                 console.warning(f"snapshot: {skipped} is larger than {run.max_file_mb:g} MB; not copied")
         tee = start_tee(run_dir / LOG_FILE)
-        pid, result_fd = child.start(run, import_root, run_dir, resolved.user_config(), cwd)
+        if body is None:
+            work = partial(call_entry_point, run, import_root, resolved.user_config())
+        else:
+            work = partial(body, run_dir, import_root)
+        pid, result_fd = child.start(work, run_dir, cwd)
         state["child"] = pid
         tee.watch(pid)
         _record_environment(record, run.code, run_dir, debug, config_file)
