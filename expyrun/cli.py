@@ -148,6 +148,11 @@ def _run_config(args: list[str]) -> int:
     from expyrun.run.entry_point import check_entry_point
 
     check_entry_point(resolved.run)
+    spec = None
+    if resolved.values.get("__optuna__") is not None:
+        from expyrun.tune.spec import parse_spec
+
+        spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
     if "--explain" in flags or "--dry-run" in flags:
         from expyrun.config.dump import dump_yaml
 
@@ -159,6 +164,12 @@ def _run_config(args: list[str]) -> int:
             sys.stderr.write(explain(resolved))
         return 0
 
-    from expyrun.run.launch import launch
+    from expyrun.run.launch import launch, run_base
 
-    return launch(resolved, debug="--debug" in flags, argv=[config_file, *tokens], config_file=Path(config_file))
+    debug = "--debug" in flags
+    body = None
+    if spec is not None:
+        from expyrun.tune.driver import Driver
+
+        body = Driver(resolved, spec, run_base(resolved, debug), interactive=sys.stderr.isatty()).run
+    return launch(resolved, debug=debug, argv=[config_file, *tokens], config_file=Path(config_file), body=body)

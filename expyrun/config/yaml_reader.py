@@ -46,6 +46,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MAP = "tag:yaml.org,2002:map"
+_DOTTED_KEYS_ALLOWED = ("__optuna__", "search_space")  # its keys name config keys: `training.lr`
 # First characters of plain scalars that YAML 1.1 may read as something else than a string.
 _TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if ch)
 _SEQ = "tag:yaml.org,2002:seq"
@@ -117,7 +118,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         for key_node, value_node in node.value:
             key = key_node.value if key_node.tag == _STR else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if type(key) is not str or "." in key:
+            if type(key) is not str or ("." in key and path != _DOTTED_KEYS_ALLOWED):
                 _refuse_key(key, f"{self.display}:{line}")
             child = (*path, key)
             lines[child] = line

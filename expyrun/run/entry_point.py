@@ -119,7 +119,8 @@ class ConfigMismatch(Exception):
 
 def call_entry_point(run: RunSection, import_root: Path, config: dict) -> Any:
     """Import the entry point from `import_root` and call it as `function(name, config)`."""
-    sys.path.insert(0, str(import_root))
+    if not sys.path or sys.path[0] != str(import_root):
+        sys.path.insert(0, str(import_root))
     module = importlib.import_module(run.module)
     function = getattr(module, run.function, None)
     if not callable(function):
