@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RUN_SECTION, run_expyrun, write
+from conftest import RUN_SECTION, write
 
 optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed")
 
@@ -41,7 +41,9 @@ def main(name, config):
     return (x - 1) ** 2 + (0.5 if kind == "b" else 0.0)
 """
 
-STUDY = RUN_SECTION.replace("demo", "tune") + """\
+STUDY = (
+    RUN_SECTION.replace("demo", "tune")
+    + """\
 x: 0.0
 model: {kind: a}
 label: "x={x}"
@@ -52,6 +54,7 @@ __optuna__:
     x: {type: float, low: -4, high: 4}
     model.kind: {type: categorical, choices: [a, b]}
 """
+)
 
 
 @pytest.fixture
@@ -70,7 +73,8 @@ def test_study_folder_with_trial_folders_and_summary(study_project, expyrun):
     assert result.returncode == 0, result.stderr
     study_dir = study_project / "outputs" / "tune" / "exp.0"
     assert {"config.yml", "run.json", "outputs.log", "frozen_requirements.txt", "pkg", "study.json"} <= {
-        p.name for p in study_dir.iterdir()}
+        p.name for p in study_dir.iterdir()
+    }
     summary = json.loads((study_dir / "study.json").read_text())
     assert summary["counts"] == {"COMPLETE": 6} and summary["n_trials"] == 6
     records = trials_of(study_dir)
@@ -101,20 +105,33 @@ def test_a_trial_config_reruns_as_an_ordinary_run(study_project, expyrun):
 def test_rerunning_resumes_and_n_trials_is_a_study_total(study_project, expyrun):
     assert expyrun("tune.yml", "--__optuna__.n_trials", "3").returncode == 0
     assert expyrun("tune.yml", "--__optuna__.n_trials", "5").returncode == 0
-    study = optuna.load_study(study_name="tune", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(study_project / "outputs" / "tune" / "study.journal"))))
+    study = optuna.load_study(
+        study_name="tune",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study_project / "outputs" / "tune" / "study.journal"))
+        ),
+    )
     assert len(study.trials) == 5
     second = study_project / "outputs" / "tune" / "exp.1"
     assert sorted(r["trial"]["number"] for r in trials_of(second)) == [3, 4]
 
 
 def test_two_concurrent_workers_share_a_journal(study_project):
-    write(study_project / "tune.yml", STUDY.replace("n_trials: 6", "n_trials: 10\n  storage: shared.journal")
-          + "sleep: 0.2\n")
-    processes = [subprocess.Popen([sys.executable, "-m", "expyrun", "tune.yml"], cwd=study_project,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")})
-                 for _ in range(2)]
+    write(
+        study_project / "tune.yml",
+        STUDY.replace("n_trials: 6", "n_trials: 10\n  storage: shared.journal") + "sleep: 0.2\n",
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "expyrun", "tune.yml"],
+            cwd=study_project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")},
+        )
+        for _ in range(2)
+    ]
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
@@ -127,9 +144,15 @@ def test_two_concurrent_workers_share_a_journal(study_project):
 
 @pytest.mark.parametrize("isolation", ["process", "inline"])
 def test_pruning_in_both_isolations(study_project, expyrun, isolation):
-    write(study_project / "tune.yml", STUDY.replace("n_trials: 6", f"""n_trials: 12
+    write(
+        study_project / "tune.yml",
+        STUDY.replace(
+            "n_trials: 6",
+            f"""n_trials: 12
   isolation: {isolation}
-  pruner: {{name: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}}"""))
+  pruner: {{name: MedianPruner, n_startup_trials: 2, n_warmup_steps: 0}}""",
+        ),
+    )
     assert expyrun("tune.yml").returncode == 0
     summary = json.loads((study_project / "outputs" / "tune" / "exp.0" / "study.json").read_text())
     assert summary["counts"].get("PRUNED", 0) >= 1 and summary["n_trials"] == 12
@@ -138,8 +161,10 @@ def test_pruning_in_both_isolations(study_project, expyrun, isolation):
 
 
 def test_multi_objective_pareto_front(study_project, expyrun):
-    write(study_project / "tune.yml", STUDY.replace("n_trials: 6", "n_trials: 6\n  directions: [minimize, maximize]")
-          + "two: true\n")
+    write(
+        study_project / "tune.yml",
+        STUDY.replace("n_trials: 6", "n_trials: 6\n  directions: [minimize, maximize]") + "two: true\n",
+    )
     assert expyrun("tune.yml").returncode == 0
     summary = json.loads((study_project / "outputs" / "tune" / "exp.0" / "study.json").read_text())
     assert isinstance(summary["pareto_front"], list) and summary["pareto_front"]
@@ -158,8 +183,10 @@ def test_segfaulting_trial_is_failed_and_the_study_goes_on(study_project, expyru
 
 
 def test_consecutive_failures_stop_the_study_with_exit_1(study_project, expyrun):
-    write(study_project / "tune.yml", STUDY.replace("n_trials: 6", "n_trials: 20\n  max_consecutive_failures: 3")
-          + "fail_all: true\n")
+    write(
+        study_project / "tune.yml",
+        STUDY.replace("n_trials: 6", "n_trials: 20\n  max_consecutive_failures: 3") + "fail_all: true\n",
+    )
     result = expyrun("tune.yml")
     assert result.returncode == 1
     study_dir = study_project / "outputs" / "tune" / "exp.0"
@@ -178,18 +205,25 @@ def test_bad_objective_fails_the_trial_with_what_was_returned(study_project, exp
 X_LINE = "    x: {type: float, low: -4, high: 4}"
 
 
-@pytest.mark.parametrize(("old", "new", "fragment"), [
-    (X_LINE, X_LINE.replace("x:", "y:"), "`__optuna__.search_space.y`: `y` is not a key of the config"),
-    (X_LINE, "    x: {type: float, low: 4, high: -4}", "low (4) is greater than high (-4)"),
-    (X_LINE, "    x: {type: floot, low: -4, high: 4}", "expected {type: float|int|categorical"),
-    (X_LINE, "    x: {type: float, low: 0, high: 1, log: true}", "a log scale needs low > 0"),
-    (X_LINE, "    x: {type: int, low: 0, high: 1.5}", "search_space.x.high`: expected an int"),
-    ("name: TPESampler", "name: TPESamplr", "optuna.samplers has no 'TPESamplr'"),
-    ("n_trials: 6", "n_trials: six", "`__optuna__.n_trials`: expected an integer"),
-    ("n_trials: 6", "n_trials: 6\n  n_jobs: 2\n  storage: sqlite:///s.db", "SQLite cannot be shared by several workers"),
-    ("n_trials: 6", "n_trails: 6", "`__optuna__.n_trails`: unknown setting (did you mean `n_trials`?)"),
-    ("n_trials: 6", "n_trials: 6\n  isolation: thread", "expected process or inline"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        (X_LINE, X_LINE.replace("x:", "y:"), "`__optuna__.search_space.y`: `y` is not a key of the config"),
+        (X_LINE, "    x: {type: float, low: 4, high: -4}", "low (4) is greater than high (-4)"),
+        (X_LINE, "    x: {type: floot, low: -4, high: 4}", "expected {type: float|int|categorical"),
+        (X_LINE, "    x: {type: float, low: 0, high: 1, log: true}", "a log scale needs low > 0"),
+        (X_LINE, "    x: {type: int, low: 0, high: 1.5}", "search_space.x.high`: expected an int"),
+        ("name: TPESampler", "name: TPESamplr", "optuna.samplers has no 'TPESamplr'"),
+        ("n_trials: 6", "n_trials: six", "`__optuna__.n_trials`: expected an integer"),
+        (
+            "n_trials: 6",
+            "n_trials: 6\n  n_jobs: 2\n  storage: sqlite:///s.db",
+            "SQLite cannot be shared by several workers",
+        ),
+        ("n_trials: 6", "n_trails: 6", "`__optuna__.n_trails`: unknown setting (did you mean `n_trials`?)"),
+        ("n_trials: 6", "n_trials: 6\n  isolation: thread", "expected process or inline"),
+    ],
+)
 def test_bad_study_definitions_exit_2_before_anything(study_project, expyrun, old, new, fragment):
     assert old in STUDY
     write(study_project / "tune.yml", STUDY.replace(old, new))
@@ -216,7 +250,10 @@ def test_inline_isolation_runs_in_the_driver(study_project, expyrun):
     assert expyrun("tune.yml").returncode == 0
     records = trials_of(study_project / "outputs" / "tune" / "exp.0")
     assert [r["status"] for r in records] == ["completed"] * 3
-    assert "evaluating" in (study_project / "outputs" / "tune" / "exp.0" / "trials" / "trial.2" / "outputs.log").read_text()
+    assert (
+        "evaluating"
+        in (study_project / "outputs" / "tune" / "exp.0" / "trials" / "trial.2" / "outputs.log").read_text()
+    )
 
 
 def test_interrupting_a_study_writes_the_summary(study_project):
@@ -224,9 +261,14 @@ def test_interrupting_a_study_writes_the_summary(study_project):
     import time
 
     write(study_project / "tune.yml", STUDY.replace("n_trials: 6", "n_trials: 50") + "sleep: 0.3\n")
-    process = subprocess.Popen([sys.executable, "-m", "expyrun", "tune.yml"], cwd=study_project,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "tune.yml"],
+        cwd=study_project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")},
+    )
     study_dir = study_project / "outputs" / "tune" / "exp.0"
     deadline = time.monotonic() + 60
     while not (study_dir / "trials" / "trial.2" / "run.json").exists() and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from expyrun.config import ResolvedConfig
 from expyrun.run.record import write_json_atomic
 from expyrun.tune.spec import StudySpec
-from expyrun.tune.storage import journal_path, make_storage
+from expyrun.tune.storage import advisory_lock, journal_path, make_storage
 from expyrun.tune.trial_run import TrialContext, TrialOutcome, run_in_child, run_inline
 
 STUDY_FILE = "study.json"
@@ -58,9 +59,10 @@ class Driver:
             kwargs = {k: v for k, v in section.items() if k != "name"}
             return getattr(module, section["name"])(**kwargs)
 
+        self.storage = make_storage(self.spec, self.journal)
         return optuna.create_study(
             study_name=self.spec.study_name,
-            storage=make_storage(self.spec, self.journal),
+            storage=self.storage,
             directions=list(self.spec.directions),
             sampler=build(self.spec.sampler, optuna.samplers),
             pruner=build(self.spec.pruner, optuna.pruners),
@@ -69,9 +71,17 @@ class Driver:
 
     @contextmanager
     def _ask_lock(self) -> Iterator[None]:
-        """Count-then-ask is atomic across workers sharing a journal file, so n_trials is exact."""
+        """Count-then-ask is atomic across the workers of a study, so n_trials is exact.
+
+        A file lock beside a journal; an advisory lock on PostgreSQL; SQLite has one worker.
+        """
+        if self.spec.storage is not None and self.spec.storage.startswith("postgresql"):
+            with self.mutex, self._advisory_lock():
+                yield
+            return
         if self.lock_file is None:
-            yield
+            with self.mutex:
+                yield
             return
         with self.mutex, open(self.lock_file, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -80,13 +90,18 @@ class Driver:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _advisory_lock(self) -> Any:
+        return advisory_lock(self.storage.engine, f"expyrun:ask:{self.spec.study_name}")
+
     def _next_trial(self, study: Any) -> Any | None:
         import optuna
 
         if self.stop.is_set():
             return None
         if self.spec.is_rdb and not self.spec.is_sqlite:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         with self._ask_lock():
             if self.spec.n_trials is not None:
                 counted = study.get_trials(deepcopy=False)

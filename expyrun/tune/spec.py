@@ -177,4 +177,20 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         )
     if storage is not None and "://" not in storage and not storage.endswith(".journal"):
         raise _err("storage", f"{storage!r} is neither a .journal path nor a database URL")
+    if spec.is_rdb:
+        _check_database_driver(storage)
     return spec
+
+
+def _check_database_driver(url: str) -> None:
+    """A missing driver is found now, before the study folder exists (creating an engine imports it)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        create_engine(url).dispose()
+    except (ImportError, NoSuchModuleError) as error:
+        raise _err("storage", f"no database driver for {url.split('://')[0]}: {error}",
+                   "pip install 'expyrun[optuna]' (PostgreSQL drivers included)") from None  # fmt: skip
+    except ArgumentError as error:
+        raise _err("storage", f"invalid database URL: {error}") from None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,4 +47,26 @@ def make_storage(spec: StudySpec, journal: Path | None) -> Any:
         "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in parameters else "failed_trial_callback"
     )
     kwargs[argument] = retry_class(max_retry=spec.max_retry)
-    return optuna.storages.RDBStorage(spec.storage, **kwargs)
+    if not spec.storage.startswith("postgresql"):
+        return optuna.storages.RDBStorage(spec.storage, **kwargs)
+    with advisory_lock(spec.storage, "expyrun:create-tables"):  # workers starting together on a new database
+        return optuna.storages.RDBStorage(spec.storage, **kwargs)
+
+
+@contextmanager
+def advisory_lock(url_or_engine: Any, name: str) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock named `name`, held for the block."""
+    from sqlalchemy import create_engine, text
+
+    key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+    engine = create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        if isinstance(url_or_engine, str):
+            engine.dispose()
