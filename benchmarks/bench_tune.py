@@ -84,7 +84,8 @@ def main() -> None:
     print(f"plain optuna loop: {memory * 1e3:.1f} ms/trial in memory, {journal * 1e3:.1f} ms/trial on a journal file")
     print(f"expyrun inline:  {inline * 1e3:.1f} ms/trial = plain journal + {(inline - journal) * 1e3:.1f} ms")
     print(
-        f"expyrun process: {process * 1e3:.1f} ms/trial = {process / bare:.2f}x a bare python start ({bare * 1e3:.1f} ms)"
+        f"expyrun process: {process * 1e3:.1f} ms/trial = {process / bare:.2f}x "
+        f"a bare python start ({bare * 1e3:.1f} ms)"
     )
 
 
