@@ -44,10 +44,27 @@ __run__:
 """
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without EXPYRUN_* settings of the developer's shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
+
+
+def start_expyrun(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    """The real `expyrun` in the background, for tests that signal or race it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "expyrun", *args],
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_expyrun(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
+    full_env = clean_env()
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "expyrun", *args],

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import RUN_SECTION, write
+from conftest import RUN_SECTION, start_expyrun, write
 
 
 def launch(expyrun, *args, env=None):
@@ -60,14 +59,7 @@ def test_list_table_for_people(runs, expyrun):
 def test_list_says_died_for_a_killed_launcher(project, expyrun):
     write(project / "pkg" / "main.py", "import time\ndef main(name, config):\n    time.sleep(60)\n")
     write(project / "c.yml", RUN_SECTION)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "expyrun", "c.yml"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_expyrun(["c.yml"], project)
     record = project / "outputs" / "demo" / "exp.0" / "run.json"
     while not record.exists() or "running" not in record.read_text():
         assert process.poll() is None

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import RUN_SECTION, run_expyrun, write
+from conftest import RUN_SECTION, clean_env, run_expyrun, write
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,11 +40,10 @@ def test_output_is_live_on_a_terminal(project):
     )
     write(project / "c.yml", RUN_SECTION)
     leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "expyrun", "c.yml"],
         cwd=project,
-        env=env,
+        env=clean_env(),
         stdin=follower,
         stdout=follower,
         stderr=follower,

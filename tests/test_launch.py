@@ -6,14 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RUN_SECTION, run_expyrun, write
+from conftest import RUN_SECTION, run_expyrun, start_expyrun, write
 
 
 def run_json(run_dir: Path) -> dict:
@@ -186,15 +185,7 @@ def test_segfault_is_a_failed_run_with_a_trace(project, expyrun):
 
 
 def _launch_and_wait_for(project: Path, marker: str) -> tuple[subprocess.Popen, Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "expyrun", "c.yml"],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_expyrun(["c.yml"], project)
     log = project / "outputs" / "demo" / "exp.0" / "outputs.log"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

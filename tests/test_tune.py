@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RUN_SECTION, write
+from conftest import RUN_SECTION, start_expyrun, write
 
 optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed")
 
@@ -121,17 +118,7 @@ def test_two_concurrent_workers_share_a_journal(study_project):
         study_project / "tune.yml",
         STUDY.replace("n_trials: 6", "n_trials: 10\n  storage: shared.journal") + "sleep: 0.2\n",
     )
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "expyrun", "tune.yml"],
-            cwd=study_project,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")},
-        )
-        for _ in range(2)
-    ]
+    processes = [start_expyrun(["tune.yml"], study_project) for _ in range(2)]
     for process in processes:
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
@@ -261,14 +248,7 @@ def test_interrupting_a_study_writes_the_summary(study_project):
     import time
 
     write(study_project / "tune.yml", STUDY.replace("n_trials: 6", "n_trials: 50") + "sleep: 0.3\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "expyrun", "tune.yml"],
-        cwd=study_project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")},
-    )
+    process = start_expyrun(["tune.yml"], study_project)
     study_dir = study_project / "outputs" / "tune" / "exp.0"
     deadline = time.monotonic() + 60
     while not (study_dir / "trials" / "trial.2" / "run.json").exists() and time.monotonic() < deadline:

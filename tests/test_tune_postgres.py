@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import start_expyrun, write
 from postgres import PostgresServer, available
 from test_tune import OBJECTIVE, STUDY
 
@@ -36,15 +33,7 @@ def postgres_url():
 
 
 def launch(project, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "expyrun", "tune.yml", *args],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_expyrun(["tune.yml", *args], project)
 
 
 def study_config(url: str, name: str, n_trials: int) -> str:
