@@ -167,9 +167,11 @@ def _run_config(args: list[str]) -> int:
     from expyrun.run.launch import launch, run_base
 
     debug = "--debug" in flags
-    body = None
+    body, fields = None, None
     if spec is not None:
         from expyrun.tune.driver import Driver
 
         body = Driver(resolved, spec, run_base(resolved, debug), interactive=sys.stderr.isatty()).run
-    return launch(resolved, debug=debug, argv=[config_file, *tokens], config_file=Path(config_file), body=body)
+        fields = {"study": spec.study_name}
+    argv = [config_file, *tokens]
+    return launch(resolved, debug=debug, argv=argv, config_file=Path(config_file), body=body, record_fields=fields)

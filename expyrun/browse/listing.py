@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.runs import effective_status, find_runs, load_record
+from expyrun.browse.runs import effective_status, iter_runs
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
 
@@ -21,10 +21,7 @@ def collect(root: Path) -> list[dict[str, Any]]:
     try:
         rows = []
         prefix = len(str(root)) + 1
-        for run_dir in find_runs(root):
-            record = load_record(run_dir)
-            if record is None:
-                continue
+        for run_dir, record in iter_runs(root):
             record["status"] = effective_status(record)
             record["path"] = run_dir[prefix:] or "."
             rows.append(record)
@@ -92,12 +89,18 @@ def _duration(value: Any) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
+_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 def _short(value: Any, width: int = 24) -> str:
+    kind = type(value)
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if kind is float:
         return f"{value:.6g}"
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if kind is bool:
+        return "true" if value else "false"
+    text = value if kind is str else str(value) if kind is int else _ENCODE(value)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -124,8 +127,7 @@ def render_plain(rows: list[dict[str, Any]]) -> str:
 def list_runs(root: Path, as_json: bool) -> int:
     rows = collect(root)
     if as_json:
-        encode = json.JSONEncoder(default=str, ensure_ascii=False).encode  # one encoder, not one per row
-        sys.stdout.write("".join(encode(row) + "\n" for row in rows))
+        sys.stdout.write("".join(_ENCODE(row) + "\n" for row in rows))  # one encoder, not one per row
         return 0
     if sys.stderr.isatty():
         from rich.console import Console

@@ -15,19 +15,21 @@ RUN_FILE = "run.json"
 _NOT_RUNS = {".expyrun", "__pycache__", ".git"}
 
 
-def find_runs(root: Path) -> Iterator[str]:
-    """Every folder holding a run.json below `root` (any depth), trials of studies included.
+def iter_runs(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every run below `root` (any depth) with its record, trials of studies included.
 
-    A run folder's own content (snapshot, outputs) is not searched, except its `trials/`.
-    Paths are plain strings: pathlib objects cost more than the listing itself at 10,000 runs.
+    A folder is a run when it holds a run.json; its own content (snapshot, outputs) is not searched,
+    except the `trials/` of a study. Opening run.json is the test, so a run costs one open and no
+    other system call; paths are plain strings (pathlib costs more than the listing at 10,000 runs).
     """
     stack = [str(root)]
-    isfile, isdir, join = os.path.isfile, os.path.isdir, os.path.join
+    join = os.path.join
     while stack:
         folder = stack.pop()
-        if isfile(join(folder, RUN_FILE)):
-            yield folder
-            if isdir(join(folder, "trials")):
+        record = load_record(folder)
+        if record is not None:
+            yield folder, record
+            if record.get("study"):
                 stack.append(join(folder, "trials"))
             continue
         try:
@@ -39,18 +41,21 @@ def find_runs(root: Path) -> Iterator[str]:
 
 
 def load_record(run_dir: Path | str) -> dict[str, Any] | None:
+    """The run.json of a folder; None when there is none, `{}` when it is unreadable."""
     try:
         fd = os.open(os.path.join(run_dir, RUN_FILE), os.O_RDONLY)
-        try:
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
         record = json.loads(b"".join(chunks))
     except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+        return {}
+    finally:
+        os.close(fd)
+    return record if isinstance(record, dict) else {}
 
 
 _HOST = socket.gethostname()

@@ -57,6 +57,7 @@ def launch(
     argv: list[str],
     config_file: Path | None = None,
     body: Callable[[Path, Path], Any] | None = None,
+    record_fields: dict[str, Any] | None = None,
 ) -> int:
     """Run `resolved` in a new run folder; returns the exit code.
 
@@ -72,6 +73,7 @@ def launch(
     (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd)
     record["config"] = resolved.scrub(resolved.user_config())  # for `expyrun list`, without parsing YAML
+    record.update(record_fields or {})
     write_json_atomic(run_dir / RUN_FILE, record)
     console.info(f"run folder: {run_dir}")
 
