@@ -87,3 +87,40 @@ def expyrun(project: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def _take_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty on stdin (as in a shell)."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, bytes]:
+    """Run `expyrun` with a pseudo-terminal as its stdin, stdout and stderr; returns what it showed."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", *args], cwd=cwd, env=clean_env(),
+        stdin=follower, stdout=follower, stderr=follower, preexec_fn=_take_terminal,
+    )  # fmt: skip
+    os.close(follower)
+    shown, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([leader], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: every process using it is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    return process.wait(timeout=30), shown

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import RUN_SECTION, start_expyrun, write
+from conftest import RUN_SECTION, run_in_terminal, start_expyrun, write
 
 optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed")
 
@@ -262,3 +262,11 @@ def test_interrupting_a_study_writes_the_summary(study_project):
     summary = json.loads((study_dir / "study.json").read_text())
     assert summary["counts"].get("COMPLETE", 0) >= 2
     assert json.loads((study_dir / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_progress_bar_on_a_terminal_only(study_project):
+    code, shown = run_in_terminal(["tune.yml"], study_project)
+    assert code == 0, shown.decode(errors="replace")
+    assert b"6/6" in shown and b"best" in shown
+    log = (study_project / "outputs" / "tune" / "exp.0" / "outputs.log").read_bytes()
+    assert b"6/6" not in log and b"trial 5:" in log

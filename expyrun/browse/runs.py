@@ -47,10 +47,13 @@ def load_record(run_dir: Path | str) -> dict[str, Any] | None:
     except OSError:
         return None
     try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        record = json.loads(b"".join(chunks))
+        data = os.read(fd, 1 << 16)
+        if len(data) == 1 << 16:  # a large record: read the rest
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        record = json.loads(data)
     except (OSError, ValueError):
         return {}
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
 import threading
 import time
 import warnings
@@ -114,7 +113,7 @@ class Driver:
         study = self.create_study()
         context = TrialContext(self.resolved, self.spec, run_dir, import_root, self.load_study)
         deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
-        progress = _Progress(self.spec, study) if self.interactive else None
+        progress = _Progress.open(self.spec, study) if self.interactive else None
         errors: list[BaseException] = []
 
         def worker() -> None:
@@ -248,14 +247,24 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # Straight to the terminal: the bar is for the person watching, not for outputs.log.
+        self.terminal = open("/dev/tty", "w")  # noqa: SIM115 (closed in close())
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[best]}"), console=Console(file=os.fdopen(os.dup(2), "w"), force_terminal=True),
+            TextColumn("{task.fields[best]}"), console=Console(file=self.terminal, force_terminal=True),
+            redirect_stdout=False, redirect_stderr=False,  # prints belong in outputs.log
         )  # fmt: skip
         self.single = len(spec.directions) == 1
         self.task = self.progress.add_task(spec.study_name, total=spec.n_trials, best="")
         self.progress.start()
         self.update(study)
+
+    @classmethod
+    def open(cls, spec: StudySpec, study: Any) -> _Progress | None:
+        try:
+            return cls(spec, study)
+        except OSError:  # no controlling terminal after all
+            return None
 
     def update(self, study: Any) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -267,3 +276,4 @@ class _Progress:
 
     def close(self) -> None:
         self.progress.stop()
+        self.terminal.close()
