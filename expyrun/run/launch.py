@@ -108,7 +108,10 @@ def launch(
         pid, result_fd = child.start(work, run_dir, cwd)
         state["child"] = pid
         tee.watch(pid)
-        _record_environment(record, run.code, run_dir, debug, config_file)
+        try:
+            _record_environment(record, run.code, run_dir, debug, config_file)
+        except Exception as error:  # the run is already working: a missing record is not a reason to stop it
+            console.warning(f"could not record the environment: {type(error).__name__}: {error}")
         write_json_atomic(run_dir / RUN_FILE, record)
         outcome = _wait(pid, result_fd, received)
     except _Interrupted as interruption:

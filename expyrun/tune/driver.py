@@ -155,20 +155,12 @@ class Driver:
         params = {param.key: param.suggest(trial) for param in self.spec.params}
         trial_dir, config, record = context.prepare(trial, params)
         started = time.monotonic()
-        storage = study._storage
-        last_beat = [0.0]
-
-        def heartbeat() -> None:
-            if self.spec.is_rdb and time.monotonic() - last_beat[0] >= self.spec.heartbeat_interval:
-                storage.record_heartbeat(trial._trial_id)
-                last_beat[0] = time.monotonic()
-
         try:
-            if self.spec.isolation == "inline":
-                outcome = run_inline(context, trial, config, trial_dir)
-            else:
-                heartbeat()
-                outcome = run_in_child(context, trial, config, trial_dir, heartbeat)
+            with self._heartbeats(study, trial):
+                if self.spec.isolation == "inline":
+                    outcome = run_inline(context, trial, config, trial_dir)
+                else:
+                    outcome = run_in_child(context, trial, config, trial_dir)
         except KeyboardInterrupt:
             outcome = TrialOutcome("FAIL", error={"type": "KeyboardInterrupt", "message": "interrupted"})
             context.finish(trial_dir, record, outcome, started)
@@ -184,6 +176,29 @@ class Driver:
             if self.failures >= self.spec.max_consecutive_failures:
                 print(f"expyrun: stopping the study: {self.failures} trials failed in a row", flush=True)
                 self.stop.set()
+
+    @contextmanager
+    def _heartbeats(self, study: Any, trial: Any) -> Iterator[None]:
+        """With a database storage, a thread records the trial's heartbeat while it runs, so the
+        other workers can tell a running trial from the trial of a dead worker."""
+        if not self.spec.is_rdb or self.spec.is_sqlite:
+            yield
+            return
+        done = threading.Event()
+
+        def beat() -> None:
+            while True:
+                study._storage.record_heartbeat(trial._trial_id)
+                if done.wait(self.spec.heartbeat_interval):
+                    return
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}")
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def _log(self, number: int, outcome: TrialOutcome, params: dict[str, Any]) -> None:
         detail = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")

@@ -144,9 +144,7 @@ def run_inline(context: TrialContext, trial: Any, config: ResolvedConfig, trial_
         return evaluate(context, trial, config)
 
 
-def run_in_child(
-    context: TrialContext, trial: Any, config: ResolvedConfig, trial_dir: Path, heartbeat: Callable[[], None]
-) -> TrialOutcome:
+def run_in_child(context: TrialContext, trial: Any, config: ResolvedConfig, trial_dir: Path) -> TrialOutcome:
     """Fork a child for the trial; a crash (segfault, kill) is a failed trial, not a failed study."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -174,7 +172,7 @@ def run_in_child(
             os._exit(code)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
-        payload = _read_with_heartbeat(pipe, heartbeat)
+        payload = pipe.read()
     _, status = os.waitpid(pid, 0)
     if payload:
         return TrialOutcome(**json.loads(payload))
@@ -184,17 +182,3 @@ def run_in_child(
             raise KeyboardInterrupt
         return TrialOutcome("FAIL", error={"type": "Signal", "message": f"the trial was killed by {name}"})
     return TrialOutcome("FAIL", error={"type": "Exit", "message": f"the trial exited with {os.WEXITSTATUS(status)}"})
-
-
-def _read_with_heartbeat(pipe: Any, heartbeat: Callable[[], None]) -> bytes:
-    import select
-
-    chunks = []
-    while True:
-        ready, _, _ = select.select([pipe], [], [], 1.0)
-        heartbeat()
-        if ready:
-            chunk = os.read(pipe.fileno(), 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
