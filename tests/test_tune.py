@@ -85,6 +85,7 @@ def test_study_folder_with_trial_folders_and_summary(study_project, expyrun):
     assert "evaluating" in (first / "outputs.log").read_text()
     assert json.loads((study_dir / "run.json").read_text())["result"]["number"] == best["trial"]["number"]
     assert (study_dir / "plots" / "optimization_history.html").exists()
+    assert (study_dir / "study.journal").resolve() == (study_project / "outputs" / "tune" / "study.journal").resolve()
     listed = [json.loads(line) for line in expyrun("list", "outputs", "--json").stdout.splitlines()]
     assert [row["path"] for row in listed] == ["tune/exp.0"] + [f"tune/exp.0/trials/trial.{i}" for i in range(6)]
     assert listed[0]["study"] == "tune" and listed[3]["trial"]["number"] == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import os
 import threading
 import time
 import warnings
@@ -111,6 +112,8 @@ class Driver:
 
     def run(self, run_dir: Path, import_root: Path) -> dict[str, Any]:
         study = self.create_study()
+        if self.spec.storage is None and self.journal is not None:  # the study folder shows its journal
+            (run_dir / self.journal.name).symlink_to(os.path.relpath(self.journal, run_dir))
         context = TrialContext(self.resolved, self.spec, run_dir, import_root, self.load_study)
         deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
         progress = _Progress.open(self.spec, study) if self.interactive else None
