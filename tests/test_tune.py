@@ -131,6 +131,7 @@ def test_two_concurrent_workers_share_a_journal(study_project):
         numbers += [r["trial"]["number"] for r in trials_of(study_dir)]
     assert sorted(numbers) == list(range(10))
     assert len(list((study_project / "outputs" / "tune").glob("exp.*"))) == 2
+    assert (study_project / "shared.journal").is_file()
 
 
 @pytest.mark.parametrize("isolation", ["process", "inline"])

@@ -15,11 +15,12 @@ JOURNAL_FILE = "study.journal"
 
 
 def journal_path(spec: StudySpec, study_home: Path) -> Path | None:
-    """Where the journal lives: beside the study's run folders (so a rerun resumes it), or as given."""
+    """Where the journal lives: beside the study's run folders (so a rerun resumes it), or as given
+    (relative to the current directory, like a relative SQLite URL)."""
     if spec.storage is None:
         return study_home / JOURNAL_FILE
     if not spec.is_rdb:
-        return (study_home.parent / spec.storage) if not Path(spec.storage).is_absolute() else Path(spec.storage)
+        return Path(spec.storage).expanduser().absolute()
     return None
 
 
