@@ -149,6 +149,13 @@ CASES = [
     ("override-empty-key", BASE, ["base.yml", "--a..b", "1"], {}, ["not a dotted key"]),
     ("new-key-under-scalar", BASE, ["base.yml", "--+flag.x", "1"], {}, ["`flag` is not a mapping"]),
     ("subcommand-missing", {}, ["nope-command"], {}, ["nope-command", "no such config file"]),
+    (
+        "output-dir-is-a-file",
+        {"c.yml": RUN.replace("outputs", "c.yml")},
+        ["c.yml"],
+        {},
+        ["`__run__.__output_dir__`: cannot create a run folder", "Not a directory"],
+    ),
 ]
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.config.dump import dump_yaml
+from expyrun.errors import UsageError
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, start_tee
 from expyrun.run.entry_point import call_entry_point, top_level_path
@@ -65,7 +66,12 @@ def launch(
     """
     run = resolved.run
     cwd = Path.cwd()
-    run_dir = allocate_run_dir(run_base(resolved, debug))
+    try:
+        run_dir = allocate_run_dir(run_base(resolved, debug))
+    except OSError as error:
+        raise UsageError(
+            f"`__run__.__output_dir__`: cannot create a run folder under {run_base(resolved, debug)}: {error.strerror}"
+        ) from None
     if not debug:
         for section in (resolved.raw, resolved.values):
             section["__run__"]["__code__"] = str(run_dir)
