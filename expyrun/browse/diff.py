@@ -10,7 +10,7 @@ import yaml
 
 from expyrun.browse.runs import load_record
 from expyrun.config.tree import dotted, flatten
-from expyrun.run.freeze import FROZEN_FILE, parse_requirements
+from expyrun.run.freeze import FROZEN_FILE, compare_pins, parse_requirements
 
 # Keys that differ between any two runs by construction.
 _PER_RUN = {"__run__.__code__"}
@@ -44,14 +44,7 @@ def requirement_changes(a: Path, b: Path) -> list[str]:
         path = run / FROZEN_FILE
         return parse_requirements(path.read_text(encoding="utf-8")) if path.exists() else {}
 
-    left, right = pins(a), pins(b)
-    lines = []
-    for name in sorted(left.keys() | right.keys()):
-        old, new = left.get(name), right.get(name)
-        if old == new:
-            continue
-        lines.append(f"- {old}" if new is None else f"+ {new}" if old is None else f"~ {old} -> {new}")
-    return lines
+    return compare_pins(pins(a), pins(b))
 
 
 def commit_change(a: Path, b: Path) -> str | None:

@@ -118,13 +118,11 @@ def parse_requirements(text: str) -> dict[str, str]:
     return pins
 
 
-def requirement_drift(frozen_file: Path) -> list[str]:
-    """Differences between a run's frozen requirements and this interpreter, one line each."""
-    stored = parse_requirements(frozen_file.read_text(encoding="utf-8"))
-    current = parse_requirements("\n".join(frozen_requirements()))
+def compare_pins(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """`+ line` only after, `- line` only before, `~ old -> new` pinned differently; sorted by name."""
     changes = []
-    for name in sorted(stored.keys() | current.keys()):
-        old, new = stored.get(name), current.get(name)
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
         if old == new:
             continue
         if old is None:
@@ -134,3 +132,9 @@ def requirement_drift(frozen_file: Path) -> list[str]:
         else:
             changes.append(f"~ {old} -> {new}")
     return changes
+
+
+def requirement_drift(frozen_file: Path) -> list[str]:
+    """Differences between a run's frozen requirements and this interpreter, one line each."""
+    stored = parse_requirements(frozen_file.read_text(encoding="utf-8"))
+    return compare_pins(stored, parse_requirements("\n".join(frozen_requirements())))

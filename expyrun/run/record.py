@@ -58,10 +58,3 @@ def start_record(name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Pa
         "git": None,
         "snapshot": None,
     }
-
-
-def read_record(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -8,6 +8,7 @@ import json
 import numbers
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,8 +86,6 @@ class TrialContext:
         return trial_dir, config, record
 
     def finish(self, trial_dir: Path, record: dict[str, Any], outcome: TrialOutcome, started: float) -> None:
-        import time
-
         status = {"COMPLETE": "completed", "PRUNED": "pruned"}.get(outcome.state, "failed")
         record.update(status=status, ended_at=now(), duration_s=round(time.monotonic() - started, 3),
                       exit_code=0 if status != "failed" else 1, exception=outcome.error)  # fmt: skip
