@@ -114,7 +114,8 @@ class Driver:
         study = self.create_study()
         if self.spec.storage is None and self.journal is not None:  # the study folder shows its journal
             (run_dir / self.journal.name).symlink_to(os.path.relpath(self.journal, run_dir))
-        context = TrialContext(self.resolved, self.spec, run_dir, import_root, self.load_study)
+        reload = self.load_study if self.journal is None else None
+        context = TrialContext(self.resolved, self.spec, run_dir, import_root, reload)
         deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
         progress = _Progress.open(self.spec, study) if self.interactive else None
         errors: list[BaseException] = []

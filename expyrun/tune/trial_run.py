@@ -70,7 +70,7 @@ class TrialContext:
     spec: StudySpec
     study_dir: Path
     import_root: Path
-    reload_study: Callable[[], Any]  # a fresh Study object (for a forked child)
+    reload_study: Callable[[], Any] | None  # a fresh Study for a forked child; None: the inherited one works
 
     def prepare(self, trial: Any, params: dict[str, Any]) -> tuple[Path, ResolvedConfig, dict[str, Any]]:
         trial_dir = self.study_dir / "trials" / f"trial.{trial.number}"
@@ -160,7 +160,10 @@ def run_in_child(context: TrialContext, trial: Any, config: ResolvedConfig, tria
             os.environ["EXPYRUN_RUN_DIR"] = str(trial_dir)
             import optuna
 
-            live = optuna.trial.Trial(context.reload_study(), trial._trial_id)
+            # A journal storage works across fork as it is; a database engine's pooled connections do not.
+            live = (
+                trial if context.reload_study is None else optuna.trial.Trial(context.reload_study(), trial._trial_id)
+            )
             outcome = evaluate(context, live, config)
             with os.fdopen(write_end, "w") as pipe:
                 json.dump(outcome.__dict__, pipe)
