@@ -245,3 +245,17 @@ def test_version_and_help(expyrun):
 def test_traceback_only_on_request(project, expyrun):
     result = expyrun("missing.yml", env={"EXPYRUN_TRACEBACK": "1"})
     assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_duplicate_keys_warn_and_the_last_wins(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "lr: 0.1\nmodel: {a: 1}\nlr: 0.2\n")
+    result = expyrun("c.yml", "--dry-run")
+    assert yaml.safe_load(result.stdout)["lr"] == 0.2
+    assert "c.yml:7: duplicate key `lr` (also on line 5)" in result.stderr
+
+
+def test_yaml_merge_keys_are_not_duplicates(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n")
+    result = expyrun("c.yml", "--dry-run")
+    assert yaml.safe_load(result.stdout)["other"] == {"x": 1, "y": 3}
+    assert "duplicate" not in result.stderr

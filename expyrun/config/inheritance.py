@@ -52,6 +52,7 @@ def _load(
         names = [display_path(p, cwd) for p in (*chain, path)]
         raise ConfigError(f"cyclic __default__ inheritance: {' -> '.join(names)}")
     file = read_yaml(path, display)
+    warnings.extend(file.warnings)
     data = file.data
     if data is None:
         raise ConfigError(f"{display}: the config is empty", "a config is a YAML mapping of keys")

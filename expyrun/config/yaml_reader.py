@@ -8,7 +8,7 @@ and read an unquoted `!P` as the no-interpolation prefix rather than as an unkno
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -30,6 +30,7 @@ class YamlFile:
     display: str
     data: Any
     lines: dict[Path, int]
+    warnings: list[str] = field(default_factory=list)
 
     def line_of(self, path: Path) -> int | None:
         """The line of `path` or of its closest written ancestor."""
@@ -46,6 +47,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MAP = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
 _DOTTED_KEYS_ALLOWED = ("__optuna__", "search_space")  # its keys name config keys: `training.lr`
 # First characters of plain scalars that YAML 1.1 may read as something else than a string.
 _TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if ch)
@@ -64,6 +66,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         self.text = text
         self.display = display
         self.lines: dict[Path, int] = {}
+        self.warnings: list[str] = []
         self.built: dict[int, Any] = {}
         self.may_merge = "<<" in text  # merge keys are rare: skip PyYAML's scan of every mapping
 
@@ -111,8 +114,9 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         return self.build(node, path)
 
     def _build_mapping(self, node: yaml.MappingNode, path: Path) -> dict:
-        if self.may_merge:
-            self.flatten_mapping(node)
+        merged = self.may_merge and any(key.tag == _MERGE for key, _ in node.value)
+        if merged:
+            self.flatten_mapping(node)  # merged keys come first and may be overridden: not duplicates
         data: dict = {}
         lines = self.lines
         for key_node, value_node in node.value:
@@ -121,6 +125,10 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             if type(key) is not str or ("." in key and path != _DOTTED_KEYS_ALLOWED):
                 _refuse_key(key, f"{self.display}:{line}")
             child = (*path, key)
+            if key in data and not merged:
+                self.warnings.append(
+                    f"{self.display}:{line}: duplicate key `{key}` (also on line {lines[child]}); the last one wins"
+                )
             lines[child] = line
             if value_node.tag == _STR and type(value_node) is _ScalarNode:  # the common case, inline
                 data[key] = value_node.value
@@ -145,8 +153,8 @@ def _construct_no_parse(loader: _LineLoader, node: yaml.Node) -> str:
 _LineLoader.add_constructor(NO_PARSE_PREFIX, _construct_no_parse)
 
 
-def parse_yaml(text: str, display: str) -> tuple[Any, dict[Path, int]]:
-    """Parse YAML text safely; returns the data and the line of every key path."""
+def parse_yaml(text: str, display: str) -> tuple[Any, dict[Path, int], list[str]]:
+    """Parse YAML text safely; returns the data, the line of every key path, and warnings."""
     loader = _LineLoader(text, display)
     try:
         node = loader.get_single_node()
@@ -157,7 +165,7 @@ def parse_yaml(text: str, display: str) -> tuple[Any, dict[Path, int]]:
         raise ConfigError(f"{display}: invalid YAML: {error}") from None
     finally:
         loader.dispose()
-    return data, loader.lines
+    return data, loader.lines, loader.warnings
 
 
 def read_yaml(path: FsPath, display: str) -> YamlFile:
@@ -167,8 +175,8 @@ def read_yaml(path: FsPath, display: str) -> YamlFile:
         raise ConfigError(f"{display}: not UTF-8 text ({error.reason})") from None
     except OSError as error:
         raise ConfigError(f"{display}: cannot read: {error.strerror}") from None
-    data, lines = parse_yaml(text, display)
-    return YamlFile(path, display, data, lines)
+    data, lines, warnings = parse_yaml(text, display)
+    return YamlFile(path, display, data, lines, warnings)
 
 
 def _describe_yaml_error(error: yaml.MarkedYAMLError, display: str) -> str:
