@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from expyrun.errors import UsageError
+from expyrun.run.record import host_name
 
 RUN_FILE = "run.json"
 _NOT_RUNS = {".expyrun", "__pycache__", ".git"}
@@ -61,7 +61,7 @@ def load_record(run_dir: Path | str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {}
 
 
-_HOST = socket.gethostname()
+_HOST = host_name()
 
 
 def effective_status(record: dict[str, Any]) -> str:

@@ -27,7 +27,6 @@ class GitState:
     branch: str | None
     dirty: bool
     remote: str | None
-    root: Path
 
     def as_record(self) -> dict[str, Any]:
         return {"commit": self.commit, "branch": self.branch, "dirty": self.dirty, "remote": self.remote}
@@ -51,10 +50,9 @@ def git_state(code: Path) -> GitState | None:
             branch = None if head == "(detached)" else head
         elif not line.startswith("#"):
             dirty = True
-    root = Path(_git(code, "rev-parse", "--show-toplevel").stdout.decode().strip() or code)
     remote_out = _git(code, "config", "--get", "remote.origin.url").stdout.decode().strip()
     remote = strip_credentials(remote_out) if remote_out else None
-    return GitState(commit, branch, dirty, remote, root)
+    return GitState(commit, branch, dirty, remote)
 
 
 def write_diff(code: Path, run_dir: Path) -> None:

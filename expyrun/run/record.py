@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
-import platform
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,11 +22,28 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def host_name() -> str:
+    return os.uname().nodename
+
+
 def _user() -> str:
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER") or str(os.getuid())
+
+
+def _platform() -> str:
+    """`platform.platform()`'s answer on Linux without its cost (it scans the interpreter binary)."""
+    system = os.uname()
+    text = f"{system.sysname}-{system.release}-{system.machine}"
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    return f"{text}-with-{libc.replace(' ', '')}" if libc else text
 
 
 def start_record(name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Path) -> dict[str, Any]:
@@ -43,11 +57,11 @@ def start_record(name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Pa
         "debug": debug,
         "argv": argv,
         "cwd": str(cwd),
-        "host": socket.gethostname(),
+        "host": host_name(),
         "user": _user(),
         "pid": os.getpid(),
-        "python": {"version": platform.python_version(), "executable": sys.executable},
-        "platform": platform.platform(),
+        "python": {"version": sys.version.split()[0], "executable": sys.executable},
+        "platform": _platform(),
         "expyrun_version": __version__,
         "started_at": now(),
         "ended_at": None,
