@@ -173,5 +173,4 @@ def _run_config(args: list[str]) -> int:
 
         body = Driver(resolved, spec, run_base(resolved, debug), interactive=sys.stderr.isatty()).run
         fields = {"study": spec.study_name}
-    argv = [config_file, *tokens]
-    return launch(resolved, debug=debug, argv=argv, config_file=Path(config_file), body=body, record_fields=fields)
+    return launch(resolved, debug=debug, argv=args, config_file=Path(config_file), body=body, record_fields=fields)

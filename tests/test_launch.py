@@ -101,6 +101,7 @@ def test_indices_follow_the_largest_and_debug_has_its_own_tree(project, expyrun)
     debug_dir = project / "outputs" / "DEBUG" / "demo" / "exp.0"
     record = run_json(debug_dir)
     assert record["debug"] is True and record["snapshot"] is None
+    assert record["argv"] == ["c.yml", "--debug"]
     assert not (debug_dir / "pkg").exists() and not (debug_dir / "frozen_requirements.txt").exists()
 
 
