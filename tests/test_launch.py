@@ -402,3 +402,20 @@ def test_rerun_warns_about_requirement_drift(project, expyrun):
     assert result.returncode == 0
     assert "installed packages differ" in result.stderr
     assert "nonexistent-pkg" in result.stderr and "PyYAML==0.0.1" in result.stderr
+
+
+def test_a_result_json_cannot_hold_is_stored_as_null(project, expyrun):
+    entry(
+        project,
+        """
+        class Weird:
+            def item(self, required):
+                raise RuntimeError("never called without an argument")
+        def main(name, config):
+            return Weird()
+        """,
+    )
+    write(project / "c.yml", RUN_SECTION)
+    assert expyrun("c.yml").returncode == 0
+    record = run_json(project / "outputs" / "demo" / "exp.0")
+    assert record["status"] == "completed" and record["result"] is None

@@ -63,13 +63,17 @@ def _flush_periodically() -> None:
 
 
 def jsonable(value: Any) -> Any:
-    for candidate in (value, getattr(value, "tolist", lambda: None)(), getattr(value, "item", lambda: None)()):
-        try:
-            json.dumps(candidate)
-        except (TypeError, ValueError):
+    """The value as run.json can hold it: itself, or a numpy-like `.tolist()`/`.item()`; else None."""
+    candidates = [lambda: value, getattr(value, "tolist", None), getattr(value, "item", None)]
+    for candidate in candidates:
+        if candidate is None:
             continue
-        if candidate is not None or value is None:
-            return candidate
+        try:
+            converted = candidate()
+            json.dumps(converted)
+        except Exception:  # not convertible this way: try the next
+            continue
+        return converted
     return None
 
 
