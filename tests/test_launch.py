@@ -419,3 +419,16 @@ def test_a_result_json_cannot_hold_is_stored_as_null(project, expyrun):
     assert expyrun("c.yml").returncode == 0
     record = run_json(project / "outputs" / "demo" / "exp.0")
     assert record["status"] == "completed" and record["result"] is None
+
+
+def test_editing_one_snapshot_in_place_does_not_reach_later_runs(project, expyrun):
+    write(project / "c.yml", RUN_SECTION)
+    assert expyrun("c.yml").returncode == 0
+    first = project / "outputs" / "demo" / "exp.0" / "pkg" / "main.py"
+    first.chmod(0o644)
+    first.write_text("def main(name, config):\n    return 'edited'\n")  # in place: the same inode
+    assert expyrun("c.yml").returncode == 0
+    second = project / "outputs" / "demo" / "exp.1"
+    assert (second / "pkg" / "main.py").read_text() == (project / "pkg" / "main.py").read_text()
+    assert run_json(second)["result"]["name"] == "demo"
+    assert first.read_text().endswith("'edited'\n")

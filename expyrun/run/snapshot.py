@@ -71,20 +71,29 @@ class _Store:
         return digest
 
     def link(self, source: str, info: os.stat_result, target: str) -> str:
-        """Put `source` in the store (once) and hard-link it to `target`; returns its digest."""
+        """Put `source` in the store (once) and hard-link it to `target`; returns its digest.
+
+        Store files carry mtime 0: a store file edited in place (root ignores the read-only mode)
+        shows another mtime or size, and is replaced by a fresh copy before it is linked again, so
+        an edit of one run's snapshot never reaches later runs.
+        """
         executable = bool(info.st_mode & stat.S_IXUSR)
         mode = 0o555 if executable else 0o444
         digest = self.digest(source, info)
         stored = f"{self.root}/{digest[:2]}/{digest}{'.x' if executable else ''}"
         try:
             os.link(stored, target)
-            return digest
+            linked = os.stat(target)
+            if linked.st_mtime_ns == 0 and linked.st_size == info.st_size:
+                return digest
+            os.unlink(target)  # the store file was edited: store the source again
         except FileNotFoundError:
             os.makedirs(os.path.dirname(stored), exist_ok=True)
-            temporary = f"{stored}.{os.getpid()}.tmp"
-            shutil.copyfile(source, temporary)
-            os.chmod(temporary, mode)
-            os.replace(temporary, stored)
+        temporary = f"{stored}.{os.getpid()}.tmp"
+        shutil.copyfile(source, temporary)
+        os.chmod(temporary, mode)
+        os.utime(temporary, ns=(0, 0))
+        os.replace(temporary, stored)
         try:
             os.link(stored, target)
         except OSError:  # another file system, or too many links: a plain copy is still complete
