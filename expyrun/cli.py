@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import NoReturn
 
@@ -51,19 +50,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ExpyrunError as error:
-        if os.environ.get("EXPYRUN_TRACEBACK") == "1":
-            traceback.print_exc()
+        _traceback_on_request()
         console.error(str(error))
         return error.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug of ours: one line, the traceback on request
-        if os.environ.get("EXPYRUN_TRACEBACK") == "1":
-            traceback.print_exc()
+        _traceback_on_request()
         console.error(
             f"internal error: {type(error).__name__}: {error} (rerun with EXPYRUN_TRACEBACK=1 and report the traceback)"
         )
         return 2
+
+
+def _traceback_on_request() -> None:
+    if os.environ.get("EXPYRUN_TRACEBACK") == "1":
+        import traceback
+
+        traceback.print_exc()
 
 
 def _dispatch(args: list[str]) -> int:
