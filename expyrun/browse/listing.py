@@ -89,7 +89,7 @@ def _duration(value: Any) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
-_ENCODE = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_ENCODE = json.JSONEncoder(default=str, check_circular=False).encode  # records hold no cycles
 
 
 def _short(value: Any, width: int = 24) -> str:
