@@ -8,13 +8,12 @@ are reported with their chain.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from expyrun.config.tree import MISSING, Path, dotted, get, set_at, split_dotted, step
+from expyrun.config.tree import MISSING, Path, copy_tree, dotted, get, set_at, split_dotted, step
 from expyrun.config.yaml_reader import NO_PARSE_PREFIX
 from expyrun.errors import ConfigError
 
@@ -150,7 +149,7 @@ class Interpolator:
             value = self._reference(whole.group(1), path)
             if value is _MISSING:
                 return text
-            return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+            return copy_tree(value)
 
         def replace(match: re.Match) -> str:
             value = self._reference(match.group(1), path)

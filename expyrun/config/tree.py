@@ -26,10 +26,6 @@ def split_dotted(key: str) -> list[str]:
     return key.split(".")
 
 
-def is_container(value: Any) -> bool:
-    return isinstance(value, (dict, list))
-
-
 def children(value: Any) -> Iterator[tuple[Segment, Any]]:
     """The (segment, child) pairs of a mapping or list."""
     if isinstance(value, dict):
@@ -82,7 +78,7 @@ def flatten(tree: Any, prefix: Path = ()) -> dict[Path, Any]:
 
 
 def _flatten_into(node: Any, prefix: Path, flat: dict[Path, Any]) -> None:
-    if is_container(node) and node:
+    if isinstance(node, (dict, list)) and node:
         for segment, child in children(node):
             _flatten_into(child, (*prefix, segment), flat)
     else:

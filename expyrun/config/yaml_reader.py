@@ -7,14 +7,13 @@ and read an unquoted `!P` as the no-interpolation prefix rather than as an unkno
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
 
-from expyrun.config.tree import Path
+from expyrun.config.tree import Path, copy_tree
 from expyrun.errors import ConfigError
 
 _ScalarNode = yaml.ScalarNode
@@ -99,7 +98,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 return None
             return self.construct_object(node, deep=True)
         if id(node) in self.built:  # an alias: later stages edit in place, so never share
-            return copy.deepcopy(self.built[id(node)])
+            return copy_tree(self.built[id(node)])
         if tag == _MAP:
             value = self._build_mapping(node, path)
         elif tag == _SEQ:

@@ -43,7 +43,6 @@ class Driver:
         self.stop = threading.Event()
         self.failures = 0
         self.mutex = threading.Lock()
-        self.done_here = 0
 
     def load_study(self) -> Any:
         import optuna
@@ -104,9 +103,9 @@ class Driver:
                 optuna.storages.fail_stale_trials(study)
         with self._ask_lock():
             if self.spec.n_trials is not None:
-                counted = study.get_trials(deepcopy=False)
-                retried = sum(1 for t in counted if t.state == optuna.trial.TrialState.WAITING)
-                if len(counted) - retried >= self.spec.n_trials and not retried:
+                trials = study.get_trials(deepcopy=False)
+                waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # retries to run
+                if not waiting and len(trials) >= self.spec.n_trials:
                     return None
             return study.ask()
 
@@ -175,7 +174,6 @@ class Driver:
         study.tell(trial, outcome.values if state == optuna.trial.TrialState.COMPLETE else None, state=state)
         self._log(trial.number, outcome, params)
         with self.mutex:
-            self.done_here += 1
             self.failures = self.failures + 1 if outcome.state == "FAIL" else 0
             if self.failures >= self.spec.max_consecutive_failures:
                 print(f"expyrun: stopping the study: {self.failures} trials failed in a row", flush=True)
@@ -230,9 +228,10 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
         "directions": list(spec.directions),
         "n_trials": len(trials),
         "counts": counts,
-        "best" if len(spec.directions) == 1 else "pareto_front": best,
+        "best": best,
     }
-    summary.setdefault("best", best)
+    if len(spec.directions) > 1:
+        summary["pareto_front"] = best
     write_json_atomic(run_dir / STUDY_FILE, summary)
     _plots(study, run_dir, spec, counts)
     return summary
