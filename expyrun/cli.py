@@ -12,6 +12,7 @@ from expyrun import console
 from expyrun.errors import ExpyrunError, UsageError
 
 FLAGS = ("--debug", "--dry-run", "--explain")
+HELP = ("-h", "--help")
 COMMANDS = ("list", "ls", "show", "diff", "env")
 
 USAGE = """\
@@ -74,7 +75,9 @@ def _dispatch(args: list[str]) -> int:
     if not args:
         raise UsageError("missing CONFIG", "usage: expyrun CONFIG [--KEY VALUE]... (see expyrun --help)")
     first = args[0]
-    if first in ("-h", "--help"):
+    if first in COMMANDS and not Path(first).is_file():
+        return _browse(first, args[1:])
+    if any(arg in HELP for arg in args):  # `expyrun cfg.yml --help` asks for help, not to set a key `help`
         sys.stdout.write(USAGE)
         return 0
     if first == "--version":
@@ -82,8 +85,6 @@ def _dispatch(args: list[str]) -> int:
 
         sys.stdout.write(f"expyrun {__version__}\n")
         return 0
-    if first in COMMANDS and not Path(first).is_file():
-        return _browse(first, args[1:])
     return _run_config(args)
 
 

@@ -44,9 +44,26 @@ __run__:
 """
 
 
+def _leaks(name: str) -> bool:
+    """Variables of the developer's shell that change what a launched Python or expyrun does."""
+    return name.startswith(("PYTHON", "EXPYRUN_"))
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees the environment a user has: no `PYTHONUNBUFFERED`, `PYTHONDONTWRITEBYTECODE`,
+    `PYTHONPATH` or `EXPYRUN_*` from the shell that started pytest.
+
+    A developer's shell exporting `PYTHONUNBUFFERED=1` once hid a run child that never flushed C
+    `stdio`, and `PYTHONDONTWRITEBYTECODE=1` hid `__pycache__` written into snapshots.
+    """
+    for name in [name for name in os.environ if _leaks(name)]:
+        monkeypatch.delenv(name)
+
+
 def clean_env() -> dict[str, str]:
-    """This environment without EXPYRUN_* settings of the developer's shell."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("EXPYRUN_")}
+    """This environment without PYTHON* and EXPYRUN_* settings (see `hermetic_environment`)."""
+    return {k: v for k, v in os.environ.items() if not _leaks(k)}
 
 
 def start_expyrun(args: list[str], cwd: Path) -> subprocess.Popen[str]:

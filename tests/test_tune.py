@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import RUN_SECTION, run_in_terminal, start_expyrun, write
 
-optuna = pytest.importorskip("optuna", reason="the optuna extra is not installed")
+import optuna  # the test extra installs it: a missing one is a failure, not a skip
 
 OBJECTIVE = """
 import ctypes, os, time
@@ -206,6 +206,8 @@ X_LINE = "    x: {type: float, low: -4, high: 4}"
         (X_LINE, "    x: {type: float, low: 0, high: 1, log: true}", "a log scale needs low > 0"),
         (X_LINE, "    x: {type: int, low: 0, high: 1.5}", "search_space.x.high`: expected an int"),
         ("name: TPESampler", "name: TPESamplr", "optuna.samplers has no 'TPESamplr'"),
+        ("seed: 1", "sed: 1", "`__optuna__.sampler.sed`: TPESampler takes no argument 'sed' (did you mean seed?)"),
+        ("n_trials: 6", "n_trials: 6\n  pruner: {name: MedianPruner, n_warmup: 2}", "pruner.n_warmup`: MedianPruner"),
         ("n_trials: 6", "n_trials: six", "`__optuna__.n_trials`: expected an integer"),
         (
             "n_trials: 6",
@@ -223,6 +225,13 @@ def test_bad_study_definitions_exit_2_before_anything(study_project, expyrun, ol
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and "Traceback" not in result.stderr
     assert not (study_project / "outputs").exists()
+
+
+def test_dry_run_refuses_a_sampler_keyword_typo(study_project, expyrun):
+    write(study_project / "tune.yml", STUDY.replace("seed: 1", "sed: 1"))
+    result = expyrun("tune.yml", "--dry-run")
+    assert result.returncode == 2 and "TPESampler takes no argument 'sed'" in result.stderr
+    assert result.stdout == "" and not (study_project / "outputs").exists()
 
 
 def test_dry_run_validates_the_study(study_project, expyrun):

@@ -7,6 +7,7 @@ to the file that names them, anything else relative to the current directory.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -38,10 +39,14 @@ def display_path(path: FsPath, cwd: FsPath) -> str:
 def load_config(config_file: str | FsPath, cwd: FsPath) -> LoadedConfig:
     """Read a config and all its ancestors, and merge them."""
     path = cwd / config_file
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{config_file}: is a folder, not a config file", "name the YAML file inside it")
+    if not path.exists():
         raise ConfigError(f"{config_file}: no such config file")
+    # A FIFO or /dev/stdin (`expyrun <(...)`) is read as it is: resolving it names a pipe, not a file.
+    path = path.resolve() if path.is_file() else FsPath(os.path.abspath(path))
     warnings: list[str] = []
-    data, sources = _load(path.resolve(), str(config_file), cwd, (), warnings)
+    data, sources = _load(path, str(config_file), cwd, (), warnings)
     return LoadedConfig(data, sources, warnings)
 
 

@@ -6,7 +6,9 @@ A value is converted to the type of the value it replaces, so `--epochs 10` stay
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,9 @@ from expyrun.errors import ConfigError, UsageError
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
+_DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
+_DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_SPECIAL_FLOATS = {".inf", "+.inf", "-.inf", ".nan"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def _add_new(data: dict, override: Override) -> Path:
     typed, _ = step(node, parts[-1])
     if isinstance(node, list) and not (isinstance(typed, int) and typed < len(node)):
         raise ConfigError(f"{override.flag}: cannot add `{parts[-1]}` to a list")
-    node[typed] = _read_yaml_value(override.text, override.flag)
+    node[typed] = read_value(override.text, override.flag)
     return (*path, typed)
 
 
@@ -103,10 +108,27 @@ def _read_yaml_value(text: str, flag: str) -> Any:
         raise ConfigError(f"{flag}: `{text}` is not a valid YAML value") from None
 
 
+def read_value(text: str, flag: str) -> Any:
+    """A value with no type to follow: the YAML reading, except numbers read the way people write them.
+
+    YAML 1.1 reads `1e-4` as a string, `010` as octal 8 and `1_000` or `1:20` as ints; expyrun 0.2.1
+    and users mean 0.0001, 10 and the texts `1_000` and `1:20`.
+    """
+    stripped = text.strip()
+    if _DECIMAL_INT.fullmatch(stripped):
+        return int(stripped, 10)
+    if _DECIMAL_FLOAT.fullmatch(stripped):
+        return float(stripped)
+    value = _read_yaml_value(text, flag)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and stripped.lower() not in _SPECIAL_FLOATS:
+        return text  # hexadecimal, octal, underscores, sexagesimal: not how people write a number
+    return value
+
+
 def convert(old: Any, text: str, flag: str) -> Any:
     """Convert `text` to the type of `old`, the value it replaces."""
     if old is None:
-        return _read_yaml_value(text, flag)
+        return read_value(text, flag)
     if isinstance(old, bool):
         lowered = text.strip().lower()
         if lowered in _TRUE or lowered in _FALSE:
@@ -122,6 +144,8 @@ def convert(old: Any, text: str, flag: str) -> Any:
         return text
     if isinstance(old, list):
         return _convert_list(old, text, flag)
+    if isinstance(old, (datetime.date, datetime.datetime)):
+        return _convert_date(old, text, flag)
     value = _read_yaml_value(text, flag)
     if not isinstance(value, dict):
         raise ConfigError(f"{flag}: expected a mapping, got {text!r}", "write a YAML flow mapping: {a: 1, b: 2}")
@@ -138,6 +162,19 @@ def _convert_list(old: list, text: str, flag: str) -> list:
         return []
     items = text.split(",")
     if not old:
-        return [_read_yaml_value(item, flag) for item in items]
+        return [read_value(item, flag) for item in items]
     models = old if len(old) == len(items) else [old[0]] * len(items)
     return [convert(model, item, flag) for model, item in zip(models, items, strict=False)]
+
+
+def _convert_date(old: datetime.date, text: str, flag: str) -> datetime.date:
+    """A YAML date (`2024-05-01`) or timestamp (`2024-05-01 12:30:00`), as the value it replaces."""
+    value = _read_yaml_value(text, flag)
+    if isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, datetime.date):
+        return datetime.datetime.combine(value, datetime.time()) if isinstance(old, datetime.datetime) else value
+    kind = "timestamp" if isinstance(old, datetime.datetime) else "date"
+    raise ConfigError(
+        f"{flag}: expected a {kind}, got {text!r}", "write it as YYYY-MM-DD (a timestamp: YYYY-MM-DD HH:MM:SS)"
+    )

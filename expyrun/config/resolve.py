@@ -110,7 +110,7 @@ def _resolve(
     environ: Mapping[str, str] | None,
 ) -> ResolvedConfig:
     cwd = FsPath.cwd() if cwd is None else cwd
-    environ = os.environ if environ is None else environ
+    environ = resolution_environ(cwd) if environ is None else environ
     loaded = load_config(config_file, cwd)
     raw = loaded.data
     provenance = Provenance(loaded.sources)
@@ -120,6 +120,18 @@ def _resolve(
         run_raw["__code__"] = str(cwd)
         provenance.default_paths.add(("__run__", "__code__"))
     return interpolate(raw, provenance, cwd, environ, loaded.warnings)
+
+
+def resolution_environ(cwd: FsPath) -> dict[str, str]:
+    """The environment a config is resolved in, as expyrun 0.2.1 sets it before reading the config.
+
+    Real configs write `data: $EXPYRUN_CWD/dataset`: the launch folder, never a stale exported value.
+    `EXPYRUN_RUN_DIR` names a folder that does not exist yet, so it is not defined.
+    """
+    environ = dict(os.environ)
+    environ["EXPYRUN_CWD"] = str(cwd)
+    environ.pop("EXPYRUN_RUN_DIR", None)
+    return environ
 
 
 def interpolate(

@@ -29,8 +29,11 @@ class Terminated(BaseException):
 Body = Callable[[], Any]
 
 
-def start(body: Body, run_dir: Path, cwd: Path) -> tuple[int, int]:
-    """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe."""
+def start(body: Body, run_dir: Path, cwd: Path, from_snapshot: bool) -> tuple[int, int]:
+    """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe.
+
+    `from_snapshot`: the code is imported from the run folder, which must stay as it was copied.
+    """
     result_read, result_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -40,7 +43,7 @@ def start(body: Body, run_dir: Path, cwd: Path) -> tuple[int, int]:
         code = 1
         try:
             os.setpgid(0, 0)
-            code = _run(body, run_dir, cwd, result_write)
+            code = _run(body, run_dir, cwd, result_write, from_snapshot)
         finally:
             os._exit(code)
     os.close(result_write)
@@ -77,11 +80,13 @@ def jsonable(value: Any) -> Any:
     return None
 
 
-def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int) -> int:
+def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bool) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     faulthandler.enable()
     os.chdir(run_dir)
+    if from_snapshot:  # no __pycache__ in the run folder, whatever PYTHONDONTWRITEBYTECODE says
+        sys.dont_write_bytecode = True
     os.environ["EXPYRUN_CWD"] = str(cwd)
     os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
     if os.isatty(1):
@@ -121,6 +126,16 @@ def _finish() -> None:
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
+    flush_all()
+
+
+def flush_all() -> None:
+    """Flush Python's streams and C `stdio` buffers: `os._exit` skips both, and a C extension's
+    `printf` into a pipe sits in a block buffer until libc's exit would have flushed it."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(ValueError, OSError):
             stream.flush()
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)

@@ -111,7 +111,7 @@ def launch(
             work = partial(call_entry_point, run, import_root, resolved.user_config())
         else:
             work = partial(body, run_dir, import_root)
-        pid, result_fd = child.start(work, run_dir, cwd)
+        pid, result_fd = child.start(work, run_dir, cwd, from_snapshot=not debug)
         state["child"] = pid
         tee.watch(pid)
         try:

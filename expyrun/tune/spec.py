@@ -93,7 +93,26 @@ def _named(section: dict, key: str, module: str) -> dict:
             close = difflib.get_close_matches(str(value["name"]), names, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"one of {', '.join(names)}"
             raise _err(f"{key}.name", f"{module} has no {value['name']!r}", hint)
+        _check_keywords(key, getattr(namespace, value["name"]), [k for k in value if k != "name"])
     return dict(value)
+
+
+def _check_keywords(key: str, cls: type, keywords: list[str]) -> None:
+    """Keyword arguments the class does not take are found now, not after the study folder exists."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for keyword in keywords:
+        if keyword not in accepted:
+            close = difflib.get_close_matches(keyword, accepted, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"it takes {', '.join(accepted) or 'no arguments'}"
+            raise _err(f"{key}.{keyword}", f"{cls.__name__} takes no argument {keyword!r}", hint)
 
 
 def _param(key: str, definition: Any, raw: dict) -> Param:

@@ -19,6 +19,7 @@ from expyrun.config import ResolvedConfig
 from expyrun.config.dump import dump_yaml
 from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
+from expyrun.run.child import flush_all
 from expyrun.run.entry_point import call_entry_point
 from expyrun.run.record import now, start_record, write_json_atomic
 from expyrun.tune.current import set_trial
@@ -171,6 +172,7 @@ def run_in_child(context: TrialContext, trial: Any, config: ResolvedConfig, tria
         except BaseException:
             traceback.print_exc()
         finally:
+            flush_all()
             os._exit(code)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
