@@ -259,3 +259,12 @@ def test_yaml_merge_keys_are_not_duplicates(project, expyrun):
     result = expyrun("c.yml", "--dry-run")
     assert yaml.safe_load(result.stdout)["other"] == {"x": 1, "y": 3}
     assert "duplicate" not in result.stderr
+
+
+def test_digit_like_unicode_scalars_are_strings_as_in_pyyaml(project, expyrun):
+    """`1²` was an internal error and `1٣` the int 13: PyYAML reads both as strings."""
+    write(project / "c.yml", RUN_SECTION + "a: 1\u00b2\nb: 1\u0663\nc: 12\n")
+    result = expyrun("c.yml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    config = yaml.load(result.stdout, Loader=yaml.SafeLoader)
+    assert (config["a"], config["b"], config["c"]) == ("1\u00b2", "1\u0663", 12)

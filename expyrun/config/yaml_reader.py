@@ -47,10 +47,21 @@ _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MAP = "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
+_STR_KEY_TAGS = (_STR, "tag:yaml.org,2002:value")
 _DOTTED_KEYS_ALLOWED = ("__optuna__", "search_space")  # its keys name config keys: `training.lr`
 # First characters of plain scalars that YAML 1.1 may read as something else than a string.
 _TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if ch)
 _SEQ = "tag:yaml.org,2002:seq"
+
+
+def _is_decimal_int(value: str) -> bool:
+    """Whether YAML 1.1 reads `value` as a plain base-10 int that `int()` converts as YAML does.
+
+    `str.isdigit` alone is not enough: it accepts superscripts (`1²`, which `int()` refuses) and
+    other scripts' digits (`1٣`, which `int()` reads as 13); YAML's `[0-9]` is ASCII only, so both
+    are strings for PyYAML. A leading 0 means octal in YAML 1.1 and goes to PyYAML's constructor.
+    """
+    return value.isdigit() and value.isascii() and (value[0] != "0" or value == "0")
 
 
 class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -80,7 +91,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         if kind is yaml.ScalarNode and implicit[0] and value:
             if value[0] not in _TYPED_FIRST_CHARS:
                 return _STR
-            if value.isdigit() and (value[0] != "0" or value == "0"):
+            if _is_decimal_int(value):
                 return _INT
         return super().resolve(kind, value, implicit)
 
@@ -90,7 +101,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             value = node.value
             if tag == _STR:
                 return value
-            if tag == _INT and value.isdigit() and (value[0] != "0" or value == "0"):
+            if tag == _INT and _is_decimal_int(value):
                 return int(value)
             if tag == _BOOL:
                 return self.bool_values[value.lower()]
@@ -119,7 +130,8 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         data: dict = {}
         lines = self.lines
         for key_node, value_node in node.value:
-            key = key_node.value if key_node.tag == _STR else self.construct_object(key_node, deep=True)
+            # A plain `=` key is PyYAML's `!!value`, which its mappings read as the string "=".
+            key = key_node.value if key_node.tag in _STR_KEY_TAGS else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if type(key) is not str or ("." in key and path != _DOTTED_KEYS_ALLOWED):
                 _refuse_key(key, f"{self.display}:{line}")
