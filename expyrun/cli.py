@@ -169,7 +169,8 @@ def _run_config(args: list[str]) -> int:
             sys.stderr.write(explain(resolved))
         return 0
 
-    from expyrun.run.launch import launch, run_base
+    from expyrun.run.launch import launch
+    from expyrun.run.prepare import run_base
 
     debug = "--debug" in flags
     body, fields = None, None

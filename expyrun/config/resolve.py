@@ -168,6 +168,18 @@ def _run_section(raw: dict, display: str) -> dict:
     return run
 
 
+def _check_name_parts(parts: tuple[str, ...], where: str) -> None:
+    """Names that would hide a run in expyrun's own folder or that no file system can hold."""
+    if parts and parts[0] == ".expyrun":
+        raise ConfigError(f"{where}: `__run__.__name__` may not start with `.expyrun/` (expyrun's own folder)")
+    for part in parts:
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(
+                f"{where}: `__run__.__name__` has a component of {len(os.fsencode(part))} bytes: {part[:40]}...",
+                "a folder name holds at most 255 bytes",
+            )
+
+
 def _secret_patterns(run_raw: dict, provenance: Provenance) -> tuple[str, ...]:
     patterns = run_raw.get("__secrets__", list(DEFAULT_SECRETS))
     if isinstance(patterns, str):
@@ -200,6 +212,7 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
             "the output folder",
             "use a relative name without `..`",
         )
+    _check_name_parts(parts, provenance.where(("__run__", "__name__")))
     max_file_mb = run.get("__max_file_mb__", 10)
     if isinstance(max_file_mb, bool) or not isinstance(max_file_mb, (int, float)) or max_file_mb <= 0:
         where = provenance.where(("__run__", "__max_file_mb__"))

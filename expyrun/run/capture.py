@@ -29,6 +29,8 @@ class Tee:
     saved_stdout: int
     saved_stderr: int
     control: int
+    report: int  # the tee's one message back: why the log could not be written, if it could not
+    log_error: str | None = None
 
     def watch(self, run_pgid: int) -> None:
         """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
@@ -46,8 +48,12 @@ class Tee:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:  # a leftover grandchild may still hold the pipes
             if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
-                return
+                break
             time.sleep(0.005)
+        os.set_blocking(self.report, False)
+        with contextlib.suppress(OSError):
+            self.log_error = os.read(self.report, 4096).decode(errors="replace").strip() or None
+        os.close(self.report)
 
 
 def start_tee(log_path: Path) -> Tee:
@@ -56,6 +62,7 @@ def start_tee(log_path: Path) -> Tee:
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
     control_read, control_write = os.pipe()
+    report_read, report_write = os.pipe()
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     launcher = os.getpid()
     pid = os.fork()
@@ -63,16 +70,16 @@ def start_tee(log_path: Path) -> Tee:
         code = 0
         try:
             os.setsid()  # out of the run's process group: signals to the group spare it
-            for fd in (out_write, err_write, control_write):
+            for fd in (out_write, err_write, control_write, report_read):
                 os.close(fd)
-            _pump({out_read: 1, err_read: 2}, log_fd, control_read, launcher)
+            _pump({out_read: 1, err_read: 2}, log_fd, control_read, launcher, report_write)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    for fd in (out_read, err_read, log_fd, control_read):
+    for fd in (out_read, err_read, log_fd, control_read, report_write):
         os.close(fd)
-    saved = Tee(pid, os.dup(1), os.dup(2), control_write)
+    saved = Tee(pid, os.dup(1), os.dup(2), control_write, report_read)
     os.dup2(out_write, 1)
     os.dup2(err_write, 2)
     os.close(out_write)
@@ -120,8 +127,14 @@ def set_parent_death_signal(signum: int) -> None:
         pass
 
 
-def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int) -> None:
+def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, report: int) -> None:
+    """Copy each chunk to the log, then to the terminal, until every writer is gone.
+
+    A log that cannot be written (disk full) never stops the copy to the terminal: the tee says
+    why once on stderr and through `report`, and the run goes on.
+    """
     orphaned = _Orphaned(launcher)
+    log_ok = True
     poller = select.poll()
     for fd in (*sources, control):
         poller.register(fd, select.POLLIN)
@@ -140,7 +153,15 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int) -> 
                 poller.unregister(fd)
                 del sources[fd]
                 continue
-            _write_all(log_fd, data)
+            if log_ok:
+                try:
+                    _write_all(log_fd, data)
+                except OSError as error:
+                    log_ok = False
+                    message = f"{LOG_FILE} cannot be written ({error.strerror}); the run goes on"
+                    with contextlib.suppress(OSError):
+                        os.write(report, message.encode())
+                        _write_all(2, f"expyrun: warning: {message}\n".encode())
             target = sources[fd]
             if terminal_ok[target]:
                 try:

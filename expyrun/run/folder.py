@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 _EXP = re.compile(r"exp\.(\d+)")
@@ -13,15 +15,43 @@ def allocate_run_dir(base: Path) -> Path:
     """Create and return the next `exp.{i}` under `base`.
 
     `i` is one more than the largest existing index. `mkdir` is the atomic step: a launch that
-    loses the race for a number tries the next one without listing the folder again.
+    loses the race for a number tries the next one without listing the folder again. When the
+    folder cannot be made, the parents made for it are removed again: a refused launch leaves nothing.
     """
-    base.mkdir(parents=True, exist_ok=True)
-    index = 1 + max((int(m.group(1)) for m in map(_EXP.fullmatch, os.listdir(base)) if m), default=-1)
-    while True:
-        candidate = base / f"exp.{index}"
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            index += 1
-            continue
-        return candidate
+    created = missing_parents(base)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        index = 1 + max((int(m.group(1)) for m in map(_EXP.fullmatch, os.listdir(base)) if m), default=-1)
+        while True:
+            candidate = base / f"exp.{index}"
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                index += 1
+                continue
+            return candidate
+    except BaseException:
+        remove_created(created)
+        raise
+
+
+def discard_run_dir(run_dir: Path, created: list[Path]) -> None:
+    """Remove a run folder whose preparation failed, and the empty parents made for it."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    remove_created(created)
+
+
+def missing_parents(base: Path) -> list[Path]:
+    """The folders `mkdir -p base` would create, deepest first."""
+    missing: list[Path] = []
+    folder = base
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_created(created: list[Path]) -> None:
+    for folder in created:  # deepest first; a folder another launch filled meanwhile stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()

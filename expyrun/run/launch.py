@@ -22,14 +22,11 @@ from typing import Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
-from expyrun.config.dump import dump_yaml
-from expyrun.errors import UsageError
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, start_tee
-from expyrun.run.entry_point import call_entry_point, top_level_path
-from expyrun.run.folder import allocate_run_dir
-from expyrun.run.record import RUN_FILE, now, start_record, write_json_atomic
-from expyrun.run.snapshot import STORE, take_snapshot
+from expyrun.run.entry_point import call_entry_point
+from expyrun.run.prepare import prepare_run
+from expyrun.run.record import RUN_FILE, now
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -47,11 +44,6 @@ class Outcome:
     exception: dict[str, str] | None = None
 
 
-def run_base(resolved: ResolvedConfig, debug: bool) -> Path:
-    run = resolved.run
-    return run.output_dir / "DEBUG" / run.name if debug else run.output_dir / run.name
-
-
 def launch(
     resolved: ResolvedConfig,
     debug: bool,
@@ -64,23 +56,9 @@ def launch(
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
     """
-    run = resolved.run
     cwd = Path.cwd()
-    try:
-        run_dir = allocate_run_dir(run_base(resolved, debug))
-    except OSError as error:
-        raise UsageError(
-            f"`__run__.__output_dir__`: cannot create a run folder under {run_base(resolved, debug)}: {error.strerror}"
-        ) from None
-    if not debug:
-        for section in (resolved.raw, resolved.values):
-            section["__run__"]["__code__"] = str(run_dir)
-    (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
-    (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
-    record = start_record(run.name, run_dir, debug, argv, cwd)
-    record["config"] = resolved.scrub(resolved.user_config())  # for `expyrun list`, without parsing YAML
-    record.update(record_fields or {})
-    write_json_atomic(run_dir / RUN_FILE, record)
+    prepared = prepare_run(resolved, debug, argv, cwd, record_fields)
+    run_dir, record = prepared.run_dir, prepared.record
     console.info(f"run folder: {run_dir}")
 
     received: list[int] = []
@@ -98,27 +76,19 @@ def launch(
     started = time.monotonic()
     tee = None
     try:
-        import_root = run.code if debug else run_dir
-        if not debug:
-            snapshot = take_snapshot(
-                top_level_path(run.code, run.module), run_dir, run.output_dir / STORE, run.max_file_mb
-            )
-            record["snapshot"] = snapshot.as_record()
-            for skipped in snapshot.skipped:
-                console.warning(f"snapshot: {skipped} is larger than {run.max_file_mb:g} MB; not copied")
         tee = start_tee(run_dir / LOG_FILE)
         if body is None:
-            work = partial(call_entry_point, run, import_root, resolved.user_config())
+            work = partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
         else:
-            work = partial(body, run_dir, import_root)
+            work = partial(body, run_dir, prepared.import_root)
         pid, result_fd = child.start(work, run_dir, cwd, from_snapshot=not debug)
         state["child"] = pid
         tee.watch(pid)
         try:
-            _record_environment(record, run.code, run_dir, debug, config_file)
+            _record_environment(record, resolved.run.code, run_dir, debug, config_file)
+            prepared.write_record()
         except Exception as error:  # the run is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
-        write_json_atomic(run_dir / RUN_FILE, record)
         outcome = _wait(pid, result_fd, received)
     except _Interrupted as interruption:
         outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(interruption.signum)])
@@ -131,6 +101,9 @@ def launch(
         if tee is not None:
             tee.stop()
 
+    if tee is not None and tee.log_error is not None:
+        record["log_error"] = tee.log_error
+        console.warning(f"{run_dir / LOG_FILE} is incomplete: {tee.log_error}")
     record.update(
         status=outcome.status,
         ended_at=now(),
@@ -139,7 +112,11 @@ def launch(
         exception=resolved.scrub(outcome.exception),
         result=resolved.scrub(outcome.result),
     )
-    write_json_atomic(run_dir / RUN_FILE, record)
+    prepared.release_reserve()
+    try:
+        prepared.write_record()
+    except OSError as error:
+        console.error(f"cannot write {run_dir / RUN_FILE}: {error.strerror} (was the run folder removed?)")
     _report(outcome, run_dir)
     return outcome.exit_code
 

@@ -9,15 +9,17 @@ re-hashing files whose size, mtime and inode did not change.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from expyrun.run.git_state import ignored_files
 
@@ -31,6 +33,7 @@ class Snapshot:
     bytes: int = 0
     entries: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    loops: list[str] = field(default_factory=list)  # links back to a folder being copied: not followed
     seconds: float = 0.0
 
     def as_record(self) -> dict[str, Any]:
@@ -40,12 +43,19 @@ class Snapshot:
             "bytes": self.bytes,
             "sha256": digest,
             "skipped": self.skipped,
+            "loops": self.loops,
             "duration_s": round(self.seconds, 4),
         }
 
 
 class _Store:
-    """Read-only files named by their sha256, plus a stat index (path -> signature, digest)."""
+    """Read-only files named by the sha256 of their bytes, plus a stat index (path -> signature, digest).
+
+    The digest is always that of the bytes copied into the store, computed while copying them: a
+    source replaced or edited while it is read (an editor's temp file + rename, `git checkout`) can
+    never put one version's bytes under another version's name. The index only spares re-reading a
+    source whose signature did not change between the start and the end of the copy it records.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = str(root)
@@ -56,56 +66,104 @@ class _Store:
             self.index = {}
         self.changed = False
 
-    def digest(self, path: str, info: os.stat_result) -> str:
-        signature = [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
-        cached = self.index.get(path)
-        if cached is not None and cached[:4] == signature:
-            return cached[4]
-        hasher = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                hasher.update(chunk)
-        digest = hasher.hexdigest()
-        self.index[path] = [*signature, digest]
-        self.changed = True
-        return digest
-
     def link(self, source: str, info: os.stat_result, target: str) -> str:
         """Put `source` in the store (once) and hard-link it to `target`; returns its digest.
 
         Store files carry mtime 0: a store file edited in place (root ignores the read-only mode)
         shows another mtime or size, and is replaced by a fresh copy before it is linked again, so
-        an edit of one run's snapshot never reaches later runs.
+        an edit of one run's snapshot never reaches later runs. The store may be deleted meanwhile
+        by another process (`rm -rf outputs/.expyrun`): each step is retried a few times.
         """
         executable = bool(info.st_mode & stat.S_IXUSR)
-        mode = 0o555 if executable else 0o444
-        digest = self.digest(source, info)
-        stored = f"{self.root}/{digest[:2]}/{digest}{'.x' if executable else ''}"
+        cached = self.index.get(source)
+        if cached is not None and cached[:4] == _signature(info):
+            stored = self._stored(cached[4], executable)
+            if _link_if_intact(stored, target, info.st_size):
+                return cached[4]
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._copy_in(source, target, executable)
+            except (FileNotFoundError, FileExistsError):  # the store vanished under us: start over
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(target)
+        raise AssertionError("unreachable")
+
+    def _stored(self, digest: str, executable: bool) -> str:
+        return f"{self.root}/{digest[:2]}/{digest}{'.x' if executable else ''}"
+
+    def _copy_in(self, source: str, target: str, executable: bool) -> str:
+        os.makedirs(self.root, exist_ok=True)
+        temporary = f"{self.root}/.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            os.link(stored, target)
-            linked = os.stat(target)
-            if linked.st_mtime_ns == 0 and linked.st_size == info.st_size:
+            with open(source, "rb") as reader:
+                before = os.fstat(reader.fileno())
+                digest = _copy_hashing(reader, temporary)
+                after = os.fstat(reader.fileno())
+            stored = self._stored(digest, executable)
+            if _link_if_intact(stored, target, after.st_size):
                 return digest
-            os.unlink(target)  # the store file was edited: store the source again
-        except FileNotFoundError:
+            os.chmod(temporary, 0o555 if executable else 0o444)
+            os.utime(temporary, ns=(0, 0))
             os.makedirs(os.path.dirname(stored), exist_ok=True)
-        temporary = f"{stored}.{os.getpid()}.tmp"
-        shutil.copyfile(source, temporary)
-        os.chmod(temporary, mode)
-        os.utime(temporary, ns=(0, 0))
-        os.replace(temporary, stored)
+            os.replace(temporary, stored)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
         try:
             os.link(stored, target)
-        except OSError:  # another file system, or too many links: a plain copy is still complete
+        except OSError as error:  # another file system, or too many links: a plain copy is still complete
+            if isinstance(error, (FileNotFoundError, FileExistsError)):
+                raise
             shutil.copyfile(stored, target)
-            os.chmod(target, mode)
+            os.chmod(target, 0o555 if executable else 0o444)
+        if _signature(before) == _signature(after) and os.stat(source).st_ino == after.st_ino:
+            self.index[source] = [*_signature(after), digest]
+            self.changed = True
         return digest
 
     def save(self) -> None:
-        if self.changed:
-            temporary = self.index_file.with_name(f".index.{os.getpid()}.tmp")
+        """The index is a cache: losing it (store deleted, disk full) only costs re-reading next time."""
+        if not self.changed:
+            return
+        temporary = self.index_file.with_name(f".index.{os.getpid()}.tmp")
+        try:
             temporary.write_text(json.dumps(self.index))
             os.replace(temporary, self.index_file)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+
+_ATTEMPTS = 5
+
+
+def _signature(info: os.stat_result) -> list[int]:
+    return [info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
+
+
+def _copy_hashing(reader: BinaryIO, destination: str) -> str:
+    """Copy `reader` to a new file `destination`; the sha256 of exactly the bytes written."""
+    hasher = hashlib.sha256()
+    with open(destination, "xb") as writer:
+        while chunk := reader.read(1 << 20):
+            hasher.update(chunk)
+            writer.write(chunk)
+    return hasher.hexdigest()
+
+
+def _link_if_intact(stored: str, target: str, size: int) -> bool:
+    """Hard-link `stored` to `target` when it exists untouched (mtime 0, the expected size)."""
+    try:
+        os.link(stored, target)
+    except FileNotFoundError:
+        return False
+    linked = os.stat(target)
+    if linked.st_mtime_ns == 0 and linked.st_size == size:
+        return True
+    os.unlink(target)  # the store file was edited in place: it is replaced by a fresh copy
+    return False
 
 
 @dataclass
@@ -116,14 +174,21 @@ class _Copy:
     snapshot: Snapshot
     limit: int
     ignored: set[str]
+    excluded: set[str]  # real paths never copied: the output folder when it lies inside the package
     package: str = ""
+    walking: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of folders being copied
 
 
-def take_snapshot(source: Path, run_dir: Path, store_root: Path, max_file_mb: float) -> Snapshot:
-    """Copy the package folder or module file `source` into `run_dir`."""
+def take_snapshot(
+    source: Path, run_dir: Path, store_root: Path, max_file_mb: float, output_dir: Path | None = None
+) -> Snapshot:
+    """Copy the package folder or module file `source` into `run_dir`.
+
+    `output_dir` is left out when it lies inside the package (else the snapshot would copy itself).
+    """
     started = time.perf_counter()
-    store_root.mkdir(parents=True, exist_ok=True)
-    copy = _Copy(_Store(store_root), Snapshot(), int(max_file_mb * 1024 * 1024), set())
+    excluded = {os.path.realpath(output_dir)} if output_dir is not None else set()
+    copy = _Copy(_Store(store_root), Snapshot(), int(max_file_mb * 1024 * 1024), set(), excluded)
     target = str(run_dir / source.name)
     if source.is_file():
         _copy_file(str(source), os.stat(source), target, source.name, copy)
@@ -147,21 +212,33 @@ def _copy_file(source: str, info: os.stat_result, target: str, relative: str, co
 
 
 def _copy_tree(root: str, target: str, relative: str, copy: _Copy) -> None:
-    os.mkdir(target)
-    with os.scandir(root) as entries:
-        ordered = sorted(entries, key=lambda e: e.name)
-    for entry in ordered:
-        name = entry.name
-        if name in SKIPPED_DIRS or name.endswith(".pyc") or entry.path in copy.ignored:
-            continue
-        rel = f"{relative}/{name}"
-        destination = f"{target}/{name}"
-        if entry.is_symlink():
-            _copy_link(entry.path, destination, rel, copy)
-        elif entry.is_dir():
-            _copy_tree(entry.path, destination, rel, copy)
-        elif entry.is_file():
-            _copy_file(entry.path, entry.stat(), destination, rel, copy)
+    """Copy the folder `root`; a folder reached again through links while being copied is a loop."""
+    info = os.stat(root)
+    key = (info.st_dev, info.st_ino)
+    if key in copy.walking:
+        copy.snapshot.loops.append(relative)
+        return
+    copy.walking.add(key)
+    try:
+        os.mkdir(target)
+        with os.scandir(root) as entries:
+            ordered = sorted(entries, key=lambda e: e.name)
+        for entry in ordered:
+            name = entry.name
+            if name in SKIPPED_DIRS or name.endswith(".pyc") or entry.path in copy.ignored:
+                continue
+            if copy.excluded and os.path.realpath(entry.path) in copy.excluded:
+                continue
+            rel = f"{relative}/{name}"
+            destination = f"{target}/{name}"
+            if entry.is_symlink():
+                _copy_link(entry.path, destination, rel, copy)
+            elif entry.is_dir():
+                _copy_tree(entry.path, destination, rel, copy)
+            elif entry.is_file():
+                _copy_file(entry.path, entry.stat(), destination, rel, copy)
+    finally:
+        copy.walking.discard(key)
 
 
 def _copy_link(path: str, target: str, rel: str, copy: _Copy) -> None:

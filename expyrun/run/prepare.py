@@ -1,0 +1,120 @@
+"""Preparing a run folder: allocate it, write both configs, snapshot the code, write `run.json`.
+
+Preparation is all or nothing: if any step fails (disk full, a folder that cannot be made,
+Ctrl-C during a long snapshot) the run folder and the parents made for it are removed again,
+so a launch refused before the run started leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.config import ResolvedConfig
+from expyrun.config.dump import dump_yaml
+from expyrun.errors import UsageError
+from expyrun.run.entry_point import top_level_path
+from expyrun.run.folder import allocate_run_dir, discard_run_dir, missing_parents, remove_created
+from expyrun.run.record import RUN_FILE, start_record, write_json_atomic
+from expyrun.run.snapshot import STORE, take_snapshot
+
+RESERVE_FILE = ".expyrun-reserve"
+_RESERVE_BYTES = 256 * 1024
+
+
+@dataclass
+class PreparedRun:
+    """A run folder ready to execute: its resolved config and its record so far."""
+
+    resolved: ResolvedConfig
+    run_dir: Path
+    record: dict[str, Any]
+    debug: bool
+
+    @property
+    def import_root(self) -> Path:
+        """Where the entry point is imported from: the snapshot, or `__code__` in debug."""
+        return self.resolved.run.code if self.debug else self.run_dir
+
+    def write_record(self) -> None:
+        write_json_atomic(self.run_dir / RUN_FILE, self.record)
+
+    def release_reserve(self) -> None:
+        """Free the space kept for the final record (a run that filled the disk can still be recorded)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.run_dir / RESERVE_FILE)
+
+
+def run_base(resolved: ResolvedConfig, debug: bool) -> Path:
+    run = resolved.run
+    return run.output_dir / "DEBUG" / run.name if debug else run.output_dir / run.name
+
+
+def prepare_run(
+    resolved: ResolvedConfig, debug: bool, argv: list[str], cwd: Path, record_fields: dict[str, Any] | None = None
+) -> PreparedRun:
+    """A new run folder holding configs, snapshot and `run.json`; nothing is left when this raises."""
+    base = run_base(resolved, debug)
+    created = missing_parents(base)
+    store = resolved.run.output_dir / STORE
+    store_created = [] if debug else missing_parents(store)
+    try:
+        run_dir = allocate_run_dir(base)
+    except OSError as error:
+        message = f"`__run__.__output_dir__`: cannot create a run folder under {base}: {error.strerror}"
+        raise UsageError(message) from None
+    try:
+        return _fill(resolved, run_dir, debug, argv, cwd, record_fields or {})
+    except BaseException as error:
+        discard_run_dir(run_dir, created)
+        if store_created:  # a store this launch began holds nothing another run needs
+            shutil.rmtree(store, ignore_errors=True)
+            remove_created(store_created)
+        if isinstance(error, OSError):
+            where = f" ({error.filename})" if error.filename else ""
+            raise UsageError(f"cannot prepare the run folder {run_dir}: {error.strerror}{where}") from None
+        raise
+
+
+def _fill(
+    resolved: ResolvedConfig, run_dir: Path, debug: bool, argv: list[str], cwd: Path, fields: dict[str, Any]
+) -> PreparedRun:
+    run = resolved.run
+    if not debug:
+        for section in (resolved.raw, resolved.values):
+            section["__run__"]["__code__"] = str(run_dir)
+    _reserve(run_dir / RESERVE_FILE)
+    (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
+    (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
+    record = start_record(run.name, run_dir, debug, argv, cwd)
+    record["config"] = resolved.scrub(resolved.user_config())  # for `expyrun list`, without parsing YAML
+    record.update(fields)
+    if not debug:
+        source = top_level_path(run.code, run.module)
+        snapshot = take_snapshot(source, run_dir, run.output_dir / STORE, run.max_file_mb, run.output_dir)
+        record["snapshot"] = snapshot.as_record()
+        for skipped in snapshot.skipped:
+            console.warning(f"snapshot: {skipped} is larger than {run.max_file_mb:g} MB; not copied")
+        for loop in snapshot.loops:
+            console.warning(f"snapshot: {loop} links back to a folder being copied; not followed")
+    prepared = PreparedRun(resolved, run_dir, record, debug)
+    prepared.write_record()
+    return prepared
+
+
+def _reserve(path: Path) -> None:
+    """Keep a little space for the last `run.json` write, released just before it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, _RESERVE_BYTES)
+    except OSError as error:
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate
+            raise
+    finally:
+        os.close(fd)
