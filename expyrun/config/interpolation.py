@@ -106,52 +106,74 @@ class Interpolator:
     def _interpolate(self, text: str, path: Path) -> Any:
         if text.startswith(NO_PARSE_PREFIX):
             return text[len(NO_PARSE_PREFIX) :]
+        from_env: list[tuple[int, int]] = []
         if "$" in text:
-            text, whole = self._substitute_env(text, path)
+            text, from_env, whole = self._substitute_env(text, path)
             if whole:
                 value = convert_env_text(text)
                 if not isinstance(value, str):
                     return value
         if "{" in text:
-            return self._substitute_references(text, path)
+            return self._substitute_references(text, path, from_env)
         return text
 
-    def _substitute_env(self, text: str, path: Path) -> tuple[str, bool]:
-        """Replace environment references; also says whether the text was nothing else."""
+    def _substitute_env(self, text: str, path: Path) -> tuple[str, list[tuple[int, int]], bool]:
+        """Replace environment references.
+
+        Returns the text, the spans of it that came from the environment (never read again as
+        references: a value holding `{word}` stays as it is), and whether the text was nothing else.
+        """
         names: list[str] = []
-
-        def replace(match: re.Match) -> str:
-            name = match.group(1) or match.group(3)
-            names.append(name)
-            value = self.environ.get(name)
-            if is_secret(name, self.secret_patterns):
-                self.secret_paths.add(path)
-                if value:
-                    self.secret_values[value] = f"${name}"
-            if value is not None:
-                return value
-            if match.group(2) is not None:
-                return match.group(2)
-            raise ConfigError(
-                f"{self.where(path)}: `{dotted(path)}`: environment variable ${name} is not set",
-                f"export {name}=..., or give a fallback: ${{{name}:-value}}",
-            )
-
-        leftover = ENV_REFERENCE.sub("", text)
-        result = ENV_REFERENCE.sub(replace, text)
+        pieces: list[str] = []
+        spans: list[tuple[int, int]] = []
+        length = position = 0
+        for match in ENV_REFERENCE.finditer(text):
+            literal = text[position : match.start()]
+            pieces.append(literal)
+            length += len(literal)
+            value = self._env_value(match, path)
+            names.append(match.group(1) or match.group(3))
+            pieces.append(value)
+            spans.append((length, length + len(value)))
+            length += len(value)
+            position = match.end()
+        pieces.append(text[position:])
         if names:
             self.env_used[path] = names
-        return result, bool(names) and not leftover
+        whole = bool(names) and all(not piece for piece in pieces[0::2])
+        return "".join(pieces), spans, whole
 
-    def _substitute_references(self, text: str, path: Path) -> Any:
+    def _env_value(self, match: re.Match, path: Path) -> str:
+        name = match.group(1) or match.group(3)
+        value = self.environ.get(name)
+        if is_secret(name, self.secret_patterns):
+            self.secret_paths.add(path)
+            if value:
+                self.secret_values[value] = f"${name}"
+        if value is not None:
+            return value
+        if match.group(2) is not None:
+            return match.group(2)
+        raise ConfigError(
+            f"{self.where(path)}: `{dotted(path)}`: environment variable ${name} is not set",
+            f"export {name}=..., or give a fallback: ${{{name}:-value}}",
+        )
+
+    def _substitute_references(self, text: str, path: Path, from_env: list[tuple[int, int]]) -> Any:
+        def is_reference(match: re.Match) -> bool:
+            """Braces that came from the environment never delimit a reference."""
+            return not any(start <= edge < end for start, end in from_env for edge in (match.start(), match.end() - 1))
+
         whole = SELF_REFERENCE.fullmatch(text)
-        if whole:
+        if whole and is_reference(whole):
             value = self._reference(whole.group(1), path)
             if value is _MISSING:
                 return text
             return copy_tree(value)
 
         def replace(match: re.Match) -> str:
+            if not is_reference(match):
+                return match.group(0)
             value = self._reference(match.group(1), path)
             return match.group(0) if value is _MISSING else str(value)
 

@@ -15,13 +15,14 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from expyrun.config.inheritance import load_config
-from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator
+from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator, is_secret
 from expyrun.config.overrides import Override, apply_overrides
 from expyrun.config.provenance import Provenance
-from expyrun.config.tree import Path, copy_tree, get, set_at
+from expyrun.config.tree import Path, copy_tree, dotted, get, set_at
 from expyrun.errors import ConfigError
 
 RESERVED_SECTIONS = ("__run__", "__optuna__")
+MIN_SECRET_TEXT = 6  # shorter secrets are replaced only where a whole value equals them
 _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -64,18 +65,35 @@ class ResolvedConfig:
             set_at(written, path, get(self.raw, path))
         return written
 
+    def user_config_for_disk(self) -> dict:
+        """The user config as `run.json` holds it: values that came from a secret stay references."""
+        if not self.secret_paths:
+            return self.user_config()
+        return {key: value for key, value in self.for_disk().items() if key not in RESERVED_SECTIONS}
+
     def scrub(self, value: Any) -> Any:
-        """`value` with every secret's text replaced by its `$NAME` (for what expyrun writes)."""
+        """`value` (a result, an exception) with the secrets it holds replaced by their `$NAME`.
+
+        The entry point's values cannot be traced back to the environment, so a value equal to a
+        secret is replaced whole (numbers included: `DB_PASSWORD=987654321`), and a secret's text
+        inside a longer string only when it is long enough to be the secret and not a coincidence
+        (`SHORT_TOKEN=a` must not turn `banana` into `b$SHORT_TOKENn...`).
+        """
         if not self.secret_values:
-            return value
-        if isinstance(value, str):
-            for secret, reference in self.secret_values.items():
-                value = value.replace(secret, reference)
             return value
         if isinstance(value, dict):
             return {key: self.scrub(item) for key, item in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return [self.scrub(item) for item in value]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return value
+        text = value if isinstance(value, str) else repr(value)
+        if text in self.secret_values:
+            return self.secret_values[text]
+        if isinstance(value, str):
+            for secret, reference in self.secret_values.items():
+                if len(secret) >= MIN_SECRET_TEXT:
+                    value = value.replace(secret, reference)
         return value
 
     def user_config(self) -> dict:
@@ -145,11 +163,16 @@ def interpolate(
     interpolator = Interpolator(copy_tree(raw), environ, secrets, provenance.where)
     values = interpolator.resolve_all()
     provenance.env_used = interpolator.env_used
+    if ("__run__", "__name__") in interpolator.secret_paths:
+        raise ConfigError(
+            f"{provenance.where(('__run__', '__name__'))}: `__run__.__name__` uses a secret variable",
+            "run names become folder names and are written everywhere: build the name from other values",
+        )
     run = _validate_run(values["__run__"], provenance, cwd, secrets)
+    all_warnings = list(dict.fromkeys(warnings + interpolator.warnings + _secrets_in_clear(provenance, interpolator)))
     for section in (raw, values):  # both files name absolute folders, as expyrun 0.2.1 does
         section["__run__"]["__output_dir__"] = str(run.output_dir)
         section["__run__"]["__code__"] = str(run.code)
-    all_warnings = list(dict.fromkeys(warnings + interpolator.warnings))
     return ResolvedConfig(
         raw, values, provenance, run, all_warnings, interpolator.secret_paths, interpolator.secret_values
     )
@@ -178,6 +201,21 @@ def _check_name_parts(parts: tuple[str, ...], where: str) -> None:
                 f"{where}: `__run__.__name__` has a component of {len(os.fsencode(part))} bytes: {part[:40]}...",
                 "a folder name holds at most 255 bytes",
             )
+
+
+def _secrets_in_clear(provenance: Provenance, interpolator: Interpolator) -> list[str]:
+    """Command-line values for keys named like secrets: they are written in clear, say so."""
+    warnings = []
+    for path in sorted(provenance.cli_paths, key=str):
+        last = path[-1] if path else ""
+        named_like_secret = isinstance(last, str) and is_secret(last, interpolator.secret_patterns)
+        if named_like_secret and path not in interpolator.secret_paths:
+            warnings.append(
+                f"--{dotted(path)}: looks like a secret (matches `__run__.__secrets__`) but is given in clear: "
+                f"it is written to config.yml and run.json; pass it as an environment variable instead "
+                f"(--{dotted(path)} '${str(last).upper()}')"
+            )
+    return warnings
 
 
 def _secret_patterns(run_raw: dict, provenance: Provenance) -> tuple[str, ...]:

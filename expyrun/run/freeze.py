@@ -14,12 +14,29 @@ import sys
 from pathlib import Path
 
 FROZEN_FILE = "frozen_requirements.txt"
-_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
+_SECRET_PARAMETER = re.compile(r"tok|key|secret|pass|auth|sig|cred|session", re.IGNORECASE)
 
 
 def strip_credentials(url: str) -> str:
-    """`https://user:token@host/x` -> `https://host/x` (ssh's bare `git@` user is kept)."""
-    return _CREDENTIALS.sub(lambda m: m.group(0) if m.group(0) == "git@" else "", url)
+    """`https://user:p@ss@host/x?token=t&v=1` -> `https://host/x?v=1` (ssh's bare `git@` user is kept).
+
+    The user part ends at the last `@` of the authority (a password may hold `@`); query parameters
+    named like credentials (`token`, `access_key`, `sig`...) are dropped, the others kept.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in authority:
+        user, host = authority.rsplit("@", 1)
+        authority = authority if user == "git" else host
+    tail, hash_mark, fragment = tail.partition("#")
+    path, question_mark, query = tail.partition("?")
+    if question_mark:
+        kept = [item for item in query.split("&") if item and not _SECRET_PARAMETER.search(item.partition("=")[0])]
+        path += "?" + "&".join(kept) if kept else ""
+    return f"{scheme}://{authority}{path}{hash_mark}{fragment}"
 
 
 def _normalise(name: str) -> str:

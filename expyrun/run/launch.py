@@ -94,7 +94,7 @@ def launch(
         outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(interruption.signum)])
     except Exception as error:
         outcome = Outcome("failed", 1, exception={"type": type(error).__name__, "message": str(error)})
-        console.error(f"{type(error).__name__}: {error}")
+        console.error(resolved.scrub(f"{type(error).__name__}: {error}"))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -104,13 +104,14 @@ def launch(
     if tee is not None and tee.log_error is not None:
         record["log_error"] = tee.log_error
         console.warning(f"{run_dir / LOG_FILE} is incomplete: {tee.log_error}")
+    outcome.exception, outcome.result = resolved.scrub(outcome.exception), resolved.scrub(outcome.result)
     record.update(
         status=outcome.status,
         ended_at=now(),
         duration_s=round(time.monotonic() - started, 3),
         exit_code=outcome.exit_code,
-        exception=resolved.scrub(outcome.exception),
-        result=resolved.scrub(outcome.result),
+        exception=outcome.exception,
+        result=outcome.result,
     )
     prepared.release_reserve()
     try:

@@ -80,7 +80,7 @@ class TrialContext:
         (trial_dir / "raw_config.yml").write_text(dump_yaml(config.raw), encoding="utf-8")
         (trial_dir / "config.yml").write_text(dump_yaml(config.for_disk()), encoding="utf-8")
         record = start_record(config.run.name, trial_dir, False, [], self.study_dir)
-        record["config"] = config.scrub(config.user_config())
+        record["config"] = config.user_config_for_disk()
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
                            "state": "RUNNING", "values": None}  # fmt: skip
         write_json_atomic(trial_dir / "run.json", record)
@@ -88,8 +88,9 @@ class TrialContext:
 
     def finish(self, trial_dir: Path, record: dict[str, Any], outcome: TrialOutcome, started: float) -> None:
         status = {"COMPLETE": "completed", "PRUNED": "pruned"}.get(outcome.state, "failed")
+        exception = self.resolved.scrub(outcome.error)
         record.update(status=status, ended_at=now(), duration_s=round(time.monotonic() - started, 3),
-                      exit_code=0 if status != "failed" else 1, exception=outcome.error)  # fmt: skip
+                      exit_code=0 if status != "failed" else 1, exception=exception)  # fmt: skip
         record["result"] = outcome.values[0] if outcome.values and len(outcome.values) == 1 else outcome.values
         record["trial"].update(state=outcome.state, values=outcome.values)
         write_json_atomic(trial_dir / "run.json", record)
