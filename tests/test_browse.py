@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
-from conftest import RUN_SECTION, start_expyrun, write
+from conftest import RUN_SECTION, run_in_terminal, start_expyrun, write
+
+from expyrun.browse.table import render
 
 
 def launch(expyrun, *args, env=None):
@@ -54,6 +57,61 @@ def test_list_table_for_people(runs, expyrun):
     row = next(line for line in lines if line.startswith("demo/exp.1"))
     assert "completed" in row and "lr=0.5" in row and "fail=false" in row and "5" in row
     assert "3 runs" in lines[-1]
+
+
+def _on_colour_terminal(monkeypatch, args, cwd):
+    """What `expyrun` shows on a colour terminal, lines without `\\r`, and those lines without escapes."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, shown = run_in_terminal(args, cwd)
+    lines = shown.decode().replace("\r\n", "\n").splitlines()
+    return code, lines, [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
+
+
+def test_list_on_a_terminal_shows_an_aligned_table_with_failures_in_red(runs, monkeypatch):
+    code, lines, plain = _on_colour_terminal(monkeypatch, ["list", str(runs)], runs.parent)
+    assert code == 0, "\n".join(lines)
+    assert plain[0].split() == ["run", "status", "started", "duration", "commit", "result", "differs"]
+    assert lines[0].startswith("\x1b[1m")  # a bold header
+    assert [line.split()[0] for line in plain[1:-1]] == ["demo/exp.0", "demo/exp.1", "demo/exp.2"]
+    assert plain[-1] == f"3 runs in {runs}"
+    column = {name: plain[0].index(name) for name in ("status", "result", "differs")}
+    expected = [
+        ("completed", "1", "lr=0.1 fail=false"),
+        ("completed", "5", "lr=0.5 fail=false"),
+        ("failed", "-", "lr=0.1 fail=true"),
+    ]
+    for row, (status, result, differs) in zip(plain[1:-1], expected, strict=True):
+        for start, value in zip(column.values(), (status, result, differs), strict=True):
+            assert row[start - 1] == " " and row[start:].split("  ")[0] == value, (row, value)
+    assert lines[3].startswith("\x1b[31m") and lines[3].endswith("\x1b[0m")  # the failed run in red
+    assert "\x1b[" not in lines[1] + lines[2] + lines[-1]
+
+
+def test_list_on_a_terminal_does_not_import_rich(runs, monkeypatch):
+    """The table is plain text with escapes: importing rich alone would cost a fifth of the 1 s budget.
+
+    `python -m` puts the working folder first on `sys.path`, so this `rich` shadows the real one.
+    """
+    write(runs.parent / "rich.py", "import os\nos._exit(99)\n")
+    code, lines, plain = _on_colour_terminal(monkeypatch, ["list", str(runs)], runs.parent)
+    assert code == 0 and plain[-1] == f"3 runs in {runs}", "\n".join(lines)
+
+
+def test_table_aligns_wide_characters_escapes_controls_and_wraps_the_last_column():
+    text = render(
+        ["run", "status", "differs"],
+        [["実験/exp.0", "failed", "a=1 b=2 c=3 d=4 eeeeeeeeee=5"], ["x\ny", "completed", ""]],
+        ["red", None],
+        colour=True,
+        width=45,
+    )
+    assert text.splitlines() == [  # columns: 10 + 2, 9 + 2, then 22 left for `differs`
+        "\x1b[1mrun         status     differs\x1b[0m",
+        "\x1b[31m実験/exp.0  failed     a=1 b=2 c=3 d=4",
+        " " * 23 + "eeeeeeeeee=5\x1b[0m",
+        "x\\ny        completed",
+    ]
 
 
 def test_list_says_died_for_a_killed_launcher(project, expyrun):
