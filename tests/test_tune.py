@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import optuna  # the test extra installs it: a missing one is a failure, not a skip
 import pytest
 import yaml
 from conftest import RUN_SECTION, run_in_terminal, start_expyrun, write
-
-import optuna  # the test extra installs it: a missing one is a failure, not a skip
 
 OBJECTIVE = """
 import ctypes, os, time

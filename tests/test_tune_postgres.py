@@ -9,12 +9,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna  # the test extra installs it: a missing one is a failure, not a skip
 import pytest
 from conftest import start_expyrun, write
 from postgres import PostgresServer, available
 from test_tune import OBJECTIVE, STUDY
-
-import optuna  # the test extra installs it: a missing one is a failure, not a skip
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from expyrun.browse.runs import load_record
+from expyrun.browse.table import printable
 from expyrun.config.tree import dotted, flatten
+from expyrun.config.yaml_reader import read_yaml
+from expyrun.errors import ConfigError
 from expyrun.run.freeze import FROZEN_FILE, compare_pins, parse_requirements
 
 # Keys that differ between any two runs by construction.
@@ -17,9 +18,14 @@ _PER_RUN = {"__run__.__code__"}
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved config, read like any config (so a crafted file is bounded the same way)."""
     path = run_dir / "config.yml"
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return {dotted(p): v for p, v in flatten(data or {}).items() if dotted(p) not in _PER_RUN}
+    if not path.is_file():
+        return {}
+    data = read_yaml(path, str(path)).data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a mapping")
+    return {dotted(p): v for p, v in flatten(data).items() if dotted(p) not in _PER_RUN}
 
 
 def _show(value: Any) -> str:
@@ -67,4 +73,4 @@ def render_diff(a: Path, b: Path) -> str:
     out += ["", "# requirements"]
     out += requirement_changes(a, b) or ["(same)"]
     out += ["", "# commit", commit_change(a, b) or "(same)"]
-    return "\n".join(out) + "\n"
+    return "\n".join(printable(line) for line in out) + "\n"  # no escape sequence reaches the terminal

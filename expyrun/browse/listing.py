@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.runs import effective_status, iter_runs
+from expyrun import console
+from expyrun.browse.runs import effective_status, iter_runs, record_problem
 from expyrun.browse.table import render
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
@@ -28,6 +29,10 @@ def collect(root: Path) -> list[dict[str, Any]]:
         rows = []
         prefix = len(str(root)) + 1
         for run_dir, record in iter_runs(root):
+            problem = record_problem(record)
+            if problem is not None:
+                console.warning(f"skipping {os.path.join(run_dir, 'run.json')}: not a run record ({problem})")
+                continue
             record["status"] = effective_status(record)
             record["path"] = run_dir[prefix:] or "."
             rows.append(record)

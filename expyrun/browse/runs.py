@@ -54,7 +54,7 @@ def load_record(run_dir: Path | str) -> dict[str, Any] | None:
                 chunks.append(chunk)
             data = b"".join(chunks)
         record = json.loads(data)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested 100,000 levels deep
         return {}
     finally:
         os.close(fd)
@@ -62,6 +62,22 @@ def load_record(run_dir: Path | str) -> dict[str, Any] | None:
 
 
 _HOST = host_name()
+# The fields browsing reads, with the types expyrun writes them in (None is always allowed).
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str, "name": str, "started_at": str, "ended_at": str, "duration_s": (int, float),
+    "git": dict, "trial": dict, "config": dict, "pid": int, "host": str, "study": str,
+}  # fmt: skip
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Why a run.json is not one expyrun wrote (a foreign or damaged file), or None when it fits."""
+    if not record:
+        return "not a JSON object"
+    for key, kind in _FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"`{key}` is a {type(value).__name__}"
+    return None
 
 
 def effective_status(record: dict[str, Any]) -> str:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections import deque
+import os
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.runs import effective_status, load_record
+from expyrun.browse.runs import effective_status, load_record, record_problem
+from expyrun.browse.table import printable
 from expyrun.run.capture import LOG_FILE
 
 LOG_LINES = 20
+TAIL_BYTES = 64 * 1024
+LINE_CHARS = 2000
 FIELDS = ("status", "name", "run_dir", "started_at", "ended_at", "duration_s", "exit_code", "result",
           "exception", "git", "python", "host", "user", "pid", "argv", "cwd", "snapshot", "trial")  # fmt: skip
 
@@ -19,15 +22,40 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+def _safe(text: str) -> str:
+    """Control characters escaped line by line: a run.json or log can hold escape sequences that
+    would retitle, clear or reprogram the user's terminal."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def render_show(run_dir: Path) -> str:
     record = load_record(run_dir) or {}
-    record["status"] = effective_status(record) if record else "unknown (run.json unreadable)"
+    problem = record_problem(record)
+    if problem is None:
+        record["status"] = effective_status(record)
+    else:
+        record = {key: record.get(key) for key in FIELDS if key != "status"} if record else {}
+        record["status"] = f"unknown (run.json is not a run record: {problem})"
     lines = [f"{key:<12} {_value(record[key])}" for key in FIELDS if record.get(key) is not None]
     config = run_dir / "config.yml"
-    lines += ["", "# config.yml", config.read_text(encoding="utf-8").rstrip() if config.exists() else "(missing)"]
+    text = config.read_text(encoding="utf-8", errors="replace").rstrip() if config.is_file() else "(missing)"
+    lines += ["", "# config.yml", text]
     log = run_dir / LOG_FILE
-    if log.exists():
-        with log.open(encoding="utf-8", errors="replace") as handle:
-            tail = deque(handle, maxlen=LOG_LINES)
-        lines += ["", f"# {LOG_FILE} (last {len(tail)} lines)", "".join(tail).rstrip()]
-    return "\n".join(lines) + "\n"
+    if log.is_file():
+        tail = _tail(log)
+        lines += ["", f"# {LOG_FILE} (last {len(tail)} lines)", "\n".join(tail).rstrip()]
+    return _safe("\n".join(lines)) + "\n"
+
+
+def _tail(log: Path) -> list[str]:
+    """The last lines of the log, reading at most `TAIL_BYTES` from its end (a line may be 300 MB)."""
+    with log.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - TAIL_BYTES))
+        data = handle.read(TAIL_BYTES)
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if size > TAIL_BYTES:
+        lines[0] = "…" + lines[0][-LINE_CHARS:]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + "…" for line in lines[-LOG_LINES:]]

@@ -23,6 +23,7 @@ DEFAULT_SECRETS = (
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*",
 )  # fmt: skip
 _MISSING = object()
+MAX_TEXT = 1_000_000  # characters a value may expand to: `a: '{b}{b}'` chains double at every step
 
 
 def convert_env_text(text: str) -> Any:
@@ -177,7 +178,13 @@ class Interpolator:
             value = self._reference(match.group(1), path)
             return match.group(0) if value is _MISSING else str(value)
 
-        return SELF_REFERENCE.sub(replace, text)
+        result = SELF_REFERENCE.sub(replace, text)
+        if len(result) > MAX_TEXT:
+            raise ConfigError(
+                f"{self.where(path)}: `{dotted(path)}`: references expand to more than {MAX_TEXT:,} characters",
+                "does a value repeat a reference to itself through others ({b}{b})?",
+            )
+        return result
 
     def _reference(self, key: str, path: Path) -> Any:
         node: Any = self.tree

@@ -116,6 +116,8 @@ def resolve_config(
     gc.disable()
     try:
         return _resolve(config_file, overrides, cwd, environ)
+    except RecursionError:  # a chain of thousands of references: one line, not a traceback
+        raise ConfigError(f"{config_file}: references chain deeper than expyrun can follow") from None
     finally:
         if collecting:
             gc.enable()

@@ -19,6 +19,8 @@ from expyrun.errors import ConfigError
 _ScalarNode = yaml.ScalarNode
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NO_PARSE_PREFIX = "!P"
+MAX_VALUES = 1_000_000  # values a file may build, aliases expanded: a 400-byte alias bomb builds billions
+MAX_DEPTH = 200  # nesting levels of mappings and lists
 
 
 @dataclass
@@ -54,16 +56,6 @@ _TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.ya
 _SEQ = "tag:yaml.org,2002:seq"
 
 
-def _is_decimal_int(value: str) -> bool:
-    """Whether YAML 1.1 reads `value` as a plain base-10 int that `int()` converts as YAML does.
-
-    `str.isdigit` alone is not enough: it accepts superscripts (`1²`, which `int()` refuses) and
-    other scripts' digits (`1٣`, which `int()` reads as 13); YAML's `[0-9]` is ASCII only, so both
-    are strings for PyYAML. A leading 0 means octal in YAML 1.1 and goes to PyYAML's constructor.
-    """
-    return value.isdigit() and value.isascii() and (value[0] != "0" or value == "0")
-
-
 class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Composes nodes with PyYAML (libyaml when present) and builds values itself.
 
@@ -78,6 +70,8 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         self.lines: dict[Path, int] = {}
         self.warnings: list[str] = []
         self.built: dict[int, Any] = {}
+        self.sizes: dict[int, int] = {}  # values built for an anchored node, counted again per alias
+        self.count = 0
         self.may_merge = "<<" in text  # merge keys are rare: skip PyYAML's scan of every mapping
 
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
@@ -91,7 +85,10 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         if kind is yaml.ScalarNode and implicit[0] and value:
             if value[0] not in _TYPED_FIRST_CHARS:
                 return _STR
-            if _is_decimal_int(value):
+            # A base-10 int. `isdigit` alone also accepts superscripts (`1²`, which `int()` refuses)
+            # and other scripts' digits (`1٣`, which `int()` reads as 13): YAML's `[0-9]` is ASCII,
+            # both are strings for PyYAML. A leading 0 is octal in YAML 1.1: PyYAML decides.
+            if value.isdigit() and value.isascii() and (value[0] != "0" or value == "0"):
                 return _INT
         return super().resolve(kind, value, implicit)
 
@@ -101,7 +98,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             value = node.value
             if tag == _STR:
                 return value
-            if tag == _INT and _is_decimal_int(value):
+            if tag == _INT and value.isdigit() and value.isascii() and (value[0] != "0" or value == "0"):  # as above
                 return int(value)
             if tag == _BOOL:
                 return self.bool_values[value.lower()]
@@ -109,15 +106,30 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
                 return None
             return self.construct_object(node, deep=True)
         if id(node) in self.built:  # an alias: later stages edit in place, so never share
+            self._count(self.sizes[id(node)], node)
             return copy_tree(self.built[id(node)])
+        if len(path) >= MAX_DEPTH:
+            raise ConfigError(f"{self.display}:{node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+        before = self.count
         if tag == _MAP:
             value = self._build_mapping(node, path)
         elif tag == _SEQ:
+            self._count(len(node.value), node)
             value = [self._build_item(child, (*path, i)) for i, child in enumerate(node.value)]
         else:
             return self.construct_object(node, deep=True)
         self.built[id(node)] = value
+        self.sizes[id(node)] = self.count - before
         return value
+
+    def _count(self, values: int, node: yaml.Node) -> None:
+        self.count += values
+        if self.count > MAX_VALUES:
+            raise ConfigError(
+                f"{self.display}:{node.start_mark.line + 1}: the YAML builds more than {MAX_VALUES:,} values "
+                "(aliases expanded)",
+                "is an alias repeated many times (an alias bomb)?",
+            )
 
     def _build_item(self, node: yaml.Node, path: Path) -> Any:
         self.lines[path] = node.start_mark.line + 1
@@ -129,6 +141,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             self.flatten_mapping(node)  # merged keys come first and may be overridden: not duplicates
         data: dict = {}
         lines = self.lines
+        self._count(len(node.value), node)
         for key_node, value_node in node.value:
             # A plain `=` key is PyYAML's `!!value`, which its mappings read as the string "=".
             key = key_node.value if key_node.tag in _STR_KEY_TAGS else self.construct_object(key_node, deep=True)
@@ -174,6 +187,8 @@ def parse_yaml(text: str, display: str) -> tuple[Any, dict[Path, int], list[str]
         raise ConfigError(_describe_yaml_error(error, display)) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{display}: invalid YAML: {error}") from None
+    except RecursionError:  # libyaml's composer nests deeper than Python can follow
+        raise ConfigError(f"{display}: nested deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
     return data, loader.lines, loader.warnings

@@ -93,7 +93,7 @@ def _fill(
     (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
     (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd)
-    record["config"] = resolved.scrub(resolved.user_config())  # for `expyrun list`, without parsing YAML
+    record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
     if not debug:
         source = top_level_path(run.code, run.module)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -17,9 +19,30 @@ def now() -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON (temp file + rename); a reader never sees half a file."""
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # NaN or infinity somewhere: not JSON, which most readers refuse
+        text = json.dumps(finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(text + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float written as the string Python prints (`nan`, `inf`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 def host_name() -> str:
