@@ -153,6 +153,9 @@ def _run_config(args: list[str]) -> int:
     from expyrun.run.entry_point import check_entry_point
 
     check_entry_point(resolved.run)
+    from expyrun.execute.launch_spec import parse_launch
+
+    launch_spec = parse_launch(resolved.values.get("__launch__"), resolved.values.get("__optuna__"))
     spec = None
     if resolved.values.get("__optuna__") is not None:
         from expyrun.tune.spec import parse_spec

@@ -21,7 +21,7 @@ from expyrun.config.provenance import Provenance
 from expyrun.config.tree import Path, copy_tree, dotted, get, set_at
 from expyrun.errors import ConfigError
 
-RESERVED_SECTIONS = ("__run__", "__optuna__")
+RESERVED_SECTIONS = ("__run__", "__optuna__", "__launch__", "__sweep__")
 MIN_SECRET_TEXT = 6  # shorter secrets are replaced only where a whole value equals them
 _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 

@@ -1,0 +1,125 @@
+"""The `__launch__` section: where and how runs execute, validated before anything is created.
+
+`__optuna__.n_jobs` is the same knob as `__launch__.jobs` (studies written for expyrun 1.0 use
+the former); giving both with different values is an error rather than a silent choice.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from expyrun.errors import ConfigError
+
+LAUNCHERS = ("local",)
+_KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How many runs execute at once, on which GPUs, by how many worker processes."""
+
+    launcher: str = "local"
+    jobs: int = 1
+    gpus: tuple[str, ...] | None = None  # ids for CUDA_VISIBLE_DEVICES, one per executing run; None: untouched
+    workers: int = 1
+    wait: bool = False
+
+    @property
+    def slots(self) -> int:
+        """Runs that may execute at once: `jobs`, and never more than one per GPU."""
+        return self.jobs if self.gpus is None else min(self.jobs, len(self.gpus))
+
+
+def _err(key: str, message: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(f"`__launch__.{key}`: {message}", hint)
+
+
+def _positive_int(section: dict, key: str, default: int) -> int:
+    value = section.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _err(key, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def parse_launch(section: Any, optuna_section: Any = None) -> LaunchSpec:
+    """Validate `__launch__` (resolved values); `optuna_section` for its `n_jobs` alias."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"`__launch__` must be a mapping, got {section!r}")
+    unknown = sorted(set(section) - set(_KNOWN))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], _KNOWN, n=1)
+        raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
+    launcher = section.get("launcher") or "local"
+    if launcher not in LAUNCHERS:
+        if launcher == "slurm":
+            raise _err("launcher", "slurm is not available in this version of expyrun", "use launcher: local")
+        raise _err("launcher", f"expected local, got {launcher!r}")
+    jobs = _positive_int(section, "jobs", 1)
+    n_jobs = optuna_section.get("n_jobs") if isinstance(optuna_section, dict) else None
+    if n_jobs is not None:
+        if section.get("jobs") is not None and n_jobs != jobs:
+            raise _err(
+                "jobs",
+                f"{jobs} but `__optuna__.n_jobs` is {n_jobs!r}: they are the same setting",
+                "keep one of them",
+            )
+        jobs = _positive_int({"n_jobs": n_jobs}, "n_jobs", 1)
+    wait = section.get("wait", False)
+    if not isinstance(wait, bool):
+        raise _err("wait", f"expected true or false, got {wait!r}")
+    return LaunchSpec(
+        launcher=launcher,
+        jobs=jobs,
+        gpus=_gpus(section.get("gpus")),
+        workers=_positive_int(section, "workers", 1),
+        wait=wait,
+    )
+
+
+def _gpus(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if value == "auto":
+        found = detect_gpus()
+        if not found:
+            raise _err(
+                "gpus",
+                "auto found no GPU (CUDA_VISIBLE_DEVICES is not set and nvidia-smi -L lists none)",
+                "remove `gpus` to run without assigning GPUs, or list ids: gpus: [0, 1]",
+            )
+        return found
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(isinstance(v, bool) or not isinstance(v, (int, str)) for v in value)
+    ):
+        raise _err("gpus", f"expected auto or a list of GPU ids such as [0, 1], got {value!r}")
+    ids = tuple(str(v).strip() for v in value)
+    if len(set(ids)) != len(ids):
+        raise _err("gpus", f"an id is listed twice in {value!r}: one GPU runs one run at a time")
+    return ids
+
+
+def detect_gpus() -> tuple[str, ...]:
+    """The GPUs this process may use: an already-set `CUDA_VISIBLE_DEVICES`, else what nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return tuple(v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1")
+    if shutil.which("nvidia-smi") is None:
+        return ()
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(str(i) for i, line in enumerate(listed.stdout.splitlines()) if line.startswith("GPU "))
