@@ -180,6 +180,6 @@ def _run_config(args: list[str]) -> int:
     if spec is not None:
         from expyrun.tune.driver import Driver
 
-        body = Driver(resolved, spec, run_base(resolved, debug), interactive=sys.stderr.isatty()).run
+        body = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec).run
         fields = {"study": spec.study_name}
     return launch(resolved, debug=debug, argv=args, config_file=Path(config_file), body=body, record_fields=fields)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.config import ResolvedConfig
+from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.run.record import write_json_atomic
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import advisory_lock, journal_path, make_storage
@@ -34,8 +35,11 @@ class NoCompletedTrial(Exception):
 
 
 class Driver:
-    def __init__(self, resolved: ResolvedConfig, spec: StudySpec, study_home: Path, interactive: bool) -> None:
+    def __init__(
+        self, resolved: ResolvedConfig, spec: StudySpec, study_home: Path, interactive: bool, launch: LaunchSpec
+    ) -> None:
         self.resolved = resolved
+        self.launch = launch
         self.spec = spec
         self.journal = journal_path(spec, study_home)
         self.lock_file = Path(f"{self.journal}.expyrun-lock") if self.journal else None
