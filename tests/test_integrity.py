@@ -141,9 +141,13 @@ def test_run_folder_removed_during_the_run_is_one_line(project):
     write(
         project / "pkg" / "main.py",
         """\
-        import os, shutil
+        import os, shutil, time
         def main(name, config):
-            shutil.rmtree(os.environ["EXPYRUN_RUN_DIR"])
+            run_dir = os.environ["EXPYRUN_RUN_DIR"]
+            deadline = time.monotonic() + 30  # the launcher records the environment meanwhile
+            while not os.path.exists(os.path.join(run_dir, "frozen_requirements.txt")) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            shutil.rmtree(run_dir)
             return 1
         """,
     )

@@ -1,10 +1,11 @@
 """Log capture at the file-descriptor level, by a tee process that outlives the run.
 
-File descriptors 1 and 2 of the launcher become pipes read by a forked tee process in a
-session of its own: everything written to them (print, logging, C code, child processes,
-tracebacks, faulthandler) reaches `outputs.log` and the original stdout/stderr. The tee writes
-each chunk to the log before the terminal and keeps reading until every writer is gone, so a
-SIGKILL of the run (or of its whole process group) loses nothing that was written.
+The run child's file descriptors 1 and 2 are pipes read by a forked tee process in a session of
+its own: everything written to them (print, logging, C code, child processes, tracebacks,
+faulthandler) reaches `outputs.log` and the original stdout/stderr. The tee writes each chunk to
+the log before the terminal and keeps reading until every writer is gone, so a SIGKILL of the run
+(or of its whole process group) loses nothing that was written. The launcher's own descriptors
+are left alone: its messages go to the terminal, not into the run's log.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ _PR_SET_PDEATHSIG = 1
 
 @dataclass
 class Tee:
+    """A running tee: the run's output pipes (`stdout`, `stderr`; one pipe when both go to the same
+    place, so the order of all writes is kept) and the control and report channels."""
+
     pid: int
-    saved_stdout: int
-    saved_stderr: int
+    stdout: int  # write end for the run's fd 1
+    stderr: int  # write end for the run's fd 2 (the same pipe as stdout when they share a destination)
     control: int
     report: int  # the tee's one message back: why the log could not be written, if it could not
     log_error: str | None = None
@@ -36,55 +40,68 @@ class Tee:
         """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
         os.write(self.control, f"{run_pgid}\n".encode())
 
+    def close_writers(self) -> None:
+        """The run child holds its own copies of the write ends: the launcher lets go of them."""
+        for fd in {self.stdout, self.stderr}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def stop(self, grace_s: float = 2.0) -> None:
-        """Give the launcher its own stdout/stderr back and let the tee drain and exit."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(self.saved_stdout, 1)
-        os.dup2(self.saved_stderr, 2)
-        os.close(self.saved_stdout)
-        os.close(self.saved_stderr)
-        os.close(self.control)
+        """Let the tee drain and exit; a leftover process that left the run's group may still hold
+        the pipes, in which case the tee goes on copying in the background and we stop waiting."""
+        with contextlib.suppress(OSError):
+            os.close(self.control)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:  # a leftover grandchild may still hold the pipes
+        while time.monotonic() < deadline:
             if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
                 break
-            time.sleep(0.005)
+            time.sleep(0.002)
         os.set_blocking(self.report, False)
         with contextlib.suppress(OSError):
             self.log_error = os.read(self.report, 4096).decode(errors="replace").strip() or None
         os.close(self.report)
 
 
-def start_tee(log_path: Path) -> Tee:
+def same_destination(fd_a: int, fd_b: int) -> bool:
+    """Whether two descriptors write to the same file, pipe or terminal."""
+    try:
+        a, b = os.fstat(fd_a), os.fstat(fd_b)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
+
+
+def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2) -> Tee:
+    """Fork a tee that copies what the run writes to `log_path` and to `stdout`/`stderr`.
+
+    When `stdout` and `stderr` are the same terminal or file, the run gets one pipe for both: its
+    writes reach the log and the terminal in exactly the order they were made.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
+    shared = same_destination(stdout, stderr)
     out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
+    err_read, err_write = (out_read, out_write) if shared else os.pipe()
     control_read, control_write = os.pipe()
     report_read, report_write = os.pipe()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     launcher = os.getpid()
     pid = os.fork()
     if pid == 0:  # the tee
         code = 0
         try:
             os.setsid()  # out of the run's process group: signals to the group spare it
-            for fd in (out_write, err_write, control_write, report_read):
+            for fd in {out_write, err_write, control_write, report_read}:
                 os.close(fd)
-            _pump({out_read: 1, err_read: 2}, log_fd, control_read, launcher, report_write)
+            sources = {out_read: stdout} if shared else {out_read: stdout, err_read: stderr}
+            _pump(sources, log_fd, control_read, launcher, report_write)
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    for fd in (out_read, err_read, log_fd, control_read, report_write):
+    for fd in {out_read, err_read, log_fd, control_read, report_write}:
         os.close(fd)
-    saved = Tee(pid, os.dup(1), os.dup(2), control_write, report_read)
-    os.dup2(out_write, 1)
-    os.dup2(err_write, 2)
-    os.close(out_write)
-    os.close(err_write)
-    return saved
+    return Tee(pid, out_write, err_write, control_write, report_read)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -139,6 +156,7 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
     for fd in (*sources, control):
         poller.register(fd, select.POLLIN)
     terminal_ok = dict.fromkeys(sources.values(), True)
+    stderr = list(sources.values())[-1]
     while sources:
         for fd, _ in poller.poll():
             data = os.read(fd, 1 << 16)
@@ -161,7 +179,7 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
                     message = f"{LOG_FILE} cannot be written ({error.strerror}); the run goes on"
                     with contextlib.suppress(OSError):
                         os.write(report, message.encode())
-                        _write_all(2, f"expyrun: warning: {message}\n".encode())
+                        _write_all(stderr, f"expyrun: warning: {message}\n".encode())
             target = sources[fd]
             if terminal_ok[target]:
                 try:

@@ -29,20 +29,32 @@ class Terminated(BaseException):
 Body = Callable[[], Any]
 
 
-def start(body: Body, run_dir: Path, cwd: Path, from_snapshot: bool) -> tuple[int, int]:
+def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environment: dict[str, str],
+          from_snapshot: bool, terminal: int | None = None) -> tuple[int, int]:  # fmt: skip
     """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe.
 
-    `from_snapshot`: the code is imported from the run folder, which must stay as it was copied.
+    `output`: the write ends its fds 1 and 2 become (the tee's pipes). `environment`: variables set
+    for the run. `from_snapshot`: the code is imported from the run folder, which must stay as it was
+    copied. `terminal`: a terminal whose foreground the run takes, so `input()` and Ctrl-Z work.
+    The result pipe is not inherited by programs the run executes, and only the run process itself
+    writes to it: a process the entry point forks never reports a result of its own.
     """
     result_read, result_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        os.close(result_read)
         code = 1
         try:
+            os.close(result_read)
             os.setpgid(0, 0)
+            if terminal is not None:
+                take_terminal(terminal, os.getpgrp())
+            os.dup2(output[0], 1)
+            os.dup2(output[1], 2)
+            for fd in set(output):
+                os.close(fd)
+            os.environ.update(environment)
             code = _run(body, run_dir, cwd, result_write, from_snapshot)
         finally:
             os._exit(code)
@@ -50,6 +62,17 @@ def start(body: Body, run_dir: Path, cwd: Path, from_snapshot: bool) -> tuple[in
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
     return pid, result_read
+
+
+def take_terminal(terminal: int, pgid: int) -> None:
+    """Make `pgid` the terminal's foreground group (SIGTTOU ignored meanwhile, as shells do)."""
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(terminal, pgid)
+    except OSError:  # not our terminal after all: the run goes on in the background
+        pass
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
@@ -81,6 +104,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bool) -> int:
+    owner = os.getpid()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     faulthandler.enable()
@@ -89,35 +113,52 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
         sys.dont_write_bytecode = True
     os.environ["EXPYRUN_CWD"] = str(cwd)
     os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
-    if os.isatty(1):
-        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    for stream in (sys.stdout, sys.stderr):  # fds 1 and 2 are pipes now: keep the order lines were written
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)
     threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
     message: dict[str, Any] = {}
     try:
         message["result"] = jsonable(body())
         code = 0
     except KeyboardInterrupt:
-        traceback.print_exc()
+        _print_traceback()
         code = 130
     except Terminated:
-        sys.stderr.write("expyrun: the run was terminated (SIGTERM)\n")
+        _write_stderr("expyrun: the run was terminated (SIGTERM)\n")
         code = 143
     except ConfigMismatch as error:
-        sys.stderr.write(f"expyrun: {error}\n")
+        _write_stderr(f"expyrun: {error}\n")
         message["exception"] = {"type": "ConfigMismatch", "message": str(error)}
         code = 1
     except SystemExit as error:
         code = 0 if error.code in (None, 0) else 1
         if code:
+            if not isinstance(error.code, int):  # as the interpreter does: the message goes to stderr
+                _write_stderr(f"{error.code}\n")
             message["exception"] = {"type": "SystemExit", "message": str(error.code)}
     except BaseException as error:
-        traceback.print_exc()
+        _print_traceback()
         message["exception"] = {"type": type(error).__name__, "message": str(error)}
         code = 1
+    if os.getpid() != owner:  # a process the entry point forked, ending here: it reports nothing
+        os._exit(code)
     _finish()
     with os.fdopen(result_fd, "w") as stream:
         json.dump(message, stream, default=str)
     return code
+
+
+def _print_traceback() -> None:
+    """The traceback on stderr, if there still is one (an entry point may have closed fd 2)."""
+    with contextlib.suppress(Exception):
+        traceback.print_exc()
+
+
+def _write_stderr(text: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
 
 def _finish() -> None:

@@ -1,47 +1,28 @@
-"""Launching a resolved config: run folder, files, snapshot, then the entry point in a child.
+"""Launching a resolved config as one run: prepare its folder, execute it locally, finish its record.
 
-Processes: the launcher (this process) supervises; a forked tee writes `outputs.log`; a forked
-run child, leader of its own process group, imports and calls the entry point. The launcher
-forwards SIGINT/SIGTERM to the run's group, records git state and frozen requirements while the
-run works, and writes `run.json` at start and end.
+The launcher (this process) supervises through the local executor; a forked tee writes
+`outputs.log`; a forked run child, leader of its own process group, calls the entry point (or a
+study driver). Git state and frozen requirements are recorded while the run already works.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
-from expyrun.run import child
-from expyrun.run.capture import LOG_FILE, start_tee
+from expyrun.execute.local import Job, LocalExecutor, exit_code
+from expyrun.execute.outcome import Outcome
+from expyrun.run.capture import LOG_FILE
 from expyrun.run.entry_point import call_entry_point
-from expyrun.run.prepare import prepare_run
+from expyrun.run.prepare import PreparedRun, prepare_run
 from expyrun.run.record import RUN_FILE, now
-
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class _Interrupted(BaseException):
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-
-@dataclass
-class Outcome:
-    status: str
-    exit_code: int
-    result: Any = None
-    exception: dict[str, str] | None = None
 
 
 def launch(
@@ -56,59 +37,49 @@ def launch(
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
     """
-    cwd = Path.cwd()
-    prepared = prepare_run(resolved, debug, argv, cwd, record_fields)
-    run_dir, record = prepared.run_dir, prepared.record
-    console.info(f"run folder: {run_dir}")
-
-    received: list[int] = []
-    state: dict[str, int] = {}
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        received.append(signum)
-        pid = state.get("child")
-        if pid is None:
-            raise _Interrupted(signum)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL if len(received) > 2 else signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXIT}
+    prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields)
+    console.info(f"run folder: {prepared.run_dir}")
+    if body is None:
+        work = partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
+    else:
+        work = partial(body, prepared.run_dir, prepared.import_root)
     started = time.monotonic()
-    tee = None
-    try:
-        tee = start_tee(run_dir / LOG_FILE)
-        if body is None:
-            work = partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
-        else:
-            work = partial(body, run_dir, prepared.import_root)
-        pid, result_fd = child.start(work, run_dir, cwd, from_snapshot=not debug)
-        state["child"] = pid
-        tee.watch(pid)
+
+    def on_start(job: Job, pid: int, gpu: str | None) -> None:
+        mark_running(job.prepared, gpu)
         try:
-            _record_environment(record, resolved.run.code, run_dir, debug, config_file)
+            record_environment(prepared.record, resolved.run.code, prepared.run_dir, debug, config_file)
             prepared.write_record()
         except Exception as error:  # the run is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
-        outcome = _wait(pid, result_fd, received)
-    except _Interrupted as interruption:
-        outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(interruption.signum)])
-    except Exception as error:
-        outcome = Outcome("failed", 1, exception={"type": type(error).__name__, "message": str(error)})
-        console.error(resolved.scrub(f"{type(error).__name__}: {error}"))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if tee is not None:
-            tee.stop()
 
-    if tee is not None and tee.log_error is not None:
-        record["log_error"] = tee.log_error
-        console.warning(f"{run_dir / LOG_FILE} is incomplete: {tee.log_error}")
+    executor = LocalExecutor(on_start=on_start)
+    outcomes = executor.execute([Job(prepared, work)])
+    outcome = outcomes[0] if outcomes else Outcome("interrupted", exit_code([], executor.stopped_by))
+    finish_record(prepared, outcome, time.monotonic() - started)
+    report(outcome, prepared.run_dir)
+    return exit_code(outcomes, executor.stopped_by)
+
+
+def mark_running(prepared: PreparedRun, gpu: str | None) -> None:
+    """The run has started: `running`, with the launcher's pid (gone: `list` says died) and its GPU."""
+    prepared.record.update(status="running", pid=os.getpid(), started_at=now())
+    if gpu is not None:
+        prepared.record["gpu"] = gpu
+    prepared.write_record()
+
+
+def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) -> None:
+    """The end of the record: status, times, result and exception with secrets scrubbed."""
+    resolved, record = prepared.resolved, prepared.record
     outcome.exception, outcome.result = resolved.scrub(outcome.exception), resolved.scrub(outcome.result)
+    if outcome.log_error is not None:
+        record["log_error"] = outcome.log_error
+        console.warning(f"{prepared.run_dir / LOG_FILE} is incomplete: {outcome.log_error}")
     record.update(
         status=outcome.status,
         ended_at=now(),
-        duration_s=round(time.monotonic() - started, 3),
+        duration_s=round(duration_s, 3),
         exit_code=outcome.exit_code,
         exception=outcome.exception,
         result=outcome.result,
@@ -117,12 +88,10 @@ def launch(
     try:
         prepared.write_record()
     except OSError as error:
-        console.error(f"cannot write {run_dir / RUN_FILE}: {error.strerror} (was the run folder removed?)")
-    _report(outcome, run_dir)
-    return outcome.exit_code
+        console.error(f"cannot write {prepared.run_dir / RUN_FILE}: {error.strerror} (was the run folder removed?)")
 
 
-def _record_environment(
+def record_environment(
     record: dict[str, Any], code: Path, run_dir: Path, debug: bool, config_file: Path | None
 ) -> None:
     """Git state and frozen requirements, gathered while the run already works."""
@@ -148,33 +117,7 @@ def _record_environment(
             write_diff(code, run_dir)
 
 
-def _wait(pid: int, result_fd: int, received: list[int]) -> Outcome:
-    payload = b""
-    with os.fdopen(result_fd, "rb") as stream:
-        payload = stream.read()
-    _, status = os.waitpid(pid, 0)
-    message: dict[str, Any] = json.loads(payload) if payload.strip() else {}
-    if received:
-        _stop_group(pid)
-        return Outcome("interrupted", SIGNAL_EXIT[signal.Signals(received[0])])
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        return Outcome("failed", 1, exception={"type": "Signal", "message": f"the run was killed by {name}"})
-    code = os.WEXITSTATUS(status)
-    if code == 0:
-        return Outcome("completed", 0, result=message.get("result"))
-    if code in (130, 143):
-        _stop_group(pid)
-        return Outcome("interrupted", code)
-    return Outcome("failed", 1, exception=message.get("exception"))
-
-
-def _stop_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _report(outcome: Outcome, run_dir: Path) -> None:
+def report(outcome: Outcome, run_dir: Path) -> None:
     if outcome.status == "completed":
         console.info(f"completed: {run_dir}")
     elif outcome.status == "interrupted":

@@ -38,6 +38,11 @@ class PreparedRun:
     debug: bool
 
     @property
+    def launch_cwd(self) -> Path:
+        """Where expyrun was launched (`EXPYRUN_CWD` of the run)."""
+        return Path(self.record["cwd"])
+
+    @property
     def import_root(self) -> Path:
         """Where the entry point is imported from: the snapshot, or `__code__` in debug."""
         return self.resolved.run.code if self.debug else self.run_dir
@@ -92,7 +97,7 @@ def _fill(
     _reserve(run_dir / RESERVE_FILE)
     (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
     (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
-    record = start_record(run.name, run_dir, debug, argv, cwd)
+    record = start_record(run.name, run_dir, debug, argv, cwd, status="queued")
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
     if not debug:

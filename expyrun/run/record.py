@@ -69,12 +69,14 @@ def _platform() -> str:
     return f"{text}-with-{libc.replace(' ', '')}" if libc else text
 
 
-def start_record(name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Path) -> dict[str, Any]:
-    """The fields known when the run starts; the rest are filled as the run goes."""
+def start_record(
+    name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Path, status: str = "running"
+) -> dict[str, Any]:
+    """The fields known when the run is prepared or starts; the rest are filled as the run goes."""
     from expyrun import __version__
 
     return {
-        "status": "running",
+        "status": status,
         "name": name,
         "run_dir": str(run_dir),
         "debug": debug,
