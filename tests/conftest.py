@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -115,29 +116,80 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, bytes]:
-    """Run `expyrun` with a pseudo-terminal as its stdin, stdout and stderr; returns what it showed."""
+@dataclass
+class TerminalSession:
+    """What a program run on a pseudo-terminal showed, and when (monotonic seconds)."""
+
+    code: int
+    shown: bytes
+    seen_at: dict[bytes, float]
+    ended_at: float
+    stops: int
+
+
+def terminal_session(
+    args: list[str],
+    cwd: Path,
+    answers: dict[bytes, bytes] | None = None,
+    on_stop: float | None = None,
+    timeout: float = 120,
+) -> TerminalSession:
+    """Run `expyrun` on a pseudo-terminal, acting as the user and the shell around it.
+
+    `answers`: when a pattern first shows up, type the given bytes (b"\x1a" is Ctrl-Z). `on_stop`:
+    when expyrun stops (Ctrl-Z), wait that long, then continue it as a shell's `fg` does.
+    """
     import pty
     import select
+    import signal
     import time
 
+    answers = dict(answers or {})
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "expyrun", *args], cwd=cwd, env=clean_env(),
         stdin=follower, stdout=follower, stderr=follower, preexec_fn=_take_terminal,
     )  # fmt: skip
     os.close(follower)
-    shown, deadline = b"", time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if select.select([leader], [], [], 0.1)[0]:
+    shown, seen_at, stops, status = b"", {}, 0, None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and status is None:
+        if select.select([leader], [], [], 0.05)[0]:
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the terminal closed: every process using it is gone
-                break
-            if not chunk:
-                break
+                chunk = b""
             shown += chunk
-        elif process.poll() is not None:
+            for pattern in [p for p in answers if p in shown and p not in seen_at]:
+                seen_at[pattern] = time.monotonic()
+                os.write(leader, answers[pattern])
+        pid, wait_status = os.waitpid(process.pid, os.WNOHANG | os.WUNTRACED)
+        if pid and os.WIFSTOPPED(wait_status):
+            stops += 1
+            time.sleep(on_stop if on_stop is not None else 0)
+            if on_stop is None:
+                break
+            os.kill(process.pid, signal.SIGCONT)
+        elif pid:
+            status = wait_status
+    ended_at = time.monotonic()
+    if status is None:
+        process.kill()
+        _, status = os.waitpid(process.pid, 0)
+    while select.select([leader], [], [], 0.05)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
             break
+        if not chunk:
+            break
+        shown += chunk
     os.close(leader)
-    return process.wait(timeout=30), shown
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return TerminalSession(process.returncode, shown, seen_at, ended_at, stops)
+
+
+def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int, bytes]:
+    """Run `expyrun` with a pseudo-terminal as its stdin, stdout and stderr; returns what it showed."""
+    session = terminal_session(args, cwd, timeout=timeout)
+    return session.code, session.shown

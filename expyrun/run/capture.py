@@ -90,6 +90,7 @@ def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2) -> Tee:
     if pid == 0:  # the tee
         code = 0
         try:
+            signal.set_wakeup_fd(-1)
             os.setsid()  # out of the run's process group: signals to the group spare it
             for fd in {out_write, err_write, control_write, report_read}:
                 os.close(fd)

@@ -47,6 +47,7 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
         code = 1
         try:
             os.close(result_read)
+            reset_signals()
             os.setpgid(0, 0)
             if terminal is not None:
                 take_terminal(terminal, os.getpgrp())
@@ -62,6 +63,14 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
     return pid, result_read
+
+
+def reset_signals() -> None:
+    """In a forked process: the default dispositions, not the launcher's handlers (which would
+    swallow Ctrl-Z or SIGHUP) nor its wake-up pipe."""
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTSTP, signal.SIGCHLD, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCONT):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def take_terminal(terminal: int, pgid: int) -> None:

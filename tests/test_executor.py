@@ -1,0 +1,280 @@
+"""The behaviours every executor of run folders must have: logs complete and in order, exit codes,
+signals, process-group cleanup, records. Each test runs the real `expyrun` in a subprocess.
+
+`MODES` lists the ways a run folder is executed; a new executor (a sweep's local pool, Slurm)
+joins by adding a mode, and must pass the same tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RUN_SECTION, clean_env, terminal_session, write
+
+MODES = {"single": ""}
+
+
+@pytest.fixture(params=sorted(MODES))
+def mode(request) -> str:
+    return request.param
+
+
+def configure(project: Path, body: str, mode: str) -> None:
+    write(project / "pkg" / "main.py", body)
+    write(project / "c.yml", RUN_SECTION + MODES[mode])
+
+
+def run_dirs(project: Path) -> list[Path]:
+    return sorted((project / "outputs" / "demo").glob("exp.*"))
+
+
+def record(project: Path) -> dict:
+    (run_dir,) = run_dirs(project)
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def launch(project: Path, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:
+    kwargs.setdefault("capture_output", "stdout" not in kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "expyrun", "c.yml", *args], cwd=project, env=clean_env(), text=True,
+        timeout=timeout, **kwargs,
+    )  # fmt: skip
+
+
+def start(project: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def logged(project: Path, text: str) -> bool:
+    logs = [run_dir / "outputs.log" for run_dir in run_dirs(project)]
+    return any(log.exists() and text in log.read_text() for log in logs)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_a_fork_in_the_entry_point_reports_nothing(project, mode):
+    configure(
+        project,
+        """\
+        import os, sys, time
+        def main(name, config):
+            if os.fork() == 0:
+                sys.exit(0)          # the forked copy ends the way a helper would
+            if os.fork() == 0:
+                time.sleep(30)       # a helper that lives on, holding what it inherited
+                os._exit(0)
+            return 7
+        """,
+        mode,
+    )
+    started = time.monotonic()
+    result = launch(project)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 15
+    assert record(project)["status"] == "completed" and record(project)["result"] == 7
+
+
+def test_processes_left_in_the_group_are_stopped_those_that_left_it_survive(project, mode):
+    configure(
+        project,
+        """\
+        import subprocess, sys
+        def main(name, config):
+            stays = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            leaves = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return [stays.pid, leaves.pid]
+        """,
+        mode,
+    )
+    started = time.monotonic()
+    result = launch(project)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 15
+    stays, leaves = record(project)["result"]
+    wait_for(lambda: not alive(stays), 10, "the process left in the run's group to be stopped")
+    assert alive(leaves)
+    os.kill(leaves, signal.SIGKILL)
+
+
+def test_a_daemon_holding_stdout_does_not_keep_expyrun_waiting(project, mode):
+    configure(
+        project,
+        """\
+        import subprocess, sys
+        def main(name, config):
+            daemon = subprocess.Popen(
+                [sys.executable, "-c", "import time; print('daemon up', flush=True); time.sleep(60)"],
+                start_new_session=True,
+            )
+            return daemon.pid
+        """,
+        mode,
+    )
+    started = time.monotonic()
+    process = start(project)
+    assert process.wait(timeout=20) == 0
+    assert time.monotonic() - started < 20
+    assert record(project)["status"] == "completed"
+    os.kill(record(project)["result"], signal.SIGKILL)
+
+
+def test_sigterm_ignored_by_the_run_is_followed_by_sigkill(project, mode):
+    configure(
+        project,
+        """\
+        import signal, time
+        def main(name, config):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("ready", flush=True)
+            time.sleep(120)
+        """,
+        mode,
+    )
+    process = start(project)
+    wait_for(lambda: logged(project, "ready"), 30, "ready")
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 143
+    assert 9 <= time.monotonic() - started < 25
+    assert record(project)["status"] == "interrupted"
+
+
+def test_sighup_is_handled_like_sigterm(project, mode):
+    configure(
+        project, "import time\ndef main(name, config):\n    print('ready', flush=True)\n    time.sleep(60)\n", mode
+    )
+    process = start(project)
+    wait_for(lambda: logged(project, "ready"), 30, "ready")
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=30) == 129
+    assert record(project)["status"] == "interrupted" and record(project)["exit_code"] == 129
+
+
+@pytest.mark.parametrize(
+    ("body", "exception", "logged"),
+    [
+        ("import os\ndef main(name, config):\n    os._exit(5)\n", "the run exited with code 5", None),
+        (
+            "import os\ndef main(name, config):\n    os.close(2)\n    raise ValueError('lost?')\n",
+            "lost?",
+            None,
+        ),
+        ("import sys\ndef main(name, config):\n    sys.exit('fatal: no data')\n", "fatal: no data", "fatal: no data"),
+    ],
+    ids=["os-exit", "closed-stderr", "sys-exit-message"],
+)
+def test_every_way_of_failing_is_recorded(project, mode, body, exception, logged):
+    configure(project, body, mode)
+    result = launch(project)
+    assert result.returncode == 1
+    run = record(project)
+    assert run["status"] == "failed" and exception in run["exception"]["message"]
+    assert f"run failed ({run['exception']['type']}: " in result.stderr and "error: )" not in result.stderr
+    if logged:
+        assert logged in (run_dirs(project)[0] / "outputs.log").read_text()
+
+
+def test_order_of_both_streams_is_kept_when_they_share_a_destination(project, mode, tmp_path):
+    configure(
+        project,
+        """\
+        import logging, os
+        def main(name, config):
+            for i in range(10000):
+                os.write(1, b"out %d\\n" % i)
+                os.write(2, b"err %d\\n" % i)
+            for i in range(2000):
+                print("print", i)
+                logging.getLogger("x").warning("logging %d", i)
+        """,
+        mode,
+    )
+    with open(tmp_path / "both.txt", "w") as both:
+        result = launch(project, stdout=both, stderr=subprocess.STDOUT)
+    assert result.returncode == 0
+    expected = [f"{stream} {i}" for i in range(10000) for stream in ("out", "err")]
+    expected += [line for i in range(2000) for line in (f"print {i}", f"logging {i}")]
+    log = (run_dirs(project)[0] / "outputs.log").read_text().splitlines()
+    assert log == expected
+    shown = [line for line in (tmp_path / "both.txt").read_text().splitlines() if not line.startswith("expyrun:")]
+    assert shown == expected
+
+
+def test_each_stream_keeps_its_order_when_they_go_apart(project, mode):
+    configure(
+        project,
+        "import os\ndef main(name, config):\n    for i in range(5000):\n"
+        "        os.write(1, b'out %d\\n' % i)\n        os.write(2, b'err %d\\n' % i)\n",
+        mode,
+    )
+    result = launch(project)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [f"out {i}" for i in range(5000)]
+    assert [line for line in result.stderr.splitlines() if line.startswith("err")] == [f"err {i}" for i in range(5000)]
+
+
+def test_on_a_terminal_input_works_and_child_output_is_live(project, mode):
+    configure(
+        project,
+        """\
+        import subprocess, sys
+        def main(name, config):
+            answer = input("name? ")
+            subprocess.run([sys.executable, "-c",
+                            "import time; print('child line'); open('printed', 'w').close(); time.sleep(3)"])
+            return answer
+        """,
+        mode,
+    )
+    session = terminal_session(["c.yml"], project, answers={b"name? ": b"ada\n", b"child line": b""})
+    assert session.code == 0, session.shown.decode(errors="replace")
+    assert record(project)["result"] == "ada"
+    assert session.ended_at - session.seen_at[b"child line"] >= 2.0  # shown when printed, not at the child's exit
+
+
+def test_ctrl_z_stops_the_run_and_fg_resumes_it(project, mode):
+    configure(
+        project,
+        """\
+        import time
+        def main(name, config):
+            input("go? ")
+            start = time.monotonic()
+            for i in range(30):
+                print("tick", i, flush=True)
+                time.sleep(0.1)
+            return round(time.monotonic() - start, 1)
+        """,
+        mode,
+    )
+    session = terminal_session(["c.yml"], project, answers={b"go? ": b"\n", b"tick 5": b"\x1a"}, on_stop=2.0)
+    assert session.code == 0 and session.stops == 1, session.shown.decode(errors="replace")
+    assert record(project)["status"] == "completed"
+    assert record(project)["result"] >= 4.5  # stopped about 2 s, then resumed to the end
