@@ -1,214 +1,422 @@
-"""The study driver: asks Optuna for trials, runs them, tells the results, writes study.json.
+"""The study driver: asks Optuna for trials, has them executed, tells the results, writes study.json.
 
 It runs as the body of an ordinary run (the study folder is one run: one snapshot, frozen
-requirements, git state, run.json and outputs.log), with `n_jobs` worker threads each looping
-ask -> run -> tell until the study holds `n_trials` trials, the timeout passes, or
-`max_consecutive_failures` trials failed in a row.
+requirements, git state, run.json and outputs.log). One thread dispatches: it asks for a trial
+(count-then-ask under the study's lock, so `n_trials` is exact across processes), prepares its
+folder (`queued`), hands it to a free slot of an executor (`running`) and, as trials end, records
+and tells them. Executors: reused worker processes (`isolation: process`, see
+expyrun/execute/trial_workers.py) or the driver itself (`isolation: inline`). Asking stops when the
+study holds `n_trials` counted trials, the timeout passes, the sampler has no point left
+(GridSampler), or `max_consecutive_failures` trials failed in a row; running trials then finish.
+
+SIGINT/SIGTERM only set a flag here (and wake the dispatcher), so a signal never lands in the middle
+of a storage write: the driver then stops dispatching, gives its running trials (which received the
+signal with the process group) a grace period, records them failed in the storage and their
+run.json and queues them again, writes study.json and raises the signal's exception, so the run
+exits 130/143. Trials left RUNNING by a driver that died without a word are found by liveness
+(expyrun/tune/liveness.py, or Optuna's heartbeat on a database server), failed and retried.
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import math
 import os
+import signal
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from expyrun.config import ResolvedConfig
+from expyrun.errors import ConfigError
 from expyrun.execute.launch_spec import LaunchSpec
-from expyrun.run.record import write_json_atomic
+from expyrun.execute.trial_workers import Finished
+from expyrun.run.child import Terminated
+from expyrun.run.record import now, write_json_atomic
+from expyrun.tune import optuna_compat as compat
+from expyrun.tune.liveness import HOST, PID, Liveness
 from expyrun.tune.spec import StudySpec
-from expyrun.tune.storage import advisory_lock, journal_path, make_storage
-from expyrun.tune.trial_run import TrialContext, TrialOutcome, run_in_child, run_inline
+from expyrun.tune.storage import journal_path, make_storage, storage_file, study_lock
+from expyrun.tune.trial_run import PreparedTrial, TrialContext, TrialOutcome, evaluate
 
 STUDY_FILE = "study.json"
+# Running trials get this long to end after a signal: less than the 10 s after which the launcher
+# kills the run's whole process group, so the driver still records them and writes study.json.
+STOP_GRACE_S = 8.0
+_EXCEPTIONS: dict[int, type[BaseException]] = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
 
 
 class NoCompletedTrial(Exception):
     """The study ended without a single completed trial."""
 
 
+class Executor(Protocol):
+    """A pool of slots that execute prepared trials (WorkerPool, InlinePool)."""
+
+    @property
+    def busy(self) -> int: ...
+
+    def has_free_slot(self) -> bool: ...
+
+    def submit(self, key: int, payload: Any, run_dir: Path) -> tuple[int, str | None]: ...
+
+    def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]: ...
+
+    def stop(
+        self, grace: float, wake_fd: int | None = None, exception: type[BaseException] = KeyboardInterrupt
+    ) -> list[Finished]: ...
+
+    def close(self) -> None: ...
+
+
 class Driver:
     def __init__(
         self, resolved: ResolvedConfig, spec: StudySpec, study_home: Path, interactive: bool, launch: LaunchSpec
     ) -> None:
+        """Checks that need the launch spec too, before anything is created (exit 2)."""
+        if spec.isolation == "inline" and launch.gpus is not None and len(launch.gpus) > 1:
+            raise ConfigError(
+                f"`__launch__.gpus`: inline trials share the driver's process, which sees one set of GPUs; "
+                f"got {len(launch.gpus)} ids",
+                "use isolation: process (one worker per GPU), or give one id",
+            )
+        if spec.is_sqlite and launch.jobs > 1:
+            raise ConfigError(
+                "`__optuna__.storage`: SQLite cannot be shared by several workers (n_jobs > 1): writes would fail "
+                "with 'database is locked'",
+                "use the default journal storage, a .journal file, or a PostgreSQL URL",
+            )
         self.resolved = resolved
         self.launch = launch
         self.spec = spec
         self.journal = journal_path(spec, study_home)
-        self.lock_file = Path(f"{self.journal}.expyrun-lock") if self.journal else None
         self.interactive = interactive
-        self.stop = threading.Event()
+        self.slots = launch.slots
+        self.deadline = math.inf
+        self.ended: str | None = None  # why no more trials are asked for
         self.failures = 0
-        self.mutex = threading.Lock()
+        self.signalled: list[int] = []
+        self.inflight: dict[int, PreparedTrial] = {}
+        self.running_ids: set[int] = set()
+        self.ids_mutex = threading.Lock()
+        self.liveness: Liveness | None = None
+        self.last_reclaim = -math.inf
+        self.storage: Any = None
+        self.progress: _Progress | None = None
 
-    def load_study(self) -> Any:
-        import optuna
-
-        return optuna.load_study(study_name=self.spec.study_name, storage=make_storage(self.spec, self.journal))
+    # -- storage ---------------------------------------------------------------------------------
 
     def create_study(self) -> Any:
+        """The storage and the study, created once under the study's lock (two launches on a fresh
+        SQLite file would otherwise both create its tables)."""
         import optuna
 
-        def build(section: dict, module: Any) -> Any:
-            if not section:
-                return None
-            kwargs = {k: v for k, v in section.items() if k != "name"}
-            return getattr(module, section["name"])(**kwargs)
+        with study_lock(self.spec, self.journal):
+            self.storage = make_storage(self.spec, self.journal)
+            return optuna.create_study(
+                study_name=self.spec.study_name,
+                storage=self.storage,
+                directions=list(self.spec.directions),
+                sampler=compat.build_named(self.spec.sampler, optuna.samplers),
+                pruner=compat.build_named(self.spec.pruner, optuna.pruners),
+                load_if_exists=True,
+            )
 
-        self.storage = make_storage(self.spec, self.journal)
-        return optuna.create_study(
-            study_name=self.spec.study_name,
-            storage=self.storage,
-            directions=list(self.spec.directions),
-            sampler=build(self.spec.sampler, optuna.samplers),
-            pruner=build(self.spec.pruner, optuna.pruners),
-            load_if_exists=True,
-        )
+    def _lock(self) -> Any:
+        engine = getattr(self.storage, "engine", None)
+        return study_lock(self.spec, self.journal, engine)
 
-    @contextmanager
-    def _ask_lock(self) -> Iterator[None]:
-        """Count-then-ask is atomic across the workers of a study, so n_trials is exact.
-
-        A file lock beside a journal; an advisory lock on PostgreSQL; SQLite has one worker.
-        """
-        if self.spec.storage is not None and self.spec.storage.startswith("postgresql"):
-            with self.mutex, self._advisory_lock():
-                yield
-            return
-        if self.lock_file is None:
-            with self.mutex:
-                yield
-            return
-        with self.mutex, open(self.lock_file, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _advisory_lock(self) -> Any:
-        return advisory_lock(self.storage.engine, f"expyrun:ask:{self.spec.study_name}")
-
-    def _next_trial(self, study: Any) -> Any | None:
-        import optuna
-
-        if self.stop.is_set():
-            return None
-        if self.spec.is_rdb and not self.spec.is_sqlite:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-        with self._ask_lock():
-            if self.spec.n_trials is not None:
-                trials = study.get_trials(deepcopy=False)
-                waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # retries to run
-                if not waiting and len(trials) >= self.spec.n_trials:
-                    return None
-            return study.ask()
+    # -- the run ---------------------------------------------------------------------------------
 
     def run(self, run_dir: Path, import_root: Path) -> dict[str, Any]:
+        if self.spec.isolation == "inline" and self.launch.gpus is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.launch.gpus[0]
         study = self.create_study()
+        compat.enter_driver_loop(study)
         if self.spec.storage is None and self.journal is not None:  # the study folder shows its journal
             (run_dir / self.journal.name).symlink_to(os.path.relpath(self.journal, run_dir))
-        reload = self.load_study if self.journal is None else None
-        context = TrialContext(self.resolved, self.spec, run_dir, import_root, reload)
-        deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
-        progress = _Progress.open(self.spec, study) if self.interactive else None
-        errors: list[BaseException] = []
+        anchor = storage_file(self.spec, self.journal)
+        if anchor is not None:
+            self.liveness = Liveness(anchor, self.spec.heartbeat_interval, self.spec.grace_period)
+        context = TrialContext(self.resolved, self.spec, run_dir, import_root)
+        self.deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
 
-        def worker() -> None:
-            try:
-                while time.monotonic() < deadline:
-                    trial = self._next_trial(study)
-                    if trial is None:
-                        return
-                    self._run_one(study, context, trial)
-                    if progress:
-                        progress.update(study)
-            except BaseException as error:
-                self.stop.set()
-                errors.append(error)
+        def on_signal(signum: int, _frame: Any = None) -> None:
+            self.signalled.append(signum)
+            with contextlib.suppress(OSError):
+                os.write(wake_write, b".")
 
+        handlers = {sig: signal.signal(sig, on_signal) for sig in _EXCEPTIONS}
+        executor: Executor | None = None
+        heartbeat = _Heartbeat(self.spec.heartbeat_interval, self._beat)
         try:
-            if self.spec.n_jobs == 1:
-                worker()
-            else:
-                threads = [threading.Thread(target=worker, daemon=True) for _ in range(self.spec.n_jobs)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    while thread.is_alive():
-                        thread.join(0.2)
-            if errors:
-                raise errors[0]
+            self.progress = _Progress.open(self.spec, study) if self.interactive else None
+            executor = self._executor(run_dir, import_root, on_signal)
+            heartbeat.start()
+            self._reclaim(study, force=True)
+            self._loop(study, context, executor, wake_read)
+            if self.signalled:
+                self._stop(study, context, executor, wake_read)
         finally:
-            if progress:
-                progress.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            heartbeat.stop()
+            if executor is not None:
+                executor.close()
+            for fd in (wake_read, wake_write):
+                os.close(fd)
+            if self.progress:
+                self.progress.close()
             summary = write_summary(study, run_dir, self.spec)
+        if self.signalled:
+            raise _EXCEPTIONS[self.signalled[0]]()
         if not summary["counts"].get("COMPLETE"):
             raise NoCompletedTrial("the study has no completed trial")
         return summary["best"]
 
-    def _run_one(self, study: Any, context: TrialContext, trial: Any) -> None:
+    def _executor(self, run_dir: Path, import_root: Path, on_signal: Any) -> Executor:
+        if self.spec.isolation == "inline":
+            from expyrun.execute.inline_pool import InlinePool
+
+            gpu = self.launch.gpus[0] if self.launch.gpus is not None else None
+            return InlinePool(self.slots, on_signal, gpu)
+        import base64
+        import pickle
+
+        from expyrun.execute.trial_workers import WorkerPool
+
+        hello = {
+            "runner": "expyrun.tune.trial_run:WorkerRunner",
+            "no_bytecode": import_root == run_dir,  # the snapshot stays as copied
+            "init": {
+                "spec": base64.b64encode(pickle.dumps(self.spec)).decode("ascii"),
+                "journal": None if self.journal is None else str(self.journal),
+                "import_root": str(import_root),
+            },
+        }
+        return WorkerPool(self.slots, hello, run_dir, self.launch.gpus)
+
+    def _loop(self, study: Any, context: TrialContext, executor: Executor, wake_read: int) -> None:
+        paused = False  # nothing to ask for now: try again when a trial ends
+        while not self.signalled:
+            while not (paused or self.ended or self.signalled) and executor.has_free_slot():
+                if time.monotonic() >= self.deadline:
+                    self.ended = "timeout"
+                    break
+                prepared = self._next(study, context)
+                if prepared is None:
+                    paused = True
+                    break
+                self._dispatch(prepared, context, executor, study)
+            if not executor.busy:
+                return
+            finished = executor.wait(1.0, wake_read)
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_read, 4096)
+            stopping = signal.Signals(self.signalled[0]).name if self.signalled else None
+            for item in finished:
+                self._conclude(study, context, item, stopping)
+                paused = False
+            self._reclaim(study)
+
+    def _next(self, study: Any, context: TrialContext) -> PreparedTrial | None:
+        """The next trial, prepared; None when none is to be asked for now."""
         import optuna
 
-        params = {param.key: param.suggest(trial) for param in self.spec.params}
-        trial_dir, config, record = context.prepare(trial, params)
-        started = time.monotonic()
-        try:
-            with self._heartbeats(study, trial):
-                if self.spec.isolation == "inline":
-                    outcome = run_inline(context, trial, config, trial_dir)
-                else:
-                    outcome = run_in_child(context, trial, config, trial_dir)
-        except KeyboardInterrupt:
-            outcome = TrialOutcome("FAIL", error={"type": "KeyboardInterrupt", "message": "interrupted"})
-            context.finish(trial_dir, record, outcome, started)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
-        context.finish(trial_dir, record, outcome, started)
-        state = getattr(optuna.trial.TrialState, outcome.state)
-        study.tell(trial, outcome.values if state == optuna.trial.TrialState.COMPLETE else None, state=state)
-        self._log(trial.number, outcome, params)
-        with self.mutex:
-            self.failures = self.failures + 1 if outcome.state == "FAIL" else 0
-            if self.failures >= self.spec.max_consecutive_failures:
-                print(f"expyrun: stopping the study: {self.failures} trials failed in a row", flush=True)
-                self.stop.set()
+        while not (self.ended or self.signalled):
+            self._reclaim(study)
+            with self._lock():
+                trials = study.get_trials(deepcopy=False)
+                waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # retries to run
+                if not waiting:
+                    if self.spec.n_trials is not None and compat.counted_trials(trials) >= self.spec.n_trials:
+                        return None
+                    if not compat.sampler_has_points_left(study, trials):
+                        return None
+                trial = study.ask()
+                self._claim(study, trial._trial_id)
+            try:
+                params = {param.key: param.suggest(trial) for param in self.spec.params}
+                return context.prepare(trial, params)
+            except Exception as error:  # a trial value the config cannot take, a full disk...
+                why = f"{type(error).__name__}: {error}"
+                print(f"expyrun: trial {trial.number} could not be prepared: {why}", flush=True)
+                compat.tell(study, trial, None, "FAIL")
+                self._release(trial._trial_id)
+                self._count_failure(True)
+        return None
 
-    @contextmanager
-    def _heartbeats(self, study: Any, trial: Any) -> Iterator[None]:
-        """With a database storage, a thread records the trial's heartbeat while it runs, so the
-        other workers can tell a running trial from the trial of a dead worker."""
-        if not self.spec.is_rdb or self.spec.is_sqlite:
-            yield
+    def _claim(self, study: Any, trial_id: int) -> None:
+        if self.liveness is not None:
+            self.liveness.claim(study, trial_id)
+        elif self.spec.is_rdb and not self.spec.is_sqlite:
+            self.storage.record_heartbeat(trial_id)
+        with self.ids_mutex:
+            self.running_ids.add(trial_id)
+
+    def _release(self, trial_id: int) -> None:
+        with self.ids_mutex:
+            self.running_ids.discard(trial_id)
+        if self.liveness is not None:
+            self.liveness.release(trial_id)
+
+    def _beat(self) -> None:
+        """Every heartbeat interval, from the heartbeat thread: running trials are alive."""
+        with self.ids_mutex:
+            ids = sorted(self.running_ids)
+        if self.liveness is not None:
+            self.liveness.beat(ids)
+        elif self.spec.is_rdb and not self.spec.is_sqlite:
+            for trial_id in ids:
+                self.storage.record_heartbeat(trial_id)
+
+    def _dispatch(self, prepared: PreparedTrial, context: TrialContext, executor: Executor, study: Any) -> None:
+        self.inflight[prepared.number] = prepared
+        if self.spec.isolation == "inline":
+            payload: Any = partial(self._evaluate_inline, prepared, context)
+        else:
+            payload = prepared.task()
+        pid, gpu = executor.submit(prepared.number, payload, prepared.run_dir)
+        context.start(prepared, pid, gpu)
+
+    def _evaluate_inline(self, prepared: PreparedTrial, context: TrialContext) -> dict[str, Any]:
+        config = prepared.config
+        return evaluate(prepared.trial, config.run, context.import_root, config.user_config(), self.spec).as_reply()
+
+    def _conclude(self, study: Any, context: TrialContext, finished: Finished, stopped_by: str | None = None) -> None:
+        """Record, tell and log a trial that ended. `stopped_by`: the study is stopping (SIGINT or
+        SIGTERM); a trial that ended because of it is failed and queued again."""
+        prepared = self.inflight.pop(finished.key)
+        if finished.reply is not None:
+            outcome = TrialOutcome.from_reply(finished.reply)
+        else:
+            kind = "Interrupted" if finished.interrupted or finished.killed else "Crash"
+            outcome = TrialOutcome.failed(kind, finished.failure or "no answer", finished.interrupted)
+        requeue = stopped_by is not None and outcome.state == "FAIL" and bool(outcome.interrupted or finished.killed)
+        if requeue:
+            assert stopped_by is not None
+            detail = (outcome.error or {}).get("message", "")
+            outcome.error = {"type": "Interrupted", "message": f"the study was stopped ({stopped_by}): {detail}"}
+            outcome.interrupted = outcome.interrupted or stopped_by
+        context.finish(prepared, outcome)
+        sampler_done = compat.tell(study, prepared.trial, outcome.values, outcome.state)
+        if requeue:
+            compat.retry(study, study._storage.get_trial(prepared.trial._trial_id), self.spec.max_retry)
+        self._release(prepared.trial._trial_id)
+        self._log(prepared.number, outcome, prepared.params)
+        if stopped_by is None:
+            self._count_failure(outcome.state == "FAIL")
+            if sampler_done and not self.ended:
+                self.ended = "the sampler has no point left"
+        if self.progress:
+            self.progress.update(study)
+
+    def _count_failure(self, failed: bool) -> None:
+        self.failures = self.failures + 1 if failed else 0
+        if self.failures >= self.spec.max_consecutive_failures and not self.ended:
+            print(f"expyrun: stopping the study: {self.failures} trials failed in a row", flush=True)
+            self.ended = "failures"
+
+    def _stop(self, study: Any, context: TrialContext, executor: Executor, wake_read: int) -> None:
+        name = signal.Signals(self.signalled[0]).name
+        print(f"expyrun: the study was stopped ({name}): {executor.busy} running trial(s) get "
+              f"{STOP_GRACE_S:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
+        for finished in executor.stop(STOP_GRACE_S, wake_read, _EXCEPTIONS[self.signalled[0]]):
+            self._conclude(study, context, finished, stopped_by=name)
+
+    # -- trials of dead drivers ------------------------------------------------------------------
+
+    def _reclaim(self, study: Any, force: bool = False) -> None:
+        """Fail and retry RUNNING trials whose driver died: Optuna's heartbeat on a database server,
+        liveness (owner pid, heartbeat file) for a journal or SQLite file. At start and then at
+        most once per heartbeat interval."""
+        import optuna
+
+        if not force and time.monotonic() - self.last_reclaim < self.spec.heartbeat_interval:
             return
-        done = threading.Event()
-
-        def beat() -> None:
-            while True:
-                study._storage.record_heartbeat(trial._trial_id)
-                if done.wait(self.spec.heartbeat_interval):
-                    return
-
-        thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}")
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
+        self.last_reclaim = time.monotonic()
+        if self.liveness is None:
+            if self.spec.is_rdb and not self.spec.is_sqlite:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            return
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if not any(self.liveness.is_dead(t) for t in running):
+            return
+        with self._lock():
+            for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                if not self.liveness.is_dead(trial):
+                    continue
+                try:
+                    if not study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                        continue
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+                retried = compat.retry(study, trial, self.spec.max_retry)
+                self.liveness.release(trial._trial_id)
+                owner = f"process {trial.system_attrs.get(PID)} on {trial.system_attrs.get(HOST)}"
+                _mark_dead(trial.user_attrs.get("run_dir"), owner)
+                again = "queued again" if retried else f"not retried again (max_retry {self.spec.max_retry})"
+                print(f"expyrun: trial {trial.number} was left running by {owner}, which is gone: failed, {again}",
+                      flush=True)  # fmt: skip
 
     def _log(self, number: int, outcome: TrialOutcome, params: dict[str, Any]) -> None:
         detail = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")
         print(f"trial {number}: {outcome.state} {detail} {json.dumps(params, default=str)}", flush=True)
+
+
+def _mark_dead(run_dir: str | None, owner: str) -> None:
+    """The run.json of a trial whose driver died says so (it said `running` for good)."""
+    if not run_dir:
+        return
+    path = Path(run_dir) / "run.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if record.get("status") not in ("queued", "running"):
+        return
+    message = f"the study process running this trial ({owner}) died; the trial was failed and retried"
+    record.update(status="failed", ended_at=now(), exception={"type": "Died", "message": message})
+    if isinstance(record.get("trial"), dict):
+        record["trial"]["state"] = "FAIL"
+    with contextlib.suppress(OSError):
+        write_json_atomic(path, record)
+
+
+class _Heartbeat:
+    """A thread calling `beat` every `interval` seconds while trials run. It never forks and only
+    touches heartbeat files or records database heartbeats."""
+
+    def __init__(self, interval: float, beat: Any) -> None:
+        self.interval = interval
+        self.beat = beat
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="expyrun-heartbeat")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as error:  # a missed beat is not a reason to stop the study
+                print(f"expyrun: heartbeat: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
 
 
 def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
@@ -231,6 +439,7 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
         "study_name": spec.study_name,
         "directions": list(spec.directions),
         "n_trials": len(trials),
+        "counted_trials": compat.counted_trials(trials),
         "counts": counts,
         "best": best,
     }

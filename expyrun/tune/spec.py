@@ -194,6 +194,15 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
             "SQLite cannot be shared by several workers (n_jobs > 1): writes would fail with 'database is locked'",
             "use the default journal storage, a .journal file, or a PostgreSQL URL",
         )
+    if spec.is_sqlite and storage is not None:
+        from expyrun.tune.storage import sqlite_path
+
+        if sqlite_path(storage) is None:
+            raise _err(
+                "storage",
+                "an in-memory SQLite database lives in one process: trial processes and other workers cannot see it",
+                "name a file (sqlite:///study.db) or leave `storage` out for a journal file",
+            )
     if storage is not None and "://" not in storage and not storage.endswith(".journal"):
         raise _err("storage", f"{storage!r} is neither a .journal path nor a database URL")
     if spec.is_rdb:

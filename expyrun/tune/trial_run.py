@@ -1,29 +1,31 @@
-"""One trial: its folder, its config, and the entry point run in a forked child or inline."""
+"""One trial: its folder (prepared `queued`, then `running`, then its end status), its config, and
+the call of the entry point that evaluates it, wherever that runs (a worker process or inline).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import faulthandler
-import json
+import base64
+import math
 import numbers
 import os
-import signal
+import pickle
+import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expyrun.config import ResolvedConfig
+from expyrun.config import ResolvedConfig, RunSection
 from expyrun.config.dump import dump_yaml
 from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
-from expyrun.run.child import flush_all
-from expyrun.run.entry_point import call_entry_point
+from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 from expyrun.run.record import now, start_record, write_json_atomic
 from expyrun.tune.current import set_trial
 from expyrun.tune.spec import StudySpec
+
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 
 @dataclass
@@ -31,25 +33,61 @@ class TrialOutcome:
     state: str  # COMPLETE, PRUNED or FAIL
     values: list[float] | None = None
     error: dict[str, str] | None = None
+    interrupted: str | None = None  # SIGINT / SIGTERM: the trial was stopped with the study
+
+    def as_reply(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> TrialOutcome:
+        return cls(reply["state"], reply.get("values"), reply.get("error"), reply.get("interrupted"))
+
+    @classmethod
+    def failed(cls, kind: str, message: str, interrupted: str | None = None) -> TrialOutcome:
+        return cls("FAIL", error={"type": kind, "message": message}, interrupted=interrupted)
 
 
 class ObjectiveError(Exception):
     """The entry point returned something that is not an objective."""
 
 
-def objective_values(value: Any, directions: tuple[str, ...]) -> list[float]:
-    def is_number(x: Any) -> bool:
-        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+def _number(value: Any) -> float | None:
+    """`value` as a float when it is a real number: Python and NumPy scalars, 0-d arrays and tensors
+    (anything whose `.item()` gives one); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            inner = item()
+        except Exception:  # not a one-element array: not a number
+            return None
+        if isinstance(inner, numbers.Real) and not isinstance(inner, bool):
+            return float(inner)
+    return None
 
-    if len(directions) == 1 and is_number(value):
-        return [float(value)]
-    sequence = isinstance(value, (list, tuple)) and len(value) == len(directions) > 1
-    if sequence and all(is_number(x) for x in value):
-        return [float(x) for x in value]
+
+def objective_values(value: Any, directions: tuple[str, ...]) -> list[float]:
+    """The objective(s) in `value`, finite floats, one per direction; ObjectiveError saying what
+    was returned otherwise (a NaN or an infinity fails the trial, not the study)."""
     expected = "a number" if len(directions) == 1 else f"a sequence of {len(directions)} numbers (one per direction)"
-    raise ObjectiveError(
-        f"the entry point returned {value!r} ({type(value).__name__}); the objective must be {expected}"
-    )
+    if len(directions) == 1:
+        candidates = [value]
+    elif isinstance(value, (list, tuple)) and len(value) == len(directions):
+        candidates = list(value)
+    else:
+        candidates = None
+    numbers_found = [_number(x) for x in candidates] if candidates is not None else [None]
+    if any(x is None for x in numbers_found):
+        raise ObjectiveError(
+            f"the entry point returned {value!r} ({type(value).__name__}); the objective must be {expected}"
+        )
+    found = [x for x in numbers_found if x is not None]
+    if not all(math.isfinite(x) for x in found):
+        raise ObjectiveError(f"the entry point returned {value!r}; the objective must be finite (not NaN or inf)")
+    return found
 
 
 def trial_config(resolved: ResolvedConfig, params: dict[str, Any], spec: StudySpec, code: Path) -> ResolvedConfig:
@@ -64,6 +102,25 @@ def trial_config(resolved: ResolvedConfig, params: dict[str, Any], spec: StudySp
 
 
 @dataclass
+class PreparedTrial:
+    """A trial folder written before the trial executes, and what executing it needs."""
+
+    trial: Any  # the driver's optuna.trial.Trial
+    number: int
+    params: dict[str, Any]
+    run_dir: Path
+    config: ResolvedConfig
+    record: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+
+    def task(self) -> dict[str, Any]:
+        """What a worker process needs to evaluate it. The config travels pickled: YAML gives it
+        dates, bytes and sets that JSON would change."""
+        blob = pickle.dumps((self.config.run, self.config.user_config()), protocol=pickle.HIGHEST_PROTOCOL)
+        return {"trial_id": self.trial._trial_id, "config": base64.b64encode(blob).decode("ascii")}
+
+
+@dataclass
 class TrialContext:
     """What every trial of one study needs."""
 
@@ -71,119 +128,93 @@ class TrialContext:
     spec: StudySpec
     study_dir: Path
     import_root: Path
-    reload_study: Callable[[], Any] | None  # a fresh Study for a forked child; None: the inherited one works
 
-    def prepare(self, trial: Any, params: dict[str, Any]) -> tuple[Path, ResolvedConfig, dict[str, Any]]:
+    def prepare(self, trial: Any, params: dict[str, Any]) -> PreparedTrial:
+        """`trials/trial.{n}/` with both configs and `run.json` status `queued`."""
         trial_dir = self.study_dir / "trials" / f"trial.{trial.number}"
         trial_dir.mkdir(parents=True, exist_ok=True)
+        trial.set_user_attr("run_dir", str(trial_dir))  # the dashboard shows where each trial's files are
         config = trial_config(self.resolved, params, self.spec, self.study_dir)
         (trial_dir / "raw_config.yml").write_text(dump_yaml(config.raw), encoding="utf-8")
         (trial_dir / "config.yml").write_text(dump_yaml(config.for_disk()), encoding="utf-8")
         record = start_record(config.run.name, trial_dir, False, [], self.study_dir)
+        record["status"] = "queued"
         record["config"] = config.user_config_for_disk()
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
                            "state": "RUNNING", "values": None}  # fmt: skip
         write_json_atomic(trial_dir / "run.json", record)
-        return trial_dir, config, record
+        return PreparedTrial(trial, trial.number, params, trial_dir, config, record)
 
-    def finish(self, trial_dir: Path, record: dict[str, Any], outcome: TrialOutcome, started: float) -> None:
+    def start(self, prepared: PreparedTrial, pid: int, gpu: str | None) -> None:
+        """`running`, in the process `pid`, with the GPU it was given."""
+        prepared.record.update(status="running", pid=pid, started_at=now())
+        if gpu is not None:
+            prepared.record["gpu"] = gpu
+        prepared.started = time.monotonic()
+        write_json_atomic(prepared.run_dir / "run.json", prepared.record)
+
+    def finish(self, prepared: PreparedTrial, outcome: TrialOutcome) -> None:
         status = {"COMPLETE": "completed", "PRUNED": "pruned"}.get(outcome.state, "failed")
-        exception = self.resolved.scrub(outcome.error)
-        record.update(status=status, ended_at=now(), duration_s=round(time.monotonic() - started, 3),
-                      exit_code=0 if status != "failed" else 1, exception=exception)  # fmt: skip
+        exit_code = 0 if status != "failed" else SIGNAL_EXIT.get(outcome.interrupted or "", 1)
+        record = prepared.record
+        record.update(status=status, ended_at=now(), duration_s=round(time.monotonic() - prepared.started, 3),
+                      exit_code=exit_code, exception=self.resolved.scrub(outcome.error))  # fmt: skip
         record["result"] = outcome.values[0] if outcome.values and len(outcome.values) == 1 else outcome.values
         record["trial"].update(state=outcome.state, values=outcome.values)
-        write_json_atomic(trial_dir / "run.json", record)
+        write_json_atomic(prepared.run_dir / "run.json", record)
 
 
-def evaluate(context: TrialContext, live_trial: Any, config: ResolvedConfig) -> TrialOutcome:
-    """Call the entry point for one trial and classify the result (runs where the trial runs)."""
+def evaluate(live_trial: Any, run: RunSection, import_root: Path, config: dict, spec: StudySpec) -> TrialOutcome:
+    """Call the entry point for one trial and classify how it ended. KeyboardInterrupt and
+    SIGTERM's exception go through: the caller knows whether the study is stopping."""
     import optuna
 
     set_trial(live_trial)
     try:
-        value = call_entry_point(config.run, context.import_root, config.user_config())
-        return TrialOutcome("COMPLETE", objective_values(value, context.spec.directions))
+        value = call_entry_point(run, import_root, config)
+        return TrialOutcome("COMPLETE", objective_values(value, spec.directions))
     except optuna.TrialPruned:
         return TrialOutcome("PRUNED")
-    except ObjectiveError as error:
-        print(f"expyrun: {error}", flush=True)
-        return TrialOutcome("FAIL", error={"type": "ObjectiveError", "message": str(error)})
+    except (ObjectiveError, ConfigMismatch) as error:
+        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        return TrialOutcome.failed(type(error).__name__, str(error))
+    except SystemExit as error:  # a trial's exit ends that trial, never the study
+        code = error.code
+        if isinstance(code, str):
+            print(code, file=sys.stderr, flush=True)  # what Python prints when sys.exit("...") ends it
+        detail = "sys.exit()" if code is None else f"sys.exit({code!r})"
+        return TrialOutcome.failed("SystemExit", f"the trial called {detail} instead of returning an objective")
     except Exception as error:
         traceback.print_exc()
-        return TrialOutcome("FAIL", error={"type": type(error).__name__, "message": str(error)})
+        return TrialOutcome.failed(type(error).__name__, str(error))
     finally:
         set_trial(None)
 
 
-@contextlib.contextmanager
-def _output_to(log: Path) -> Iterator[None]:
-    """fds 1 and 2 into the trial's log for the duration (inline, one job at a time)."""
-    import sys
+class WorkerRunner:
+    """The study side of a trial worker process (expyrun.execute.trial_worker_main): its own
+    storage and study, opened once, and a live `Trial` per task so `report()` and `should_prune()`
+    reach the storage with the study's pruner."""
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
+    def __init__(self, init: dict[str, Any]) -> None:
+        import optuna
 
+        from expyrun.tune.optuna_compat import build_named
+        from expyrun.tune.storage import make_storage
 
-def run_inline(context: TrialContext, trial: Any, config: ResolvedConfig, trial_dir: Path) -> TrialOutcome:
-    redirect = _output_to(trial_dir / "outputs.log") if context.spec.n_jobs == 1 else contextlib.nullcontext()
-    with redirect:
-        return evaluate(context, trial, config)
+        self.spec: StudySpec = pickle.loads(base64.b64decode(init["spec"]))
+        self.import_root = Path(init["import_root"])
+        journal = Path(init["journal"]) if init.get("journal") else None
+        self.study = optuna.load_study(
+            study_name=self.spec.study_name,
+            storage=make_storage(self.spec, journal, create=False),
+            sampler=build_named(self.spec.sampler, optuna.samplers),
+            pruner=build_named(self.spec.pruner, optuna.pruners),
+        )
 
+    def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
+        import optuna
 
-def run_in_child(context: TrialContext, trial: Any, config: ResolvedConfig, trial_dir: Path) -> TrialOutcome:
-    """Fork a child for the trial; a crash (segfault, kill) is a failed trial, not a failed study."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(read_end)
-            fd = os.open(trial_dir / "outputs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-            faulthandler.enable()
-            os.chdir(trial_dir)
-            os.environ["EXPYRUN_RUN_DIR"] = str(trial_dir)
-            import optuna
-
-            # A journal storage works across fork as it is; a database engine's pooled connections do not.
-            live = (
-                trial if context.reload_study is None else optuna.trial.Trial(context.reload_study(), trial._trial_id)
-            )
-            outcome = evaluate(context, live, config)
-            with os.fdopen(write_end, "w") as pipe:
-                json.dump(outcome.__dict__, pipe)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            flush_all()
-            os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        payload = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if payload:
-        return TrialOutcome(**json.loads(payload))
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        if os.WTERMSIG(status) == signal.SIGINT:
-            raise KeyboardInterrupt
-        return TrialOutcome("FAIL", error={"type": "Signal", "message": f"the trial was killed by {name}"})
-    return TrialOutcome("FAIL", error={"type": "Exit", "message": f"the trial exited with {os.WEXITSTATUS(status)}"})
+        run, config = pickle.loads(base64.b64decode(task["config"]))
+        live = optuna.trial.Trial(self.study, task["trial_id"])
+        return evaluate(live, run, self.import_root, config, self.spec).as_reply()

@@ -1,0 +1,240 @@
+"""Tasks executed inside the driver process (`isolation: inline`), one at a time or in threads.
+
+One at a time, a task runs in the main thread with fds 1 and 2 pointed at its folder's
+`outputs.log`, in its folder, with SIGINT/SIGTERM raising in it as in a run child: everything it
+writes, C extensions included, lands in its log, and it may install signal handlers.
+
+Several at once share one process, so fds, the current directory and the environment are the
+study's; each thread's Python output (`sys.stdout`, `sys.stderr`, and `logging` handlers that write
+to them) is routed to its own task's log by stream objects installed as `sys.stdout`/`sys.stderr`
+for the duration. A task that calls `sys.exit` ends only itself (the runner turns it into a
+failure). Threads cannot be killed: when the study stops, each running task gets the signal's
+exception raised in its thread (at its next Python instruction) and is abandoned if it is still
+running after the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from expyrun.execute.trial_workers import Finished
+from expyrun.run.child import Terminated, flush_all
+
+Task = Callable[[], dict[str, Any]]
+_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+class RoutedStream(io.TextIOBase):
+    """A text stream that writes to the current thread's target, or to `fallback` for threads
+    without one."""
+
+    def __init__(self, fallback: IO[str]) -> None:
+        super().__init__()
+        self.fallback = fallback
+        self._local = threading.local()
+
+    def route(self, target: IO[str] | None) -> None:
+        self._local.target = target
+
+    @property
+    def target(self) -> IO[str]:
+        return getattr(self._local, "target", None) or self.fallback
+
+    def write(self, text: str) -> int:
+        return self.target.write(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.target.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.fallback, "errors", None)
+
+
+class InlinePool:
+    """`jobs` tasks at once in this process; the same interface as WorkerPool."""
+
+    def __init__(self, jobs: int, on_interrupt: Callable[[int], None], gpu: str | None = None) -> None:
+        self.jobs = jobs
+        self.on_interrupt = on_interrupt
+        self.gpu = gpu
+        self.pending: list[tuple[int, Task, Path]] = []  # jobs == 1: run by wait(), in the main thread
+        self.threads: dict[int, threading.Thread] = {}
+        self.finished: list[Finished] = []
+        self.mutex = threading.Lock()
+        self.done_read, self.done_write = os.pipe()
+        os.set_blocking(self.done_read, False)
+        self.routed: tuple[RoutedStream, RoutedStream] | None = None
+        self.saved: tuple[Any, Any] = (sys.stdout, sys.stderr)
+        for stream in (sys.stdout, sys.stderr):  # prints and fd writes in the order they were made
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        if jobs > 1:
+            self.routed = (RoutedStream(sys.stdout), RoutedStream(sys.stderr))
+            sys.stdout, sys.stderr = self.routed
+
+    @property
+    def busy(self) -> int:
+        return len(self.pending) + len(self.threads)
+
+    def has_free_slot(self) -> bool:
+        return self.busy < self.jobs
+
+    def submit(self, key: int, task: Task, run_dir: Path) -> tuple[int, str | None]:
+        if self.jobs == 1:
+            self.pending.append((key, task, run_dir))
+        else:
+            thread = threading.Thread(
+                target=self._in_thread, args=(key, task, run_dir), daemon=True, name=f"expyrun-trial-{key}"
+            )
+            self.threads[key] = thread
+            thread.start()
+        return os.getpid(), self.gpu
+
+    def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]:
+        if self.pending:
+            key, task, run_dir = self.pending.pop(0)
+            return [self._in_main_thread(key, task, run_dir)]
+        if not self._take():
+            fds = [self.done_read] + ([wake_fd] if wake_fd is not None else [])
+            with contextlib.suppress(InterruptedError):
+                select.select(fds, [], [], timeout)
+        return self._take()
+
+    def _take(self) -> list[Finished]:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.done_read, 4096)
+        with self.mutex:
+            finished, self.finished = self.finished, []
+        for item in finished:
+            self.threads.pop(item.key, None)
+        return finished
+
+    def _in_main_thread(self, key: int, task: Task, run_dir: Path) -> Finished:
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        flush_all()
+        saved = os.dup(1), os.dup(2)
+        log = os.open(run_dir / "outputs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        home, run_dir_env = os.getcwd(), os.environ.get("EXPYRUN_RUN_DIR")
+        interrupted = None
+        try:
+            os.chdir(run_dir)
+            os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            try:
+                return Finished(key, task())
+            except KeyboardInterrupt:
+                traceback.print_exc()
+                interrupted = "SIGINT"
+            except Terminated:
+                sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")
+                interrupted = "SIGTERM"
+            return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
+        finally:
+            signal.signal(signal.SIGINT, handlers[0])
+            signal.signal(signal.SIGTERM, handlers[1])
+            flush_all()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            os.chdir(home)
+            if run_dir_env is not None:
+                os.environ["EXPYRUN_RUN_DIR"] = run_dir_env
+            if interrupted is not None:
+                self.on_interrupt(_SIGNALS[interrupted])
+
+    def _in_thread(self, key: int, task: Task, run_dir: Path) -> None:
+        assert self.routed is not None
+        log = open(run_dir / "outputs.log", "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        for stream in self.routed:
+            stream.route(log)
+        try:
+            try:
+                result = Finished(key, task())
+            except KeyboardInterrupt:
+                traceback.print_exc()
+                result = Finished(key, None, "the trial was stopped by SIGINT", interrupted="SIGINT")
+            except Terminated:
+                sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")
+                result = Finished(key, None, "the trial was stopped by SIGTERM", interrupted="SIGTERM")
+            except BaseException as error:  # never lose a task: it ends, failed
+                traceback.print_exc()
+                result = Finished(
+                    key, {"state": "FAIL", "error": {"type": type(error).__name__, "message": str(error)}}
+                )
+        finally:
+            for stream in self.routed:
+                stream.route(None)
+            log.close()
+        with self.mutex:
+            self.finished.append(result)
+        with contextlib.suppress(OSError):
+            os.write(self.done_write, b".")
+
+    def stop(
+        self, grace: float, wake_fd: int | None = None, exception: type[BaseException] = KeyboardInterrupt
+    ) -> list[Finished]:
+        """The study stops: pending tasks never start, threads get `exception` raised in them and
+        `grace` seconds to end; those still running then are abandoned (reported killed)."""
+        finished = [
+            Finished(key, None, "not started: the study was stopped", killed=True) for key, _, _ in self.pending
+        ]
+        self.pending = []
+        for thread in list(self.threads.values()):
+            if thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exception))
+        deadline = time.monotonic() + grace
+        while self.threads and time.monotonic() < deadline:
+            finished += self.wait(min(0.2, max(0.0, deadline - time.monotonic())), wake_fd)
+        for key in list(self.threads):
+            message = (
+                f"abandoned: still running {grace:g} s after the study was stopped (an inline trial cannot be killed)"
+            )
+            finished.append(Finished(key, None, message, killed=True))
+        self.threads.clear()
+        self.close()
+        return finished
+
+    def close(self) -> None:
+        if self.routed is not None and sys.stdout is self.routed[0]:
+            sys.stdout, sys.stderr = self.saved
+        self.routed = None
+        for fd in (self.done_read, self.done_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.done_read = self.done_write = -1

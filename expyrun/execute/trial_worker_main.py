@@ -1,0 +1,141 @@
+"""A trial worker process: a fresh interpreter that runs prepared trial folders one after another.
+
+Started by `expyrun.execute.trial_workers.WorkerPool` (never forked from the driver, whose other
+threads may hold locks), it reads JSON lines on a private pipe: first a hello naming the runner
+(`module:Class`, built once with the hello's `init`; for a study it opens its own storage), then
+one task per trial. For each task it points fds 1 and 2 at the trial's `outputs.log`, enters the
+trial folder, calls the runner, flushes Python and C stdio, puts everything back and answers one
+JSON line on its other private pipe. Both pipes are close-on-exec, so nothing the entry point
+starts inherits them, and a process the entry point forks never answers in its place.
+
+The entry-point module is imported once per worker (by the first trial), so heavy imports and a
+CUDA context are paid once; module-level state lives on from one trial to the next of a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import importlib
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from expyrun.run.child import Terminated, flush_all
+
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    raise Terminated
+
+
+def _load(name: str) -> Any:
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _line_buffered() -> None:
+    """Python's streams line buffered whatever PYTHONUNBUFFERED says: `print` and `os.write` reach
+    the log in the order they were made."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+
+
+def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any], str | None]:
+    """One trial in its folder; returns the reply and the signal that interrupted it, if any."""
+    run_dir = Path(task["run_dir"])
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    flush_all()
+    saved = os.dup(1), os.dup(2)  # non-inheritable duplicates
+    log = os.open(run_dir / "outputs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    home = os.getcwd()
+    interrupted = None
+    try:
+        os.chdir(run_dir)
+        os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+        try:
+            reply = runner(task["payload"])
+        except KeyboardInterrupt:
+            traceback.print_exc()
+            interrupted = "SIGINT"
+        except Terminated:
+            sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")
+            interrupted = "SIGTERM"
+        except Exception as error:  # the runner itself failed (storage gone...): this trial fails
+            traceback.print_exc()
+            reply = {"state": "FAIL", "error": {"type": type(error).__name__, "message": str(error)}}
+        if interrupted is not None:
+            message = f"the trial was stopped by {interrupted}"
+            reply = {"state": "FAIL", "interrupted": interrupted, "error": {"type": "Interrupted", "message": message}}
+    finally:
+        if os.getpid() != me:  # a process the entry point forked came back up here: it never answers
+            flush_all()
+            os._exit(0)
+        flush_all()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        os.chdir(home)
+        signal.signal(signal.SIGINT, handlers[0])  # the entry point may have changed them
+        signal.signal(signal.SIGTERM, handlers[1])
+    return reply, interrupted
+
+
+def serve(commands_fd: int, replies_fd: int) -> int:
+    os.set_inheritable(commands_fd, False)
+    os.set_inheritable(replies_fd, False)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    faulthandler.enable()  # a segfault's traceback goes to fd 2: the trial's log
+    _line_buffered()
+    me = os.getpid()
+    commands = os.fdopen(commands_fd, "r", encoding="utf-8")
+    replies = os.fdopen(replies_fd, "w", encoding="utf-8", buffering=1)
+    try:
+        line = commands.readline()
+        if not line:
+            return 0
+        hello = json.loads(line)
+        if hello.get("no_bytecode"):  # the code runs from a run folder's snapshot: leave it as copied
+            sys.dont_write_bytecode = True
+        runner: Any = None
+        failure = None
+        try:
+            runner = _load(hello["runner"])(hello.get("init", {}))
+        except Exception as error:
+            traceback.print_exc()
+            failure = {"type": type(error).__name__, "message": f"the trial worker could not start: {error}"}
+        for line in commands:
+            task = json.loads(line)
+            if runner is None:
+                replies.write(json.dumps({"state": "FAIL", "error": failure}) + "\n")
+                return 1
+            reply, interrupted = run_task(runner, task, me)
+            replies.write(json.dumps(reply, default=str) + "\n")
+            if interrupted is not None:  # the study is stopping: so does its worker
+                return INTERRUPTED[interrupted]
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Terminated:
+        return 143
+    except BrokenPipeError:  # the driver is gone
+        return 1
+
+
+def start(commands_fd: int, replies_fd: int) -> NoReturn:
+    """Serve until the driver closes the commands pipe; `os._exit`, not `sys.exit`: threads a trial
+    left behind must not keep the worker alive."""
+    code = serve(commands_fd, replies_fd)
+    flush_all()
+    os._exit(code)

@@ -1,0 +1,92 @@
+"""Telling a running trial from the trial of a study process that died without a word.
+
+A SIGKILL, an out-of-memory kill or a lost node leaves trials `RUNNING` in the storage for good;
+they would count towards `n_trials` and never run. Database servers have Optuna's heartbeat for
+this. For studies kept in a file (journal, SQLite), expyrun records in each trial it runs the
+host, pid and process start time of the driver running it, and keeps a heartbeat file per trial
+beside the storage (`{file}.expyrun-heartbeats/{trial_id}`) touched while the trial runs. A
+`RUNNING` trial is dead when its driver's process is gone from this host (same host: the pid is the
+authority, a busy driver is not dead), or, seen from another host, when its heartbeat file is
+missing or older than three heartbeat intervals (`grace_period` when set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from expyrun.run.record import host_name
+
+HOST, PID, PID_START = "expyrun:host", "expyrun:pid", "expyrun:pid_start"
+HEARTBEATS_SUFFIX = ".expyrun-heartbeats"
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` (Linux: field 22 of /proc/PID/stat), to tell a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    return text.rsplit(b")", 1)[1].split()[19].decode()
+
+
+def process_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, and not ours to judge further
+        return True
+    return start is None or process_start(pid) in (None, start)
+
+
+class Liveness:
+    """The heartbeat files of one storage file, and the verdict on other drivers' trials."""
+
+    def __init__(self, anchor: Path, interval: float, grace: float | None) -> None:
+        self.folder = anchor.with_name(anchor.name + HEARTBEATS_SUFFIX)
+        self.stale_after = grace if grace is not None else 3 * interval
+        self.host = host_name()
+        self.pid = os.getpid()
+        self.start = process_start(self.pid)
+
+    def claim(self, study: Any, trial_id: int) -> None:
+        """Mark the trial as run by this process: its heartbeat file first, so that a trial with
+        owner attributes always has one while its owner lives."""
+        from expyrun.tune.optuna_compat import set_system_attrs
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._path(trial_id).touch()
+        set_system_attrs(study, trial_id, {HOST: self.host, PID: self.pid, PID_START: self.start})
+
+    def beat(self, trial_ids: list[int]) -> None:
+        for trial_id in trial_ids:
+            with contextlib.suppress(OSError):
+                os.utime(self._path(trial_id))
+
+    def release(self, trial_id: int) -> None:
+        with contextlib.suppress(OSError):
+            self._path(trial_id).unlink()
+
+    def is_dead(self, trial: Any) -> bool:
+        """Whether a RUNNING trial's driver is gone. Trials without owner attributes (run by plain
+        Optuna, or by an expyrun that just asked for them) are never judged."""
+        attrs = trial.system_attrs
+        if PID not in attrs:
+            return False
+        if attrs.get(HOST) == self.host:
+            if attrs[PID] == self.pid and attrs.get(PID_START) == self.start:
+                return False  # ours: the driver knows its own trials
+            return not process_alive(int(attrs[PID]), attrs.get(PID_START))
+        try:
+            age = time.time() - self._path(trial._trial_id).stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return age > self.stale_after
+
+    def _path(self, trial_id: int) -> Path:
+        return self.folder / str(trial_id)
