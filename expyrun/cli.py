@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -88,12 +87,13 @@ def _dispatch(args: list[str]) -> int:
     return _run_config(args)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", f"see {self.prog} --help")
-
-
 def _browse(command: str, args: list[str]) -> int:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise UsageError(f"{self.prog}: {message}", f"see {self.prog} --help")
+
     command = "list" if command == "ls" else command
     parser = _Parser(prog=f"expyrun {command}")
     if command == "list":

@@ -147,7 +147,8 @@ def test_run_folder_removed_during_the_run_is_one_line(project):
             deadline = time.monotonic() + 30  # the launcher records the environment meanwhile
             while not os.path.exists(os.path.join(run_dir, "frozen_requirements.txt")) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            shutil.rmtree(run_dir)
+            while os.path.exists(run_dir) and time.monotonic() < deadline:  # the launcher may be writing in it
+                shutil.rmtree(run_dir, ignore_errors=True)
             return 1
         """,
     )

@@ -9,8 +9,7 @@ from __future__ import annotations
 import datetime
 import difflib
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -24,8 +23,7 @@ _DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?"
 _SPECIAL_FLOATS = {".inf", "+.inf", "-.inf", ".nan"}
 
 
-@dataclass(frozen=True)
-class Override:
+class Override(NamedTuple):
     key: str
     text: str
     new: bool = False

@@ -10,9 +10,8 @@ import gc
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from expyrun.config.inheritance import load_config
 from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator, is_secret
@@ -26,8 +25,7 @@ MIN_SECRET_TEXT = 6  # shorter secrets are replaced only where a whole value equ
 _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass(frozen=True)
-class RunSection:
+class RunSection(NamedTuple):
     """The validated `__run__` section."""
 
     main: str
@@ -46,17 +44,30 @@ class RunSection:
         return self.main.partition(":")[2]
 
 
-@dataclass
 class ResolvedConfig:
-    """A config ready to run: `raw` before interpolation, `values` after."""
+    """A config ready to run: `raw` before interpolation, `values` after.
 
-    raw: dict
-    values: dict
-    provenance: Provenance
-    run: RunSection
-    warnings: list[str] = field(default_factory=list)
-    secret_paths: set[Path] = field(default_factory=set)
-    secret_values: dict[str, str] = field(default_factory=dict)
+    (Plain classes rather than dataclasses on the launch path: `dataclasses` imports `inspect`,
+    a tenth of what a whole launch may cost.)
+    """
+
+    def __init__(
+        self,
+        raw: dict,
+        values: dict,
+        provenance: Provenance,
+        run: RunSection,
+        warnings: list[str] | None = None,
+        secret_paths: set[Path] | None = None,
+        secret_values: dict[str, str] | None = None,
+    ) -> None:
+        self.raw = raw
+        self.values = values
+        self.provenance = provenance
+        self.run = run
+        self.warnings = warnings if warnings is not None else []
+        self.secret_paths = secret_paths if secret_paths is not None else set()
+        self.secret_values = secret_values if secret_values is not None else {}
 
     def for_disk(self) -> dict:
         """The resolved values as written to `config.yml`: secrets stay references."""

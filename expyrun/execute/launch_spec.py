@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
-import subprocess
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from expyrun.errors import ConfigError
 
@@ -19,8 +16,7 @@ LAUNCHERS = ("local",)
 _KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait")
 
 
-@dataclass(frozen=True)
-class LaunchSpec:
+class LaunchSpec(NamedTuple):
     """How many runs execute at once, on which GPUs, by how many worker processes."""
 
     launcher: str = "local"
@@ -113,6 +109,9 @@ def _gpus(value: Any) -> tuple[str, ...] | None:
 
 def detect_gpus() -> tuple[str, ...]:
     """The GPUs this process may use: an already-set `CUDA_VISIBLE_DEVICES`, else what nvidia-smi lists."""
+    import shutil
+    import subprocess
+
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return tuple(v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1")

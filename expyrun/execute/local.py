@@ -18,8 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from expyrun.execute.outcome import SIGNAL_EXIT, Outcome, classify
 from expyrun.run import child
@@ -30,23 +29,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 
 
-@dataclass
-class Job:
-    """One prepared run folder and what its run child calls."""
+class Job(NamedTuple):
+    """One prepared run folder, what its run child calls, and variables set for it."""
 
     prepared: PreparedRun
     work: Callable[[], Any]
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = {}  # noqa: RUF012 (never mutated: copied before use)
 
 
-@dataclass
-class _Running:
+class _Running(NamedTuple):
     job: Job
     pid: int
     tee: Tee
     result_fd: int
     gpu: str | None
-    payload: bytearray = field(default_factory=bytearray)
+    payload: bytearray
 
 
 class LocalExecutor:
@@ -150,7 +147,7 @@ class LocalExecutor:
             child.take_terminal(terminal, pid)
         if self.on_start is not None:
             self.on_start(job, pid, gpu)
-        return _Running(job, pid, tee, result_fd, gpu)
+        return _Running(job, pid, tee, result_fd, gpu, bytearray())
 
     def _wait(self, running: dict[int, _Running], wake_read: int) -> None:
         """Until a child may have changed state, a result arrived, a signal came, or a deadline passed."""
@@ -206,7 +203,7 @@ class LocalExecutor:
 def _read_result(run: _Running) -> None:
     with contextlib.suppress(BlockingIOError, OSError):
         while chunk := os.read(run.result_fd, 1 << 16):
-            run.payload += chunk
+            run.payload.extend(chunk)
 
 
 def _kill_group(pgid: int) -> None:

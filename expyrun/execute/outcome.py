@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 from typing import Any
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
-@dataclass
 class Outcome:
     """`status` is the run.json status; `exit_code` what expyrun exits with for this run."""
 
-    status: str
-    exit_code: int
-    result: Any = None
-    exception: dict[str, str] | None = None
-    log_error: str | None = None
+    def __init__(
+        self,
+        status: str,
+        exit_code: int,
+        result: Any = None,
+        exception: dict[str, str] | None = None,
+        log_error: str | None = None,
+    ) -> None:
+        self.status = status
+        self.exit_code = exit_code
+        self.result = result
+        self.exception = exception
+        self.log_error = log_error
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.status!r}, {self.exit_code}, exception={self.exception!r})"
 
 
 def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) -> Outcome:

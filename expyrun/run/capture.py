@@ -17,24 +17,23 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 LOG_FILE = "outputs.log"
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclass
 class Tee:
     """A running tee: the run's output pipes (`stdout`, `stderr`; one pipe when both go to the same
     place, so the order of all writes is kept) and the control and report channels."""
 
-    pid: int
-    stdout: int  # write end for the run's fd 1
-    stderr: int  # write end for the run's fd 2 (the same pipe as stdout when they share a destination)
-    control: int
-    report: int  # the tee's one message back: why the log could not be written, if it could not
-    log_error: str | None = None
+    def __init__(self, pid: int, stdout: int, stderr: int, control: int, report: int) -> None:
+        self.pid = pid
+        self.stdout = stdout  # write end for the run's fd 1
+        self.stderr = stderr  # write end for the run's fd 2 (the same pipe as stdout when shared)
+        self.control = control
+        self.report = report  # the tee's one message back: why the log could not be written, if so
+        self.log_error: str | None = None
 
     def watch(self, run_pgid: int) -> None:
         """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
@@ -48,18 +47,26 @@ class Tee:
 
     def stop(self, grace_s: float = 2.0) -> None:
         """Let the tee drain and exit; a leftover process that left the run's group may still hold
-        the pipes, in which case the tee goes on copying in the background and we stop waiting."""
+        the pipes, in which case the tee goes on copying in the background and we stop waiting.
+
+        The tee's end of the report pipe closes when it exits: that EOF is what we wait for.
+        """
         with contextlib.suppress(OSError):
             os.close(self.control)
+        report, exited = b"", False
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if os.waitpid(self.pid, os.WNOHANG) != (0, 0):
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.report], [], [], left)[0]:
                 break
-            time.sleep(0.002)
-        os.set_blocking(self.report, False)
-        with contextlib.suppress(OSError):
-            self.log_error = os.read(self.report, 4096).decode(errors="replace").strip() or None
+            chunk = os.read(self.report, 4096)
+            if not chunk:
+                exited = True
+                break
+            report += chunk
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0 if exited else os.WNOHANG)  # after EOF the tee is ending: reap it
         os.close(self.report)
+        self.log_error = report.decode(errors="replace").strip() or None
 
 
 def same_destination(fd_a: int, fd_b: int) -> bool:

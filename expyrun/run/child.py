@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -161,6 +160,8 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
 def _print_traceback() -> None:
     """The traceback on stderr, if there still is one (an entry point may have closed fd 2)."""
     with contextlib.suppress(Exception):
+        import traceback
+
         traceback.print_exc()
 
 
@@ -181,11 +182,29 @@ def _finish() -> None:
 
 def flush_all() -> None:
     """Flush Python's streams and C `stdio` buffers: `os._exit` skips both, and a C extension's
-    `printf` into a pipe sits in a block buffer until libc's exit would have flushed it."""
+    `printf` into a pipe sits in a block buffer until libc's exit would have flushed it.
+
+    Only native code fills C buffers, so libc is asked (through ctypes, a few milliseconds to
+    import) only when an extension module or ctypes was loaded since the process started.
+    """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(ValueError, OSError):
             stream.flush()
+    if "ctypes" not in sys.modules and not (native_modules() - _NATIVE_AT_START):
+        return
     import ctypes
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).fflush(None)
+
+
+def native_modules() -> set[str]:
+    """Names of the loaded extension modules (compiled code that may write through C stdio)."""
+    return {
+        name
+        for name, module in list(sys.modules.items())
+        if (getattr(module, "__file__", None) or "").endswith((".so", ".pyd"))
+    }
+
+
+_NATIVE_AT_START = native_modules()

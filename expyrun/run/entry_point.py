@@ -6,15 +6,15 @@ that `--dry-run` never executes user code and a typo is reported before any fold
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import importlib
-import inspect
+import re
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ast
 
 from expyrun.config import RunSection
 from expyrun.errors import EntryPointError
@@ -46,16 +46,30 @@ def check_entry_point(run: RunSection) -> Path:
             f"`__run__.__main__`: module `{run.module}` not found in {run.code}",
             "set __run__.__code__ to the folder that holds the package, or launch from there",
         )
+    source = path.read_bytes()
     try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        compile(source, str(path), "exec", dont_inherit=True)
     except SyntaxError as error:
         raise EntryPointError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
-    if not _defines(tree, run.function):
+    if not _defined_at_top(source, run.function):
         raise EntryPointError(f"`__run__.__main__`: `{run.function}` is not defined in {path}")
     return path
 
 
+def _defined_at_top(source: bytes, name: str) -> bool:
+    """Whether the module defines `name`: a top-level `def`/`class`/assignment found by a pattern
+    (the common case, without importing `ast`), else by walking the module's syntax tree."""
+    word = re.escape(name.encode())
+    if re.search(rb"^(?:async[ \t]+def|def|class)[ \t]+" + word + rb"\b|^" + word + rb"[ \t]*[:=]", source, re.M):
+        return True
+    import ast
+
+    return _defines(ast.parse(source), name)
+
+
 def _defines(tree: ast.Module, name: str) -> bool:
+    import ast
+
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             return True
@@ -79,6 +93,9 @@ def _defines(tree: ast.Module, name: str) -> bool:
 
 def _config_argument(function: Callable[..., Any], config: dict) -> Any:
     """The config as the entry point asks for it: dict, dataclass instance or DictConfig."""
+    import inspect
+    import typing
+
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
@@ -90,7 +107,7 @@ def _config_argument(function: Callable[..., Any], config: dict) -> Any:
         annotation = typing.get_type_hints(function).get(parameter.name, parameter.annotation)
     except Exception:  # unresolvable string annotations: fall back to a plain dict
         return config
-    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+    if isinstance(annotation, type) and hasattr(annotation, "__dataclass_fields__"):
         return _structured(annotation, config)
     if getattr(annotation, "__name__", "") == "DictConfig" and "omegaconf" in getattr(annotation, "__module__", ""):
         from omegaconf import OmegaConf

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 _EXP = re.compile(r"exp\.(\d+)")
@@ -37,6 +36,8 @@ def allocate_run_dir(base: Path) -> Path:
 
 def discard_run_dir(run_dir: Path, created: list[Path]) -> None:
     """Remove a run folder whose preparation failed, and the empty parents made for it."""
+    import shutil
+
     shutil.rmtree(run_dir, ignore_errors=True)
     remove_created(created)
 

@@ -112,10 +112,44 @@ def frozen_requirements() -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
-def write_frozen_requirements(run_dir: Path) -> list[str]:
-    lines = frozen_requirements()
-    (run_dir / FROZEN_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return lines
+def write_frozen_requirements(run_dir: Path, cache_dir: Path | None = None) -> None:
+    """`frozen_requirements.txt` in the run folder.
+
+    With `cache_dir`, the text is kept there under a key made of the interpreter and the
+    modification times of the folders on sys.path (installing, removing or upgrading a
+    distribution changes its folder's), so repeated launches copy it instead of reading every
+    distribution's metadata again.
+    """
+    target = run_dir / FROZEN_FILE
+    cached = cache_dir / f"frozen-{_environment_key()}.txt" if cache_dir is not None else None
+    if cached is not None:
+        try:
+            target.write_bytes(cached.read_bytes())
+            return
+        except OSError:
+            pass
+    text = "\n".join(frozen_requirements()) + "\n"
+    target.write_text(text, encoding="utf-8")
+    if cached is not None:
+        temporary = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, cached)
+        except OSError:  # a cache only
+            pass
+
+
+def _environment_key() -> str:
+    import hashlib
+
+    parts = [sys.executable]
+    for entry in sys.path or ["."]:
+        try:
+            parts.append(f"{entry}\0{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            parts.append(f"{entry}\0-")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 def parse_requirements(text: str) -> dict[str, str]:

@@ -13,16 +13,19 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.execute.local import Job, LocalExecutor, exit_code
 from expyrun.execute.outcome import Outcome
 from expyrun.run.capture import LOG_FILE
-from expyrun.run.entry_point import call_entry_point
+from expyrun.run.entry_point import call_entry_point, top_level_path
 from expyrun.run.prepare import PreparedRun, prepare_run
 from expyrun.run.record import RUN_FILE, now
+
+if TYPE_CHECKING:
+    from expyrun.run.git_state import GitProbe
 
 
 def launch(
@@ -37,7 +40,26 @@ def launch(
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
     """
-    prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields)
+    from expyrun.run.git_state import GitProbe
+
+    run = resolved.run
+    git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
+    try:
+        return _launch(resolved, debug, argv, config_file, body, record_fields, git)
+    finally:
+        git.close()
+
+
+def _launch(
+    resolved: ResolvedConfig,
+    debug: bool,
+    argv: list[str],
+    config_file: Path | None,
+    body: Callable[[Path, Path], Any] | None,
+    record_fields: dict[str, Any] | None,
+    git: GitProbe,
+) -> int:
+    prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields, git)
     console.info(f"run folder: {prepared.run_dir}")
     if body is None:
         work = partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
@@ -48,7 +70,7 @@ def launch(
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
         mark_running(job.prepared, gpu)
         try:
-            record_environment(prepared.record, resolved.run.code, prepared.run_dir, debug, config_file)
+            record_environment(prepared, git, config_file)
             prepared.write_record()
         except Exception as error:  # the run is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
@@ -91,16 +113,15 @@ def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) ->
         console.error(f"cannot write {prepared.run_dir / RUN_FILE}: {error.strerror} (was the run folder removed?)")
 
 
-def record_environment(
-    record: dict[str, Any], code: Path, run_dir: Path, debug: bool, config_file: Path | None
-) -> None:
+def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path | None = None) -> None:
     """Git state and frozen requirements, gathered while the run already works."""
-    from expyrun.run.git_state import git_state, write_diff
+    from expyrun.run.git_state import write_diff
 
-    if not debug:
+    run_dir, record = prepared.run_dir, prepared.record
+    if not prepared.debug:
         from expyrun.run.freeze import FROZEN_FILE, requirement_drift, write_frozen_requirements
 
-        write_frozen_requirements(run_dir)
+        write_frozen_requirements(run_dir, cache_dir=prepared.resolved.run.output_dir / ".expyrun" / "frozen")
         stored = config_file.parent / FROZEN_FILE if config_file is not None else None
         if stored is not None and stored.is_file() and stored != run_dir / FROZEN_FILE:
             drift = requirement_drift(stored)
@@ -110,11 +131,11 @@ def record_environment(
                     + "; ".join(drift[:20])
                     + (" ..." if len(drift) > 20 else "")
                 )
-    state = git_state(code)
+    state = git.state()
     if state is not None:
         record["git"] = state.as_record()
         if state.dirty:
-            write_diff(code, run_dir)
+            write_diff(git.code, run_dir)
 
 
 def report(outcome: Outcome, run_dir: Path) -> None:

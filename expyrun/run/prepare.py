@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
@@ -22,20 +20,23 @@ from expyrun.errors import UsageError
 from expyrun.run.entry_point import top_level_path
 from expyrun.run.folder import allocate_run_dir, discard_run_dir, missing_parents, remove_created
 from expyrun.run.record import RUN_FILE, start_record, write_json_atomic
-from expyrun.run.snapshot import STORE, take_snapshot
+
+if TYPE_CHECKING:
+    from expyrun.run.git_state import GitProbe
 
 RESERVE_FILE = ".expyrun-reserve"
+STORE_FOLDER = Path(".expyrun") / "store"  # the snapshot store, beside the runs
 _RESERVE_BYTES = 256 * 1024
 
 
-@dataclass
 class PreparedRun:
     """A run folder ready to execute: its resolved config and its record so far."""
 
-    resolved: ResolvedConfig
-    run_dir: Path
-    record: dict[str, Any]
-    debug: bool
+    def __init__(self, resolved: ResolvedConfig, run_dir: Path, record: dict[str, Any], debug: bool) -> None:
+        self.resolved = resolved
+        self.run_dir = run_dir
+        self.record = record
+        self.debug = debug
 
     @property
     def launch_cwd(self) -> Path:
@@ -62,12 +63,17 @@ def run_base(resolved: ResolvedConfig, debug: bool) -> Path:
 
 
 def prepare_run(
-    resolved: ResolvedConfig, debug: bool, argv: list[str], cwd: Path, record_fields: dict[str, Any] | None = None
+    resolved: ResolvedConfig,
+    debug: bool,
+    argv: list[str],
+    cwd: Path,
+    record_fields: dict[str, Any] | None = None,
+    git: GitProbe | None = None,
 ) -> PreparedRun:
     """A new run folder holding configs, snapshot and `run.json`; nothing is left when this raises."""
     base = run_base(resolved, debug)
     created = missing_parents(base)
-    store = resolved.run.output_dir / STORE
+    store = resolved.run.output_dir / STORE_FOLDER
     store_created = [] if debug else missing_parents(store)
     try:
         run_dir = allocate_run_dir(base)
@@ -75,10 +81,12 @@ def prepare_run(
         message = f"`__run__.__output_dir__`: cannot create a run folder under {base}: {error.strerror}"
         raise UsageError(message) from None
     try:
-        return _fill(resolved, run_dir, debug, argv, cwd, record_fields or {})
+        return _fill(resolved, run_dir, debug, argv, cwd, record_fields or {}, git)
     except BaseException as error:
         discard_run_dir(run_dir, created)
         if store_created:  # a store this launch began holds nothing another run needs
+            import shutil
+
             shutil.rmtree(store, ignore_errors=True)
             remove_created(store_created)
         if isinstance(error, OSError):
@@ -88,7 +96,13 @@ def prepare_run(
 
 
 def _fill(
-    resolved: ResolvedConfig, run_dir: Path, debug: bool, argv: list[str], cwd: Path, fields: dict[str, Any]
+    resolved: ResolvedConfig,
+    run_dir: Path,
+    debug: bool,
+    argv: list[str],
+    cwd: Path,
+    fields: dict[str, Any],
+    git: GitProbe | None,
 ) -> PreparedRun:
     run = resolved.run
     if not debug:
@@ -101,8 +115,12 @@ def _fill(
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
     if not debug:
+        from expyrun.run.snapshot import take_snapshot
+
         source = top_level_path(run.code, run.module)
-        snapshot = take_snapshot(source, run_dir, run.output_dir / STORE, run.max_file_mb, run.output_dir)
+        ignored = git.ignored() if git is not None else None
+        store = run.output_dir / STORE_FOLDER
+        snapshot = take_snapshot(source, run_dir, store, run.max_file_mb, run.output_dir, ignored)
         record["snapshot"] = snapshot.as_record()
         for skipped in snapshot.skipped:
             console.warning(f"snapshot: {skipped} is larger than {run.max_file_mb:g} MB; not copied")

@@ -17,24 +17,22 @@ import shutil
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from expyrun.run.git_state import ignored_files
-
 SKIPPED_DIRS = {"__pycache__", ".git"}
-STORE = Path(".expyrun") / "store"
 
 
-@dataclass
 class Snapshot:
-    files: int = 0
-    bytes: int = 0
-    entries: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    loops: list[str] = field(default_factory=list)  # links back to a folder being copied: not followed
-    seconds: float = 0.0
+    """What a snapshot copied: counts, one entry per file (path and digest), what it left out."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+        self.entries: list[str] = []
+        self.skipped: list[str] = []  # files over `__max_file_mb__`
+        self.loops: list[str] = []  # links back to a folder being copied: not followed
+        self.seconds = 0.0
 
     def as_record(self) -> dict[str, Any]:
         digest = hashlib.sha256("".join(sorted(self.entries)).encode()).hexdigest()
@@ -166,34 +164,40 @@ def _link_if_intact(stored: str, target: str, size: int) -> bool:
     return False
 
 
-@dataclass
 class _Copy:
     """What one snapshot walk needs at hand."""
 
-    store: _Store
-    snapshot: Snapshot
-    limit: int
-    ignored: set[str]
-    excluded: set[str]  # real paths never copied: the output folder when it lies inside the package
-    package: str = ""
-    walking: set[tuple[int, int]] = field(default_factory=set)  # (device, inode) of folders being copied
+    def __init__(self, store: _Store, limit: int, excluded: set[str]) -> None:
+        self.store = store
+        self.snapshot = Snapshot()
+        self.limit = limit
+        self.ignored: set[str] = set()
+        self.excluded = excluded  # real paths never copied: the output folder when inside the package
+        self.package = ""
+        self.walking: set[tuple[int, int]] = set()  # (device, inode) of folders being copied
 
 
 def take_snapshot(
-    source: Path, run_dir: Path, store_root: Path, max_file_mb: float, output_dir: Path | None = None
+    source: Path,
+    run_dir: Path,
+    store_root: Path,
+    max_file_mb: float,
+    output_dir: Path | None = None,
+    ignored: set[str] | None = None,
 ) -> Snapshot:
     """Copy the package folder or module file `source` into `run_dir`.
 
-    `output_dir` is left out when it lies inside the package (else the snapshot would copy itself).
+    `output_dir` is left out when it lies inside the package (else the snapshot would copy itself),
+    and so are the `ignored` paths (what git ignores).
     """
     started = time.perf_counter()
     excluded = {os.path.realpath(output_dir)} if output_dir is not None else set()
-    copy = _Copy(_Store(store_root), Snapshot(), int(max_file_mb * 1024 * 1024), set(), excluded)
+    copy = _Copy(_Store(store_root), int(max_file_mb * 1024 * 1024), excluded)
     target = str(run_dir / source.name)
     if source.is_file():
         _copy_file(str(source), os.stat(source), target, source.name, copy)
     else:
-        copy.ignored = {str(p) for p in ignored_files(source) or ()}
+        copy.ignored = ignored or set()
         copy.package = str(source.resolve())
         _copy_tree(copy.package, target, source.name, copy)
     copy.store.save()
