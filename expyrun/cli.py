@@ -172,6 +172,10 @@ def _run_config(args: list[str]) -> int:
             sys.stderr.write(explain(resolved))
         return 0
 
+    if spec is not None and launch_spec.workers > 1:
+        from expyrun.execute.study_workers import run_study_workers
+
+        return run_study_workers(args, launch_spec.workers)
     from expyrun.run.launch import launch
     from expyrun.run.prepare import run_base
 
@@ -182,4 +186,5 @@ def _run_config(args: list[str]) -> int:
 
         body = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec).run
         fields = {"study": spec.study_name}
-    return launch(resolved, debug=debug, argv=args, config_file=Path(config_file), body=body, record_fields=fields)
+    gpus = launch_spec.gpus if spec is None else None  # a study gives each trial worker its own
+    return launch(resolved, debug, args, Path(config_file), body, fields, gpus)

@@ -35,17 +35,19 @@ def launch(
     config_file: Path | None = None,
     body: Callable[[Path, Path], Any] | None = None,
     record_fields: dict[str, Any] | None = None,
+    gpus: tuple[str, ...] | None = None,
 ) -> int:
     """Run `resolved` in a new run folder; returns the exit code.
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
+    `gpus`: the ids the run may take one of (it gets the first; `run.json` records it).
     """
     from expyrun.run.git_state import GitProbe
 
     run = resolved.run
     git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
     try:
-        return _launch(resolved, debug, argv, config_file, body, record_fields, git)
+        return _launch(resolved, debug, argv, config_file, body, record_fields, git, gpus)
     finally:
         git.close()
 
@@ -58,6 +60,7 @@ def _launch(
     body: Callable[[Path, Path], Any] | None,
     record_fields: dict[str, Any] | None,
     git: GitProbe,
+    gpus: tuple[str, ...] | None,
 ) -> int:
     prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields, git)
     console.info(f"run folder: {prepared.run_dir}")
@@ -75,7 +78,7 @@ def _launch(
         except Exception as error:  # the run is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
 
-    executor = LocalExecutor(on_start=on_start)
+    executor = LocalExecutor(gpus=gpus, on_start=on_start)
     outcomes = executor.execute([Job(prepared, work)])
     outcome = outcomes[0] if outcomes else Outcome("interrupted", exit_code([], executor.stopped_by))
     finish_record(prepared, outcome, time.monotonic() - started)
