@@ -125,10 +125,12 @@ class InlinePool:
         if self.pending:
             key, task, run_dir = self.pending.pop(0)
             return [self._in_main_thread(key, task, run_dir)]
-        if not self._take():
-            fds = [self.done_read] + ([wake_fd] if wake_fd is not None else [])
-            with contextlib.suppress(InterruptedError):
-                select.select(fds, [], [], timeout)
+        finished = self._take()
+        if finished:
+            return finished
+        fds = [self.done_read] + ([wake_fd] if wake_fd is not None else [])
+        with contextlib.suppress(InterruptedError):
+            select.select(fds, [], [], timeout)
         return self._take()
 
     def _take(self) -> list[Finished]:

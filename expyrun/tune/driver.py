@@ -20,6 +20,7 @@ exits 130/143. Trials left RUNNING by a driver that died without a word are foun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -41,7 +42,7 @@ from expyrun.run.record import now, write_json_atomic
 from expyrun.tune import optuna_compat as compat
 from expyrun.tune.liveness import HOST, PID, Liveness
 from expyrun.tune.spec import StudySpec
-from expyrun.tune.storage import journal_path, make_storage, storage_file, study_lock
+from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
 from expyrun.tune.trial_run import PreparedTrial, TrialContext, TrialOutcome, evaluate
 
 STUDY_FILE = "study.json"
@@ -91,6 +92,8 @@ class Driver:
                 "with 'database is locked'",
                 "use the default journal storage, a .journal file, or a PostgreSQL URL",
             )
+        if spec.is_sqlite and spec.storage is not None:  # relative to where expyrun was launched
+            spec = dataclasses.replace(spec, storage=absolute_sqlite_url(spec.storage))
         self.resolved = resolved
         self.launch = launch
         self.spec = spec

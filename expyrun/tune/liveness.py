@@ -24,24 +24,34 @@ HOST, PID, PID_START = "expyrun:host", "expyrun:pid", "expyrun:pid_start"
 HEARTBEATS_SUFFIX = ".expyrun-heartbeats"
 
 
-def process_start(pid: int) -> str | None:
-    """The start time of process `pid` (Linux: field 22 of /proc/PID/stat), to tell a reused pid."""
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (Linux); None without it."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return text.rsplit(b")", 1)[1].split()[19].decode()
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` (field 22 of /proc/PID/stat), to tell a reused pid."""
+    fields = _stat(pid)
+    return fields[19].decode() if fields else None
 
 
 def process_alive(pid: int, start: str | None) -> bool:
+    """Whether `pid` still runs the process that started at `start`. A zombie is dead: its
+    parent (the init of a container, say) may take a while to reap it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: alive, and not ours to judge further
         return True
-    return start is None or process_start(pid) in (None, start)
+    fields = _stat(pid)
+    if fields is None:  # no /proc: the signal test is all there is
+        return True
+    return fields[0] not in (b"Z", b"X") and (start is None or fields[19].decode() == start)
 
 
 class Liveness:

@@ -46,6 +46,17 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database).expanduser().absolute()
 
 
+def absolute_sqlite_url(url: str) -> str:
+    """`url` with its database file made absolute, read relative to the current directory (the
+    directory expyrun was launched from: the study runs in its run folder)."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_path(url)
+    if path is None:
+        return url
+    return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
+
+
 def storage_file(spec: StudySpec, journal: Path | None) -> Path | None:
     """The file holding the study, when it is kept in one (journal or SQLite): the anchor of its
     lock file and of the heartbeat files of its running trials."""
