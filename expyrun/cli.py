@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from expyrun import console
-from expyrun.errors import ExpyrunError, UsageError
+from expyrun.errors import ConfigError, ExpyrunError, UsageError
 
-FLAGS = ("--debug", "--dry-run", "--explain")
+FLAGS = ("--debug", "--dry-run", "--explain", "--needed")
 HELP = ("-h", "--help")
 COMMANDS = ("list", "ls", "show", "diff", "env")
 
@@ -119,8 +119,11 @@ def _browse(command: str, args: list[str]) -> int:
             raise UsageError(f"{options.dir}: no such folder")
         return list_runs(root, options.json)
     if command == "show":
-        from expyrun.browse.show import render_show
+        from expyrun.browse.show import render_show, render_sweep
 
+        if (Path(options.run) / "sweep.json").is_file():
+            sys.stderr.write(render_sweep(Path(options.run)))
+            return 0
         sys.stderr.write(render_show(require_run(options.run)))
         return 0
     if command == "diff":
@@ -156,11 +159,19 @@ def _run_config(args: list[str]) -> int:
     from expyrun.execute.launch_spec import parse_launch
 
     launch_spec = parse_launch(resolved.values.get("__launch__"), resolved.values.get("__optuna__"))
-    spec = None
+    spec = sweep = None
+    if resolved.values.get("__sweep__") is not None:
+        if resolved.values.get("__optuna__") is not None:
+            raise ConfigError("`__sweep__` and `__optuna__` cannot be used together", "a study proposes its own points")
+        from expyrun.sweep.spec import parse_sweep
+
+        sweep = parse_sweep(resolved.values["__sweep__"], resolved.raw, Path(config_file).stem)
     if resolved.values.get("__optuna__") is not None:
         from expyrun.tune.spec import parse_spec
 
         spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
+    if sweep is not None:
+        return _sweep(resolved, sweep, launch_spec, args, flags)
     if "--explain" in flags or "--dry-run" in flags:
         from expyrun.config.dump import dump_yaml
 
@@ -187,4 +198,23 @@ def _run_config(args: list[str]) -> int:
         body = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec).run
         fields = {"study": spec.study_name}
     gpus = launch_spec.gpus if spec is None else None  # a study gives each trial worker its own
-    return launch(resolved, debug, args, Path(config_file), body, fields, gpus)
+    return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags)
+
+
+def _sweep(resolved: Any, sweep: Any, launch_spec: Any, args: list[str], flags: set[str]) -> int:
+    """A config with `__sweep__`: print its points (`--dry-run`), explain it, or run them all."""
+    from expyrun.sweep.run import describe_points, point_config, run_sweep
+
+    cwd = Path.cwd()
+    if "--explain" in flags:
+        from expyrun.config.explain import explain
+
+        first = point_config(resolved, next(sweep.points()), cwd)
+        sys.stderr.write(f"# point 0 of {sweep.size}; keys marked `sweep` take each point's value\n")
+        sys.stderr.write(explain(first))
+    if "--dry-run" in flags or "--explain" in flags:
+        from expyrun.config.dump import dump_yaml
+
+        sys.stdout.write(dump_yaml({"sweep": sweep.name, "points": list(describe_points(resolved, sweep, cwd))}))
+        return 0
+    return run_sweep(resolved, sweep, launch_spec, args, "--debug" in flags, "--needed" in flags)

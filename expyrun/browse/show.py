@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,29 @@ def _tail(log: Path) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + "…" for line in lines[-LOG_LINES:]]
+
+
+def render_sweep(folder: Path) -> str:
+    """`expyrun show SWEEP`: one row per point (status, result, values, run folder), then the counts."""
+    from expyrun.browse.table import render
+
+    try:
+        data = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+        points = data["points"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder}: sweep.json is unreadable\n"
+    rows, styles = [], []
+    for point in points if isinstance(points, list) else []:
+        if not isinstance(point, dict):
+            continue
+        values = point.get("values") if isinstance(point.get("values"), dict) else {}
+        shown = " ".join(f"{key}={_value(value)}" for key, value in values.items())
+        status = str(point.get("status"))
+        result = "-" if point.get("result") is None else _value(point.get("result"))[:24]
+        run_dir = str(point.get("reused") or point.get("run_dir") or "-")
+        rows.append([str(point.get("index")), status, result, shown, run_dir])
+        styles.append({"failed": "red", "interrupted": "yellow"}.get(status))
+    table = render(("point", "status", "result", "values", "run"), rows, styles, colour=sys.stderr.isatty())
+    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+    summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    return printable(f"sweep {data.get('name')} ({data.get('status')}): {summary}") + "\n" + table  # cells escaped

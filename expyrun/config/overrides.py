@@ -61,33 +61,39 @@ def apply_overrides(data: dict, overrides: list[Override]) -> set[Path]:
     touched: set[Path] = set()
     for override in overrides:
         if override.new:
-            touched.add(_add_new(data, override))
+            touched.add(add_key(data, override.key, read_value(override.text, override.flag), override.flag))
             continue
-        found = lookup(data, override.key)
-        if found is None:
-            raise ConfigError(f"{override.flag}: unknown key `{override.key}`", _suggest(data, override.key))
-        path, old = found
+        path, old = existing_key(data, override.key, override.flag)
         set_at(data, path, convert(old, override.text, override.flag))
         touched.add(path)
     return touched
 
 
-def _add_new(data: dict, override: Override) -> Path:
+def existing_key(data: dict, key: str, label: str) -> tuple[Path, Any]:
+    """The path and value of `key`, or an error naming it with the closest existing keys."""
+    found = lookup(data, key)
+    if found is None:
+        raise ConfigError(f"{label}: unknown key `{key}`", _suggest(data, key))
+    return found
+
+
+def add_key(data: dict, key: str, value: Any, label: str) -> Path:
+    """Set `key` to `value`, creating the mappings on the way (a new key on purpose: `--+a.b`)."""
     node: Any = data
     path: list = []
-    parts = split_dotted(override.key)
+    parts = split_dotted(key)
     for part in parts[:-1]:
         typed, child = step(node, part)
         if not isinstance(child, (dict, list)):
             if isinstance(node, list) or (part in node and node[part] is not None):
-                raise ConfigError(f"{override.flag}: `{dotted((*path, typed))}` is not a mapping")
+                raise ConfigError(f"{label}: `{dotted((*path, typed))}` is not a mapping")
             child = node[part] = {}
         path.append(typed)
         node = child
     typed, _ = step(node, parts[-1])
     if isinstance(node, list) and not (isinstance(typed, int) and typed < len(node)):
-        raise ConfigError(f"{override.flag}: cannot add `{parts[-1]}` to a list")
-    node[typed] = read_value(override.text, override.flag)
+        raise ConfigError(f"{label}: cannot add `{parts[-1]}` to a list")
+    node[typed] = value
     return (*path, typed)
 
 

@@ -15,6 +15,7 @@ class Provenance:
         self.cli_paths: set[Path] = set()
         self.default_paths: set[Path] = set()
         self.trial_paths: set[Path] = set()
+        self.sweep_paths: set[Path] = set()
         self.env_used: dict[Path, list[str]] = {}
         self._lines: dict[Path, tuple[str, int]] | None = None
 
@@ -43,6 +44,8 @@ class Provenance:
         """The origin shown by `--explain`."""
         if _covered(path, self.trial_paths):
             return "trial"
+        if _covered(path, self.sweep_paths):
+            return "sweep"
         if _covered(path, self.cli_paths):
             return "cli"
         if path in self.default_paths:

@@ -51,6 +51,7 @@ _MAP = "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
 _STR_KEY_TAGS = (_STR, "tag:yaml.org,2002:value")
 _DOTTED_KEYS_ALLOWED = ("__optuna__", "search_space")  # its keys name config keys: `training.lr`
+_SWEEP = "__sweep__"  # so do the keys of its grid, zip and variants
 # First characters of plain scalars that YAML 1.1 may read as something else than a string.
 _TYPED_FIRST_CHARS = frozenset(ch for ch, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items() if ch)
 _SEQ = "tag:yaml.org,2002:seq"
@@ -146,7 +147,8 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
             # A plain `=` key is PyYAML's `!!value`, which its mappings read as the string "=".
             key = key_node.value if key_node.tag in _STR_KEY_TAGS else self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if type(key) is not str or ("." in key and path != _DOTTED_KEYS_ALLOWED):
+            dotted_ok = path == _DOTTED_KEYS_ALLOWED or (len(path) >= 2 and path[0] == _SWEEP)
+            if type(key) is not str or ("." in key and not dotted_ok):
                 _refuse_key(key, f"{self.display}:{line}")
             child = (*path, key)
             if key in data and not merged:

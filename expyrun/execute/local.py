@@ -68,10 +68,13 @@ class LocalExecutor:
 
     def execute(self, jobs: Iterable[Job]) -> list[Outcome]:
         """Run every job (in order, `slots` at once) until done or stopped; returns the outcomes of
-        the jobs that started, in the order they ended. Jobs not started when a stop signal came stay
-        as prepared."""
-        pending = list(jobs)
-        pending.reverse()
+        the jobs that started, in the order they ended.
+
+        `jobs` is consumed lazily, one job when a slot frees (a sweep prepares each point's folder
+        then): after a stop signal no further job is taken, so no further folder is made.
+        """
+        pending = iter(jobs)
+        exhausted = False
         running: dict[int, _Running] = {}
         outcomes: list[Outcome] = []
         wake_read, wake_write = os.pipe()
@@ -84,10 +87,16 @@ class LocalExecutor:
         suspend: list[int] = []
         previous_tstp = signal.signal(signal.SIGTSTP, lambda signum, _: suspend.append(signum))
         try:
-            while pending or running:
-                while pending and not self.received and len(running) < self.slots:
-                    started = self._start(pending.pop(), terminal)
+            while not exhausted or running:
+                while not exhausted and not self.received and len(running) < self.slots:
+                    job = next(pending, None)
+                    if job is None:
+                        exhausted = True
+                        break
+                    started = self._start(job, terminal)
                     running[started.pid] = started
+                if self.received:
+                    exhausted = True
                 if not running:
                     break
                 self._wait(running, wake_read)

@@ -7,11 +7,9 @@ import os
 import re
 from pathlib import Path
 
-_EXP = re.compile(r"exp\.(\d+)")
 
-
-def allocate_run_dir(base: Path) -> Path:
-    """Create and return the next `exp.{i}` under `base`.
+def allocate_run_dir(base: Path, prefix: str = "exp") -> Path:
+    """Create and return the next `{prefix}.{i}` under `base` (`exp.{i}`; a sweep's `sweep.{i}`).
 
     `i` is one more than the largest existing index. `mkdir` is the atomic step: a launch that
     loses the race for a number tries the next one without listing the folder again. When the
@@ -20,9 +18,10 @@ def allocate_run_dir(base: Path) -> Path:
     created = missing_parents(base)
     try:
         base.mkdir(parents=True, exist_ok=True)
-        index = 1 + max((int(m.group(1)) for m in map(_EXP.fullmatch, os.listdir(base)) if m), default=-1)
+        numbered = re.compile(re.escape(prefix) + r"\.(\d+)")
+        index = 1 + max((int(m.group(1)) for m in map(numbered.fullmatch, os.listdir(base)) if m), default=-1)
         while True:
-            candidate = base / f"exp.{index}"
+            candidate = base / f"{prefix}.{index}"
             try:
                 candidate.mkdir()
             except FileExistsError:

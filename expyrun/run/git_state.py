@@ -52,6 +52,7 @@ class GitProbe:
         self.code = code
         self.package = package
         self.calls: dict[str, subprocess.Popen[bytes]] = {}
+        self.outputs: dict[str, bytes | None] = {}
         if not in_work_tree(code):
             return
         import shutil
@@ -74,11 +75,11 @@ class GitProbe:
             )
 
     def _output(self, key: str) -> bytes | None:
-        call = self.calls.get(key)
-        if call is None:
-            return None
-        out, _ = call.communicate(timeout=60)
-        return out if call.returncode == 0 else None
+        if key not in self.outputs:
+            call = self.calls.get(key)
+            out = call.communicate(timeout=60)[0] if call is not None else None
+            self.outputs[key] = out if call is not None and call.returncode == 0 else None
+        return self.outputs[key]
 
     def ignored(self) -> set[str] | None:
         """Real paths of the files and folders under the package that git ignores; None outside a work tree."""

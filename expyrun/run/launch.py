@@ -36,17 +36,26 @@ def launch(
     body: Callable[[Path, Path], Any] | None = None,
     record_fields: dict[str, Any] | None = None,
     gpus: tuple[str, ...] | None = None,
+    needed: bool = False,
 ) -> int:
     """Run `resolved` in a new run folder; returns the exit code.
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
     `gpus`: the ids the run may take one of (it gets the first; `run.json` records it).
+    `needed`: do nothing when a completed run of the same config and code exists (`--needed`).
     """
     from expyrun.run.git_state import GitProbe
 
     run = resolved.run
     git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
     try:
+        if needed and not debug:
+            from expyrun.run.needed import code_digest, find_done
+
+            done = find_done(resolved, code_digest(resolved, git.ignored()))
+            if done is not None:
+                console.info(f"already done: {done} has the same config and code (--needed): not run again")
+                return 0
         return _launch(resolved, debug, argv, config_file, body, record_fields, git, gpus)
     finally:
         git.close()

@@ -23,6 +23,7 @@ from expyrun.run.record import RUN_FILE, start_record, write_json_atomic
 
 if TYPE_CHECKING:
     from expyrun.run.git_state import GitProbe
+    from expyrun.run.snapshot import Snapshot
 
 RESERVE_FILE = ".expyrun-reserve"
 STORE_FOLDER = Path(".expyrun") / "store"  # the snapshot store, beside the runs
@@ -37,6 +38,7 @@ class PreparedRun:
         self.run_dir = run_dir
         self.record = record
         self.debug = debug
+        self.snapshot: Snapshot | None = None  # what was copied: a sweep's later points clone it
 
     @property
     def launch_cwd(self) -> Path:
@@ -69,6 +71,7 @@ def prepare_run(
     cwd: Path,
     record_fields: dict[str, Any] | None = None,
     git: GitProbe | None = None,
+    clone_of: PreparedRun | None = None,
 ) -> PreparedRun:
     """A new run folder holding configs, snapshot and `run.json`; nothing is left when this raises."""
     base = run_base(resolved, debug)
@@ -81,7 +84,7 @@ def prepare_run(
         message = f"`__run__.__output_dir__`: cannot create a run folder under {base}: {error.strerror}"
         raise UsageError(message) from None
     try:
-        return _fill(resolved, run_dir, debug, argv, cwd, record_fields or {}, git)
+        return _fill(resolved, run_dir, debug, argv, cwd, record_fields or {}, git, clone_of)
     except BaseException as error:
         discard_run_dir(run_dir, created)
         if store_created:  # a store this launch began holds nothing another run needs
@@ -103,6 +106,7 @@ def _fill(
     cwd: Path,
     fields: dict[str, Any],
     git: GitProbe | None,
+    clone_of: PreparedRun | None,
 ) -> PreparedRun:
     run = resolved.run
     if not debug:
@@ -114,7 +118,13 @@ def _fill(
     record = start_record(run.name, run_dir, debug, argv, cwd, status="queued")
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
-    if not debug:
+    if not debug and clone_of is not None and clone_of.snapshot is not None:
+        from expyrun.run.snapshot import clone_snapshot
+
+        clone_snapshot(clone_of.snapshot, clone_of.run_dir, run_dir)
+        record["snapshot"] = clone_of.record["snapshot"]
+        snapshot = clone_of.snapshot
+    elif not debug:
         from expyrun.run.snapshot import take_snapshot
 
         source = top_level_path(run.code, run.module)
@@ -127,6 +137,7 @@ def _fill(
         for loop in snapshot.loops:
             console.warning(f"snapshot: {loop} links back to a folder being copied; not followed")
     prepared = PreparedRun(resolved, run_dir, record, debug)
+    prepared.snapshot = None if debug else snapshot
     prepared.write_record()
     return prepared
 

@@ -32,6 +32,7 @@ class Snapshot:
         self.entries: list[str] = []
         self.skipped: list[str] = []  # files over `__max_file_mb__`
         self.loops: list[str] = []  # links back to a folder being copied: not followed
+        self.layout: list[tuple[str, str, str]] = []  # ("d" | "f" | "l", relative path, link text)
         self.seconds = 0.0
 
     def as_record(self) -> dict[str, Any]:
@@ -87,6 +88,17 @@ class _Store:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(target)
         raise AssertionError("unreachable")
+
+    def digest(self, source: str, info: os.stat_result) -> str:
+        """The sha256 of `source` without storing it: from the index when its signature matches."""
+        cached = self.index.get(source)
+        if cached is not None and cached[:4] == _signature(info):
+            return str(cached[4])
+        hasher = hashlib.sha256()
+        with open(source, "rb") as reader:
+            while chunk := reader.read(1 << 20):
+                hasher.update(chunk)
+        return hasher.hexdigest()
 
     def _stored(self, digest: str, executable: bool) -> str:
         return f"{self.root}/{digest[:2]}/{digest}{'.x' if executable else ''}"
@@ -167,7 +179,8 @@ def _link_if_intact(stored: str, target: str, size: int) -> bool:
 class _Copy:
     """What one snapshot walk needs at hand."""
 
-    def __init__(self, store: _Store, limit: int, excluded: set[str]) -> None:
+    def __init__(self, store: _Store, limit: int, excluded: set[str], dry: bool = False) -> None:
+        self.dry = dry  # only compute what the snapshot's sha256 would be: copy nothing
         self.store = store
         self.snapshot = Snapshot()
         self.limit = limit
@@ -184,15 +197,17 @@ def take_snapshot(
     max_file_mb: float,
     output_dir: Path | None = None,
     ignored: set[str] | None = None,
+    dry: bool = False,
 ) -> Snapshot:
     """Copy the package folder or module file `source` into `run_dir`.
 
     `output_dir` is left out when it lies inside the package (else the snapshot would copy itself),
-    and so are the `ignored` paths (what git ignores).
+    and so are the `ignored` paths (what git ignores). `dry`: copy nothing, only compute the record
+    (`expyrun --needed` compares code by its sha256).
     """
     started = time.perf_counter()
     excluded = {os.path.realpath(output_dir)} if output_dir is not None else set()
-    copy = _Copy(_Store(store_root), int(max_file_mb * 1024 * 1024), excluded)
+    copy = _Copy(_Store(store_root), int(max_file_mb * 1024 * 1024), excluded, dry)
     target = str(run_dir / source.name)
     if source.is_file():
         _copy_file(str(source), os.stat(source), target, source.name, copy)
@@ -200,7 +215,8 @@ def take_snapshot(
         copy.ignored = ignored or set()
         copy.package = str(source.resolve())
         _copy_tree(copy.package, target, source.name, copy)
-    copy.store.save()
+    if not dry:
+        copy.store.save()
     copy.snapshot.seconds = time.perf_counter() - started
     return copy.snapshot
 
@@ -209,7 +225,8 @@ def _copy_file(source: str, info: os.stat_result, target: str, relative: str, co
     if info.st_size > copy.limit:
         copy.snapshot.skipped.append(relative)
         return
-    digest = copy.store.link(source, info, target)
+    digest = copy.store.digest(source, info) if copy.dry else copy.store.link(source, info, target)
+    copy.snapshot.layout.append(("f", relative, ""))
     copy.snapshot.files += 1
     copy.snapshot.bytes += info.st_size
     copy.snapshot.entries.append(f"{relative}\0{digest}\n")
@@ -224,7 +241,9 @@ def _copy_tree(root: str, target: str, relative: str, copy: _Copy) -> None:
         return
     copy.walking.add(key)
     try:
-        os.mkdir(target)
+        if not copy.dry:
+            os.mkdir(target)
+        copy.snapshot.layout.append(("d", relative, ""))
         with os.scandir(root) as entries:
             ordered = sorted(entries, key=lambda e: e.name)
         for entry in ordered:
@@ -250,9 +269,27 @@ def _copy_link(path: str, target: str, rel: str, copy: _Copy) -> None:
     resolved = os.path.realpath(path)
     if resolved == copy.package or resolved.startswith(copy.package + os.sep):
         link_text = os.readlink(path)
-        os.symlink(link_text, target)
+        if not copy.dry:
+            os.symlink(link_text, target)
+        copy.snapshot.layout.append(("l", rel, link_text))
         copy.snapshot.entries.append(f"{rel}\0-> {link_text}\n")
     elif os.path.isdir(resolved):
         _copy_tree(resolved, target, rel, copy)
     elif os.path.isfile(resolved):
         _copy_file(resolved, os.stat(resolved), target, rel, copy)
+
+
+def clone_snapshot(snapshot: Snapshot, from_dir: Path, to_dir: Path) -> None:
+    """Give `to_dir` the snapshot already taken into `from_dir` (a sweep's code is one code): hard
+    links to the same read-only store files, no walk of the source and no hashing."""
+    for kind, relative, link_text in snapshot.layout:
+        target = to_dir / relative
+        if kind == "d":
+            target.mkdir()
+        elif kind == "l":
+            target.symlink_to(link_text)
+        else:
+            try:
+                os.link(from_dir / relative, target)
+            except OSError:  # another file system, too many links: a copy is as complete
+                shutil.copy2(from_dir / relative, target)

@@ -1,0 +1,203 @@
+"""Running a sweep: every point an ordinary run folder, executed by the local executor.
+
+Points are resolved and prepared one at a time, when a slot frees, so the sweep's memory does
+not grow with its size. What cannot differ between points is computed once: the code snapshot
+(later points hard-link the first point's files), the frozen requirements and the git state.
+`{output_dir}/{name}/sweep.{i}/sweep.json` is kept current; its `outputs.log` gets a line per
+point as it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.config import ResolvedConfig
+from expyrun.config.overrides import add_key, existing_key
+from expyrun.config.resolve import interpolate, resolution_environ
+from expyrun.config.tree import copy_tree, set_at
+from expyrun.execute.launch_spec import LaunchSpec
+from expyrun.execute.local import Job, LocalExecutor, exit_code
+from expyrun.execute.outcome import Outcome
+from expyrun.run.entry_point import call_entry_point, top_level_path
+from expyrun.run.folder import allocate_run_dir
+from expyrun.run.git_state import DIFF_FILE, GitProbe
+from expyrun.run.launch import finish_record, mark_running, record_environment
+from expyrun.run.prepare import PreparedRun, prepare_run
+from expyrun.run.record import now, write_json_atomic
+from expyrun.sweep.spec import Point, SweepSpec
+
+SWEEP_FILE = "sweep.json"
+SWEEP_LOG = "outputs.log"
+_WRITE_EVERY_S = 0.2  # sweep.json is rewritten at most this often while points run (and at the end)
+
+
+def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedConfig:
+    """The point's config: its values set in the raw config, as overrides are, then interpolated."""
+    raw = copy_tree(resolved.raw)
+    raw.pop("__sweep__", None)
+    paths = set()
+    for key, value in point.values.items():
+        label = f"`__sweep__` point {point.index}: {key}"
+        if key.startswith("+"):
+            paths.add(add_key(raw, key[1:], copy_tree(value), label))
+        else:
+            path, _ = existing_key(raw, key, label)
+            set_at(raw, path, copy_tree(value))
+            paths.add(path)
+    resolved.provenance.sweep_paths |= paths
+    return interpolate(raw, resolved.provenance, cwd, resolution_environ(cwd), [])
+
+
+def describe_points(resolved: ResolvedConfig, spec: SweepSpec, cwd: Path) -> Iterator[dict[str, Any]]:
+    """Each point as `--dry-run` prints it: index, variant, values and the run name it resolves to."""
+    for point in spec.points():
+        config = point_config(resolved, point, cwd)
+        yield {"point": point.index, "variant": point.variant, "values": point.values, "name": config.run.name}
+
+
+class SweepRecord:
+    """`sweep.json` and the sweep's `outputs.log`."""
+
+    def __init__(self, folder: Path, spec: SweepSpec, argv: list[str]) -> None:
+        self.folder = folder
+        self.points: list[dict[str, Any]] = [
+            {"index": p.index, "variant": p.variant, "values": p.values, "name": None, "run_dir": None,
+             "status": "pending", "result": None, "reused": None}
+            for p in spec.points()
+        ]  # fmt: skip
+        self.data: dict[str, Any] = {
+            "name": spec.name, "dir": str(folder), "argv": argv, "status": "running", "started_at": now(),
+            "ended_at": None, "counts": {}, "points": self.points,
+        }  # fmt: skip
+        self.written = 0.0
+        self.log = open(folder / SWEEP_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.write(force=True)
+
+    def update(self, index: int, **fields: Any) -> None:
+        self.points[index].update(fields)
+        self.write()
+
+    def ended(self, index: int, line: str) -> None:
+        self.log.write(f"{line}\n")
+        self.log.flush()
+        console.info(line)
+
+    def write(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.written < _WRITE_EVERY_S:
+            return
+        counts: dict[str, int] = {}
+        for point in self.points:
+            counts[point["status"]] = counts.get(point["status"], 0) + 1
+        self.data["counts"] = counts
+        write_json_atomic(self.folder / SWEEP_FILE, self.data)
+        self.written = time.monotonic()
+
+    def close(self, status: str) -> None:
+        self.data.update(status=status, ended_at=now())
+        self.write(force=True)
+        self.log.close()
+
+
+def run_sweep(
+    resolved: ResolvedConfig, spec: SweepSpec, launch: LaunchSpec, argv: list[str], debug: bool, needed: bool
+) -> int:
+    """Run every point of the sweep; exit 0 when all completed or were skipped, 1 if any failed."""
+    cwd = Path.cwd()
+    run = resolved.run
+    base = run.output_dir / "DEBUG" / spec.name if debug else run.output_dir / spec.name
+    folder = allocate_run_dir(base, "sweep")
+    record = SweepRecord(folder, spec, argv)
+    console.info(f"sweep folder: {folder} ({spec.size} points)")
+    git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
+    shared = _Shared(git, debug)
+    digest = None
+    if needed and not debug:
+        from expyrun.run.needed import code_digest
+
+        digest = code_digest(resolved, git.ignored())
+    started: dict[int, float] = {}
+
+    def jobs() -> Iterator[Job]:
+        for point in spec.points():
+            config = point_config(resolved, point, cwd)
+            record.update(point.index, name=config.run.name)
+            if digest is not None:
+                from expyrun.run.needed import find_done
+
+                done = find_done(config, digest)
+                if done is not None:
+                    record.update(point.index, status="skipped", reused=str(done), run_dir=str(done))
+                    record.ended(point.index, f"point {point.index} skipped: {done} is done (--needed)")
+                    continue
+            fields = {"sweep": {"dir": str(folder), "point": point.index, "overrides": point.values}}
+            prepared = prepare_run(config, debug, argv, cwd, fields, git, shared.first)
+            shared.first = shared.first or prepared
+            record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
+            work = _work(config, prepared)
+            yield Job(prepared, work, {"EXPYRUN_SWEEP_POINT": str(point.index)})
+
+    def on_start(job: Job, pid: int, gpu: str | None) -> None:
+        index = job.prepared.record["sweep"]["point"]
+        started[index] = time.monotonic()
+        mark_running(job.prepared, gpu)
+        shared.record(job.prepared)
+        record.update(index, status="running")
+
+    def on_end(job: Job, outcome: Outcome) -> None:
+        index = job.prepared.record["sweep"]["point"]
+        finish_record(job.prepared, outcome, time.monotonic() - started.get(index, time.monotonic()))
+        record.update(index, status=outcome.status, result=outcome.result)
+        values = ", ".join(f"{k}={v}" for k, v in job.prepared.record["sweep"]["overrides"].items())
+        record.ended(index, f"point {index} {outcome.status} ({values}): {job.prepared.run_dir}")
+
+    executor = LocalExecutor(launch.slots, launch.gpus, on_start, on_end)
+    status = "failed"  # unless the executor returns: an error of ours or a point that could not be prepared
+    try:
+        code = exit_code(executor.execute(jobs()), executor.stopped_by)
+        status = {0: "completed", 1: "failed"}.get(code, "interrupted")
+    finally:
+        git.close()
+        record.close(status)
+    counts = record.data["counts"]
+    console.info(f"sweep {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f": {folder}")
+    return code
+
+
+class _Shared:
+    """What every point shares: the first prepared point (whose snapshot the others clone), and the
+    frozen requirements and git state recorded once."""
+
+    def __init__(self, git: GitProbe, debug: bool) -> None:
+        self.git = git
+        self.debug = debug
+        self.first: PreparedRun | None = None
+        self.recorded: PreparedRun | None = None
+
+    def record(self, prepared: PreparedRun) -> None:
+        from expyrun.run.freeze import FROZEN_FILE
+
+        try:
+            if self.recorded is None:
+                record_environment(prepared, self.git)
+                self.recorded = prepared
+            else:
+                source = self.recorded
+                for name in (FROZEN_FILE, DIFF_FILE):
+                    if (source.run_dir / name).exists():
+                        os.link(source.run_dir / name, prepared.run_dir / name)
+                if "git" in source.record:
+                    prepared.record["git"] = source.record["git"]
+            prepared.write_record()
+        except Exception as error:  # the point is already working: a missing record is not a reason to stop it
+            console.warning(f"could not record the environment: {type(error).__name__}: {error}")
+
+
+def _work(config: ResolvedConfig, prepared: PreparedRun) -> Any:
+    from functools import partial
+
+    return partial(call_entry_point, config.run, prepared.import_root, config.user_config())
