@@ -14,6 +14,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from expyrun.config.dump import _BlockWriter, _libyaml_dump, dump_yaml
 from expyrun.config.inheritance import merge_into
 from expyrun.config.interpolation import Interpolator
 from expyrun.config.tree import flatten, unflatten
@@ -249,3 +250,106 @@ def test_yaml_reader_reads_each_scalar_word_like_pyyaml(text):
 def test_yaml_reader_regressions(text, value):
     data, _, _ = parse_yaml(f"a: {text}\n", "x.yml")
     assert typed(data["a"]) == typed(value)
+
+
+# --- YAML writing against PyYAML's dumper -----------------------------------------------------------
+# `dump_yaml` builds the nodes itself (faster than PyYAML's generic representer); the text must be
+# byte for byte what yaml.dump writes with the same dumper and options, and must load back.
+
+dump_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),  # nan, inf, -0.0, 1e17 (written `1.0e+17`) included
+    st.text(),  # any unicode: control characters, line breaks, quotes, `#`, `: `, leading spaces
+    st.text(alphabet="ab \n\t'\"#:-", max_size=12),  # multi-line and quoting-prone text
+    scalar_texts,  # strings that look like numbers, bools, nulls, dates
+    st.dates(),
+    st.datetimes(),
+)
+dump_trees = st.recursive(
+    dump_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=6), scalar_texts), inner, max_size=4),
+    ),
+    max_leaves=30,
+)
+
+
+# Text that libyaml writes plain, in single quotes or folded: indicators, spaces, quotes, unicode.
+block_text = st.one_of(
+    st.text(alphabet="ab1 _-.:#,?'\"[]{}&*!|>%@`/~=\u00e9\u4e2d\u2028\U0001f600\t", max_size=12),
+    st.text(alphabet="ab ", min_size=60, max_size=90),  # near libyaml's 80 columns
+    st.text(alphabet="abc", min_size=120, max_size=140),  # near libyaml's 128-byte simple keys
+    scalar_texts,
+)
+block_trees = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), block_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(block_text, inner, max_size=4)),
+    max_leaves=30,
+)
+
+
+def pyyaml_dump(data: Any) -> str:
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(dump_trees)
+@example({"a": "1\u00b2", "b": "12", "c": "true", "d": "", "e": "~", "f": "line\nnext\n", "g": "0o17", "h": 1e17})
+def test_dump_writes_what_pyyaml_writes_and_loads_back(data):
+    text = dump_yaml(data)
+    assert text == pyyaml_dump(data)
+    assert typed(yaml.load(text, Loader=REFERENCE_LOADER)) == typed(data)
+
+
+@given(dump_trees, dump_trees)
+@example(datetime.date(2020, 1, 1), 1.5)  # an aliased date, then a float: the float is no alias
+def test_dump_writes_shared_subtrees_as_pyyaml_does(shared, other):
+    data = {"a": shared, "b": [shared, other], "c": {"d": shared}}
+    assert dump_yaml(data) == pyyaml_dump(data)
+
+
+needs_libyaml = pytest.mark.skipif(not hasattr(yaml, "CSafeDumper"), reason="the hand-written path mirrors libyaml")
+
+
+@needs_libyaml
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(block_text, block_trees, min_size=1, max_size=5))
+def test_block_writer_writes_what_libyaml_writes(data):
+    """The hand-written path, where it writes at all, writes libyaml's bytes."""
+    written = _BlockWriter().write(data)
+    if written is not None:
+        assert written == pyyaml_dump(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "by_hand"),
+    [
+        ({"a": "", "b": " a", "c": "a ", "d": "a: b", "e": "a:", "f": "a #b", "g": "- a", "h": "-a", "i": "'q'"}, True),
+        ({"a": "---x", "b": "...", "c": "?", "d": "? a", "e": "a?b", "f": "#a", "g": "a#b", "h": "{a}"}, True),
+        ({"a": "12", "b": "true", "c": "~", "d": "1:20", "e": "<<", "f": "=", "g": "1\u00b2", "h": 1e17}, True),
+        ({"a": "x" * 75 + " y"}, True),  # ends at column 80: libyaml does not fold
+        ({"a": "x" * 76 + " y"}, False),  # would be folded: libyaml writes it
+        ({"k" * 128: 1, "\u00e9" * 64: 2}, True),  # 128 bytes: still a simple key
+        ({"k" * 129: 1}, False),  # `? key`
+        ({"\u00e9" * 65: 1}, False),  # 130 bytes in UTF-8
+        ({"a": "line\nnext"}, False),  # double quotes or a literal block: libyaml
+        ({"a": "tab\there"}, False),
+        ({"a": datetime.date(2020, 1, 1)}, False),
+        ({}, False),
+    ],
+)
+@needs_libyaml
+def test_dump_boundaries_of_the_hand_written_path(data, by_hand):
+    assert (_BlockWriter().write(data) is not None) is by_hand
+    assert dump_yaml(data) == pyyaml_dump(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(dump_trees)
+def test_libyaml_path_writes_what_pyyaml_writes(data):
+    """The general path (dates, anchors, double quotes) on its own."""
+    assert _libyaml_dump(data) == pyyaml_dump(data)
