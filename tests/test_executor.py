@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import RUN_SECTION, clean_env, terminal_session, write
 
-MODES = {"single": ""}
+MODES = {"single": "", "sweep": "swept: 0\n__sweep__:\n  grid:\n    swept: [1]\n"}
 
 
 @pytest.fixture(params=sorted(MODES))
@@ -196,7 +196,7 @@ def test_every_way_of_failing_is_recorded(project, mode, body, exception, logged
     assert result.returncode == 1
     run = record(project)
     assert run["status"] == "failed" and exception in run["exception"]["message"]
-    assert f"run failed ({run['exception']['type']}: " in result.stderr and "error: )" not in result.stderr
+    assert f"failed ({run['exception']['type']}: " in result.stderr and "error: )" not in result.stderr
     if logged:
         assert logged in (run_dirs(project)[0] / "outputs.log").read_text()
 

@@ -153,7 +153,9 @@ def run_sweep(
         finish_record(job.prepared, outcome, time.monotonic() - started.get(index, time.monotonic()))
         record.update(index, status=outcome.status, result=outcome.result)
         values = ", ".join(f"{k}={v}" for k, v in job.prepared.record["sweep"]["overrides"].items())
-        record.ended(index, f"point {index} {outcome.status} ({values}): {job.prepared.run_dir}")
+        exception = outcome.exception or {}
+        why = f" ({exception.get('type', 'error')}: {exception.get('message', '')})" if exception else ""
+        record.ended(index, f"point {index} {outcome.status}{why} ({values}): {job.prepared.run_dir}")
 
     executor = LocalExecutor(launch.slots, launch.gpus, on_start, on_end)
     status = "failed"  # unless the executor returns: an error of ours or a point that could not be prepared
