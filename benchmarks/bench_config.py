@@ -139,7 +139,8 @@ def bench_cli(size: int, legacy: Path | None, repeats: int) -> None:
             rounds[legacy_name] = legacy_repeats
         times = time_commands(commands, folder, rounds)
     yardstick = statistics.median(times[yardstick_name])
-    print(f"\nwhole command, {size:,} keys: median of {repeats} (0.2.1: of {legacy_repeats}), rounds interleaved")
+    of_legacy = f" (0.2.1: of {legacy_repeats})" if legacy is not None else ""
+    print(f"\nwhole command, {size:,} keys: median of {repeats}{of_legacy}, rounds interleaved")
     print(f"{'command':<28} {'median':>10} {'min':>10} {'x yardstick':>12}")
     for name, values in times.items():
         median = statistics.median(values)
