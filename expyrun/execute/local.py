@@ -56,12 +56,14 @@ class LocalExecutor:
         on_start: Callable[[Job, int, str | None], None] | None = None,
         on_end: Callable[[Job, Outcome], None] | None = None,
         grace_s: float = GRACE_S,
+        on_tick: Callable[[], None] | None = None,
     ) -> None:
         self.slots = slots if gpus is None else min(slots, len(gpus))
         self.free_gpus = list(gpus) if gpus is not None else None
         self.on_start = on_start
         self.on_end = on_end
         self.grace_s = grace_s
+        self.on_tick = on_tick  # called at least once a second while runs execute
         self.received: list[int] = []
         self.kill_at: float | None = None
         self.unbuffered = _is_terminal(1)
@@ -114,6 +116,8 @@ class LocalExecutor:
                         if self.on_end is not None:
                             self.on_end(finished.job, outcome)
                 self._pass_signals_on(running)
+                if self.on_tick is not None:
+                    self.on_tick()
         finally:
             for run in running.values():  # only after an error of ours: leave nothing behind
                 _kill_group(run.pid)

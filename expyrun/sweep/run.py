@@ -75,11 +75,13 @@ class SweepRecord:
             "ended_at": None, "counts": {}, "points": self.points,
         }  # fmt: skip
         self.written = 0.0
+        self.changed = False
         self.log = open(folder / SWEEP_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.write(force=True)
 
     def update(self, index: int, **fields: Any) -> None:
         self.points[index].update(fields)
+        self.changed = True
         self.write()
 
     def ended(self, index: int, line: str) -> None:
@@ -88,8 +90,10 @@ class SweepRecord:
         console.info(line)
 
     def write(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.written < _WRITE_EVERY_S:
+        """Rewrite sweep.json when something changed, at most every `_WRITE_EVERY_S` unless `force`."""
+        if not force and (not self.changed or time.monotonic() - self.written < _WRITE_EVERY_S):
             return
+        self.changed = False
         counts: dict[str, int] = {}
         for point in self.points:
             counts[point["status"]] = counts.get(point["status"], 0) + 1
@@ -157,7 +161,7 @@ def run_sweep(
         why = f" ({exception.get('type', 'error')}: {exception.get('message', '')})" if exception else ""
         record.ended(index, f"point {index} {outcome.status}{why} ({values}): {job.prepared.run_dir}")
 
-    executor = LocalExecutor(launch.slots, launch.gpus, on_start, on_end)
+    executor = LocalExecutor(launch.slots, launch.gpus, on_start, on_end, on_tick=record.write)
     status = "failed"  # unless the executor returns: an error of ours or a point that could not be prepared
     try:
         code = exit_code(executor.execute(jobs()), executor.stopped_by)
