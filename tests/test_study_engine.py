@@ -59,8 +59,9 @@ def main(name, config):
         return float("-inf")
     if action == "sys_exit":
         sys.exit(3)
-    if config["sleep"]:
-        time.sleep(config["sleep"])
+    end = time.time() + config["sleep"]
+    while time.time() < end:  # Python code runs now and then, as in a training loop
+        time.sleep(0.05)
     _event(n=n, event="end", time=time.time(), pid=os.getpid(), gpu=os.environ.get("CUDA_VISIBLE_DEVICES"))
     return config["x"] ** 2
 """
@@ -192,8 +193,10 @@ def test_a_crashed_worker_fails_its_trial_only(engine):
     )
 
 
-def test_sigterm_fails_running_trials_and_a_rerun_completes_the_study(engine):
-    write(engine / "tune.yml", study_config(6, "  n_jobs: 2\n").replace("sleep: 0.0", "sleep: 60"))
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_sigterm_fails_running_trials_and_a_rerun_completes_the_study(engine, isolation):
+    config = study_config(6, f"  n_jobs: 2\n  isolation: {isolation}\n")
+    write(engine / "tune.yml", config.replace("sleep: 0.0", "sleep: 60"))
     process = start_expyrun(["tune.yml"], engine)
     study_dir = engine / "outputs" / "engine" / "exp.0"
     wait_for(lambda: len(running_trials(study_dir)) == 2, 60, lambda: f"running trials {running_trials(study_dir)}")

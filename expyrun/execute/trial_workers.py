@@ -165,7 +165,8 @@ class WorkerPool:
         pid = worker.process.pid
         if code < 0:
             name = signal.Signals(-code).name
-            return Finished(worker.key, None, f"the trial's process (trial worker {pid}) was killed by {name}")
+            message = f"the trial's process (trial worker {pid}) was killed by {name}"
+            return Finished(worker.key, None, message, interrupted=name if name in ("SIGINT", "SIGTERM") else None)
         interrupted = INTERRUPT_EXITS.get(code)
         message = f"the trial's process (trial worker {pid}) exited with status {code}"
         return Finished(worker.key, None, message, interrupted=interrupted)

@@ -40,7 +40,7 @@ from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated
 from expyrun.run.record import now, write_json_atomic
 from expyrun.tune import optuna_compat as compat
-from expyrun.tune.liveness import HOST, PID, Liveness
+from expyrun.tune.liveness import Liveness, owner_of
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
 from expyrun.tune.trial_run import PreparedTrial, TrialContext, TrialOutcome, evaluate
@@ -330,8 +330,9 @@ class Driver:
 
     def _stop(self, study: Any, context: TrialContext, executor: Executor, wake_read: int) -> None:
         name = signal.Signals(self.signalled[0]).name
-        print(f"expyrun: the study was stopped ({name}): {executor.busy} running trial(s) get "
-              f"{STOP_GRACE_S:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
+        if executor.busy:
+            print(f"expyrun: the study was stopped ({name}): {executor.busy} running trial(s) get "
+                  f"{STOP_GRACE_S:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
         for finished in executor.stop(STOP_GRACE_S, wake_read, _EXCEPTIONS[self.signalled[0]]):
             self._conclude(study, context, finished, stopped_by=name)
 
@@ -366,7 +367,7 @@ class Driver:
                     continue
                 retried = compat.retry(study, trial, self.spec.max_retry)
                 self.liveness.release(trial._trial_id)
-                owner = f"process {trial.system_attrs.get(PID)} on {trial.system_attrs.get(HOST)}"
+                owner = owner_of(trial)
                 _mark_dead(trial.user_attrs.get("run_dir"), owner)
                 again = "queued again" if retried else f"not retried again (max_retry {self.spec.max_retry})"
                 print(f"expyrun: trial {trial.number} was left running by {owner}, which is gone: failed, {again}",

@@ -20,7 +20,7 @@ from typing import Any
 
 from expyrun.run.record import host_name
 
-HOST, PID, PID_START = "expyrun:host", "expyrun:pid", "expyrun:pid_start"
+OWNER = "expyrun:owner"  # system attribute: {"host", "pid", "start"} of the driver running the trial
 HEARTBEATS_SUFFIX = ".expyrun-heartbeats"
 
 
@@ -71,7 +71,7 @@ class Liveness:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         self._path(trial_id).touch()
-        set_system_attrs(study, trial_id, {HOST: self.host, PID: self.pid, PID_START: self.start})
+        set_system_attrs(study, trial_id, {OWNER: {"host": self.host, "pid": self.pid, "start": self.start}})
 
     def beat(self, trial_ids: list[int]) -> None:
         for trial_id in trial_ids:
@@ -85,13 +85,13 @@ class Liveness:
     def is_dead(self, trial: Any) -> bool:
         """Whether a RUNNING trial's driver is gone. Trials without owner attributes (run by plain
         Optuna, or by an expyrun that just asked for them) are never judged."""
-        attrs = trial.system_attrs
-        if PID not in attrs:
+        owner = trial.system_attrs.get(OWNER)
+        if not isinstance(owner, dict) or "pid" not in owner:
             return False
-        if attrs.get(HOST) == self.host:
-            if attrs[PID] == self.pid and attrs.get(PID_START) == self.start:
+        if owner.get("host") == self.host:
+            if owner["pid"] == self.pid and owner.get("start") == self.start:
                 return False  # ours: the driver knows its own trials
-            return not process_alive(int(attrs[PID]), attrs.get(PID_START))
+            return not process_alive(int(owner["pid"]), owner.get("start"))
         try:
             age = time.time() - self._path(trial._trial_id).stat().st_mtime
         except FileNotFoundError:
@@ -100,3 +100,9 @@ class Liveness:
 
     def _path(self, trial_id: int) -> Path:
         return self.folder / str(trial_id)
+
+
+def owner_of(trial: Any) -> str:
+    """`process PID on HOST` for messages about a trial's driver."""
+    owner = trial.system_attrs.get(OWNER) or {}
+    return f"process {owner.get('pid')} on {owner.get('host')}"
