@@ -80,12 +80,15 @@ def _launch(
     started = time.monotonic()
 
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
-        mark_running(job.prepared, gpu)
+        mark_running(job.prepared, gpu, write=False)  # written with the environment, next
         try:
             record_environment(prepared, git, config_file)
-            prepared.write_record()
         except Exception as error:  # the run is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
+        try:
+            prepared.write_record()
+        except OSError as error:
+            console.warning(f"could not write {prepared.run_dir / RUN_FILE}: {error.strerror}")
 
     executor = LocalExecutor(gpus=gpus, on_start=on_start)
     outcomes = executor.execute([Job(prepared, work)])
@@ -95,12 +98,13 @@ def _launch(
     return exit_code(outcomes, executor.stopped_by)
 
 
-def mark_running(prepared: PreparedRun, gpu: str | None) -> None:
+def mark_running(prepared: PreparedRun, gpu: str | None, write: bool = True) -> None:
     """The run has started: `running`, with the launcher's pid (gone: `list` says died) and its GPU."""
     prepared.record.update(status="running", pid=os.getpid(), started_at=now())
     if gpu is not None:
         prepared.record["gpu"] = gpu
-    prepared.write_record()
+    if write:
+        prepared.write_record()
 
 
 def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) -> None:

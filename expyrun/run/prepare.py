@@ -19,7 +19,7 @@ from expyrun.config.dump import dump_yaml
 from expyrun.errors import UsageError
 from expyrun.run.entry_point import top_level_path
 from expyrun.run.folder import allocate_run_dir, discard_run_dir, missing_parents, remove_created
-from expyrun.run.record import RUN_FILE, start_record, write_json_atomic
+from expyrun.run.record import RUN_FILE, start_record, to_json, write_json_atomic
 
 if TYPE_CHECKING:
     from expyrun.run.git_state import GitProbe
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 RESERVE_FILE = ".expyrun-reserve"
 STORE_FOLDER = Path(".expyrun") / "store"  # the snapshot store, beside the runs
-_RESERVE_BYTES = 256 * 1024
 
 
 class PreparedRun:
@@ -39,6 +38,7 @@ class PreparedRun:
         self.record = record
         self.debug = debug
         self.snapshot: Snapshot | None = None  # what was copied: a sweep's later points clone it
+        self._config_json: str | None = None
 
     @property
     def launch_cwd(self) -> Path:
@@ -51,7 +51,11 @@ class PreparedRun:
         return self.resolved.run.code if self.debug else self.run_dir
 
     def write_record(self) -> None:
-        write_json_atomic(self.run_dir / RUN_FILE, self.record)
+        """Rewrite `run.json`; the config in it (possibly large) is encoded once."""
+        if self._config_json is None:
+            self._config_json = '"config": ' + to_json(self.record.get("config"), indent=None)
+        rest = {key: value for key, value in self.record.items() if key != "config"}
+        write_json_atomic(self.run_dir / RUN_FILE, rest, extra=self._config_json)
 
     def release_reserve(self) -> None:
         """Free the space kept for the final record (a run that filled the disk can still be recorded)."""
@@ -112,7 +116,6 @@ def _fill(
     if not debug:
         for section in (resolved.raw, resolved.values):
             section["__run__"]["__code__"] = str(run_dir)
-    _reserve(run_dir / RESERVE_FILE)
     (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
     (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd, status="queued")
@@ -139,14 +142,16 @@ def _fill(
     prepared = PreparedRun(resolved, run_dir, record, debug)
     prepared.snapshot = None if debug else snapshot
     prepared.write_record()
+    _reserve(run_dir / RESERVE_FILE, (run_dir / RUN_FILE).stat().st_size + 16 * 1024)
     return prepared
 
 
-def _reserve(path: Path) -> None:
-    """Keep a little space for the last `run.json` write, released just before it."""
+def _reserve(path: Path, size: int) -> None:
+    """Keep the space of the last `run.json` write (the record so far and a margin), released just
+    before it, so a run that fills the disk is still recorded."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.posix_fallocate(fd, 0, _RESERVE_BYTES)
+        os.posix_fallocate(fd, 0, size)
     except OSError as error:
         if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate
             raise

@@ -18,12 +18,27 @@ def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write `data` as JSON (temp file + rename); a reader never sees half a file."""
+def to_json(data: Any, indent: int | None = 2) -> str:
+    """`data` as strict JSON: NaN and infinities become strings (most readers refuse them)."""
     try:
-        text = json.dumps(data, indent=2, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:  # NaN or infinity somewhere: not JSON, which most readers refuse
-        text = json.dumps(finite(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(data, indent=indent, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(data), indent=indent, ensure_ascii=False, default=str, allow_nan=False)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], extra: str | None = None) -> None:
+    """Write `data` as JSON (temp file + rename); a reader never sees half a file.
+
+    `extra`: a last member already encoded (`"key": value`), spliced in as it is: a large value
+    written many times (a run's config) is encoded once, compactly, by the C encoder.
+    """
+    text = to_json(data)
+    if extra is not None:
+        text = f"{text[:-2]},\n  {extra}\n}}" if data else f"{{\n  {extra}\n}}"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         temporary.write_text(text + "\n", encoding="utf-8")

@@ -107,7 +107,11 @@ class _Store:
         os.makedirs(self.root, exist_ok=True)
         temporary = f"{self.root}/.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            with open(source, "rb") as reader:
+            try:
+                reader = open(source, "rb")  # noqa: SIM115 (closed by the with below)
+            except FileNotFoundError:
+                raise _Vanished from None
+            with reader:
                 before = os.fstat(reader.fileno())
                 digest = _copy_hashing(reader, temporary)
                 after = os.fstat(reader.fileno())
@@ -147,6 +151,10 @@ class _Store:
 
 
 _ATTEMPTS = 5
+
+
+class _Vanished(Exception):
+    """A source file removed while the snapshot was taken (an editor's temp file): not part of the code."""
 
 
 def _signature(info: os.stat_result) -> list[int]:
@@ -225,7 +233,12 @@ def _copy_file(source: str, info: os.stat_result, target: str, relative: str, co
     if info.st_size > copy.limit:
         copy.snapshot.skipped.append(relative)
         return
-    digest = copy.store.digest(source, info) if copy.dry else copy.store.link(source, info, target)
+    try:
+        digest = copy.store.digest(source, info) if copy.dry else copy.store.link(source, info, target)
+    except (_Vanished, FileNotFoundError) as error:
+        if not isinstance(error, _Vanished) and os.path.exists(source):
+            raise
+        return
     copy.snapshot.layout.append(("f", relative, ""))
     copy.snapshot.files += 1
     copy.snapshot.bytes += info.st_size

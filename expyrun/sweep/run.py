@@ -148,7 +148,7 @@ def run_sweep(
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
         index = job.prepared.record["sweep"]["point"]
         started[index] = time.monotonic()
-        mark_running(job.prepared, gpu)
+        mark_running(job.prepared, gpu, write=False)  # written with the environment, next
         shared.record(job.prepared)
         record.update(index, status="running")
 
@@ -185,6 +185,7 @@ class _Shared:
         self.recorded: PreparedRun | None = None
 
     def record(self, prepared: PreparedRun) -> None:
+        """Frozen requirements and git state: gathered for the first point, linked for the others."""
         from expyrun.run.freeze import FROZEN_FILE
 
         try:
@@ -198,9 +199,12 @@ class _Shared:
                         os.link(source.run_dir / name, prepared.run_dir / name)
                 if "git" in source.record:
                     prepared.record["git"] = source.record["git"]
-            prepared.write_record()
         except Exception as error:  # the point is already working: a missing record is not a reason to stop it
             console.warning(f"could not record the environment: {type(error).__name__}: {error}")
+        try:
+            prepared.write_record()
+        except OSError as error:
+            console.warning(f"could not write {prepared.run_dir / 'run.json'}: {error.strerror}")
 
 
 def _work(config: ResolvedConfig, prepared: PreparedRun) -> Any:

@@ -1,0 +1,100 @@
+"""Benchmarks of sweeps (issue 11): a 100-point grid of a no-op entry point.
+
+1. `jobs: 1` sweep vs the same 100 runs launched one by one with `expyrun` (target <= 0.3x).
+2. `jobs: 2` vs `jobs: 1` on this machine (target <= 0.6x on 2 cores).
+3. Peak memory (max RSS) of the sweep process for 10 and 1,000 points (target: flat).
+
+Run: `python benchmarks/bench_sweep.py [--points 100] [--repeats 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = """\
+__run__:
+  __main__: pkg.main:main
+  __name__: "bench/x{{x}}"
+  __output_dir__: {out}
+x: 0
+__sweep__:
+  grid:
+    x: {values}
+__launch__: {{jobs: {jobs}}}
+"""
+SINGLE = """\
+__run__:
+  __main__: pkg.main:main
+  __name__: "single/x{{x}}"
+  __output_dir__: {out}
+x: 0
+"""
+
+
+def project(folder: Path) -> None:
+    (folder / "pkg").mkdir(parents=True, exist_ok=True)
+    (folder / "pkg" / "__init__.py").write_text("")
+    (folder / "pkg" / "main.py").write_text("def main(name, config):\n    return config['x']\n")
+
+
+def sweep_seconds(folder: Path, points: int, jobs: int) -> float:
+    config = folder / f"sweep{jobs}.yml"
+    config.write_text(CONFIG.format(out=folder / "out", values=list(range(points)), jobs=jobs))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "expyrun", str(config)], cwd=folder, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def one_by_one_seconds(folder: Path, points: int) -> float:
+    config = folder / "single.yml"
+    config.write_text(SINGLE.format(out=folder / "out"))
+    start = time.perf_counter()
+    for x in range(points):
+        subprocess.run(
+            [sys.executable, "-m", "expyrun", str(config), "--x", str(x)], cwd=folder, check=True, capture_output=True
+        )
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(folder: Path, points: int) -> float:
+    """Max RSS of the sweep process itself (its children are forked runs, measured apart by the kernel)."""
+    config = folder / f"memory{points}.yml"
+    config.write_text(CONFIG.format(out=folder / f"mem{points}", values=list(range(points)), jobs=2))
+    code = (
+        "import resource, sys, runpy; sys.argv = ['expyrun', sys.argv[1]];"
+        "from expyrun.cli import main; code = main();"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(config)], cwd=folder, check=True, capture_output=True, text=True
+    )
+    return int(result.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        project(folder)
+        one = statistics.median(one_by_one_seconds(folder, options.points) for _ in range(options.repeats))
+        jobs1 = statistics.median(sweep_seconds(folder, options.points, 1) for _ in range(options.repeats))
+        jobs2 = statistics.median(sweep_seconds(folder, options.points, 2) for _ in range(options.repeats))
+        print(f"{options.points} runs one by one:   {one:7.2f} s")
+        print(f"sweep, jobs 1:           {jobs1:7.2f} s  ({jobs1 / one:.2f}x one by one; target <= 0.3x)")
+        print(f"sweep, jobs 2:           {jobs2:7.2f} s  ({jobs2 / jobs1:.2f}x jobs 1; target <= 0.6x)")
+        small, large = peak_rss_mb(folder, 10), peak_rss_mb(folder, 1000)
+        print(f"peak RSS, 10 points:     {small:7.1f} MB")
+        print(f"peak RSS, 1,000 points:  {large:7.1f} MB  ({large / small:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
