@@ -46,7 +46,7 @@ def test_flatten_has_one_entry_per_leaf_with_its_value(config):
         assert not isinstance(value, (dict, list)) or not value
 
 
-FILE = YamlFile(Path("x.yml"), "x.yml", None, {})
+FILE = YamlFile(Path("x.yml"), "x.yml", None, {}, [])
 
 
 @given(configs, configs)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from expyrun.config.tree import Path, dotted
 from expyrun.config.yaml_reader import YamlFile, read_yaml
@@ -19,13 +18,12 @@ from expyrun.errors import ConfigError
 POLICIES = ("raise", "warn", "pass")
 
 
-@dataclass
-class LoadedConfig:
+class LoadedConfig(NamedTuple):
     """A config after inheritance: the merged data and the files in the order they were merged."""
 
     data: dict
     sources: list[YamlFile]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str]
 
 
 def display_path(path: FsPath, cwd: FsPath) -> str:

@@ -7,9 +7,8 @@ and read an unquoted `!P` as the no-interpolation prefix rather than as an unkno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -23,15 +22,14 @@ MAX_VALUES = 1_000_000  # values a file may build, aliases expanded: a 400-byte 
 MAX_DEPTH = 200  # nesting levels of mappings and lists
 
 
-@dataclass
-class YamlFile:
+class YamlFile(NamedTuple):
     """A parsed config file: its data and the line of every key and list item (1-based)."""
 
     path: FsPath
     display: str
     data: Any
     lines: dict[Path, int]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str]
 
     def line_of(self, path: Path) -> int | None:
         """The line of `path` or of its closest written ancestor."""
