@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 LOG_FILE = "outputs.log"
-_PR_SET_PDEATHSIG = 1
+_PARENT_CHECK_MS = 200
 
 
 class Tee:
@@ -120,36 +120,29 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Orphaned:
-    """The launcher died (SIGKILL): stop the run's process group, then drain what it wrote."""
+    """The launcher died (SIGKILL): stop the run's process group, then drain what it wrote.
+
+    The tee notices by its parent changing (it is re-parented), checked at least every
+    `_PARENT_CHECK_S` while it copies.
+    """
 
     def __init__(self, launcher: int) -> None:
+        self.launcher = launcher
         self.run_pgid: int | None = None
         self.launcher_dead = False
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGUSR1, self._launcher_died)
-        set_parent_death_signal(signal.SIGUSR1)
-        if os.getppid() != launcher:
-            self._launcher_died()
+        self.check()
 
-    def _launcher_died(self, *_: object) -> None:
-        self.launcher_dead = True
+    def check(self) -> None:
+        if not self.launcher_dead and os.getppid() != self.launcher:
+            self.launcher_dead = True
         self.stop_run()
 
     def stop_run(self) -> None:
         if self.launcher_dead and self.run_pgid is not None:
             with contextlib.suppress(OSError):
                 os.killpg(self.run_pgid, signal.SIGKILL)
-
-
-def set_parent_death_signal(signum: int) -> None:
-    """Linux: deliver `signum` to this process when its parent dies (no-op elsewhere)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
-    except (OSError, AttributeError):
-        pass
 
 
 def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, report: int) -> None:
@@ -166,7 +159,9 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
     terminal_ok = dict.fromkeys(sources.values(), True)
     stderr = list(sources.values())[-1]
     while sources:
-        for fd, _ in poller.poll():
+        ready = poller.poll(_PARENT_CHECK_MS)
+        orphaned.check()
+        for fd, _ in ready:
             data = os.read(fd, 1 << 16)
             if fd == control:
                 if not data:
