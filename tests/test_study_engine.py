@@ -4,6 +4,7 @@ threads. Every wait has a deadline and fails saying what it saw."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -59,6 +60,12 @@ def main(name, config):
         return float("-inf")
     if action == "sys_exit":
         sys.exit(3)
+    if action == "fork_exit" and os.fork() == 0:
+        sys.exit(0)  # the child ends as plain Python would: it must not answer for the trial
+    if action == "fork_helper" and os.fork() == 0:
+        _event(n=n, event="helper", pid=os.getpid(), time=time.time())
+        time.sleep(30)
+        os._exit(0)
     end = time.time() + config["sleep"]
     while time.time() < end:  # Python code runs now and then, as in a training loop
         time.sleep(0.05)
@@ -191,6 +198,23 @@ def test_a_crashed_worker_fails_its_trial_only(engine):
         "Fatal Python error"
         in (engine / "outputs" / "engine" / "exp.0" / "trials" / "trial.4" / "outputs.log").read_text()
     )
+
+
+def test_processes_forked_by_a_trial_never_answer_for_it(engine):
+    config = study_config(4).replace("actions: {}", "actions: {t1: fork_exit, t2: fork_helper}")
+    write(engine / "tune.yml", config)
+    started = time.monotonic()
+    result = run_expyrun(["tune.yml"], engine, timeout=120)
+    helpers = [e["pid"] for e in events(engine) if e["event"] == "helper"]
+    try:
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 25, "a forked helper kept the study waiting"
+        assert states(journal_study(engine)) == {"COMPLETE": 4}
+        assert {r["status"] for r in records(engine / "outputs" / "engine" / "exp.0").values()} == {"completed"}
+    finally:
+        for pid in helpers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("isolation", ["process", "inline"])
