@@ -139,7 +139,19 @@ class _Unsupported(Exception):
 
 # Characters libyaml writes as they are (allow_unicode): printable (`IS_PRINTABLE`), no line break
 # (U+2028/U+2029 are breaks), nothing above U+FFFF (libyaml escapes those). Others: double quotes.
-_NOT_AS_IS = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]").search
+_NOT_AS_IS_ASCII = re.compile("[^\x20-\x7e]").search
+_not_as_is_unicode: Any = None
+
+
+def _not_as_is(text: str) -> Any:
+    """A character libyaml would not write as it is; the Unicode pattern (a few milliseconds to
+    compile, at every launch) is compiled only for text that is not ASCII."""
+    global _not_as_is_unicode
+    if text.isascii():
+        return _NOT_AS_IS_ASCII(text)
+    if _not_as_is_unicode is None:
+        _not_as_is_unicode = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]").search
+    return _not_as_is_unicode(text)
 _START_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*").fullmatch  # the common case: plain if typed as str
 _WIDTH = 80  # libyaml's default best_width: it may fold a scalar at a space beyond that column
@@ -252,7 +264,7 @@ class _BlockWriter:
             if _WORD(text):
                 written = text if _plain_typed_as_str(text) else f"'{text}'"
                 known = (written, False)
-            elif _NOT_AS_IS(text):
+            elif _not_as_is(text):
                 raise _Unsupported  # double quotes, escapes, line breaks
             else:
                 known = (_str_style(text), " " in text)
