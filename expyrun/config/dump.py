@@ -152,6 +152,8 @@ def _not_as_is(text: str) -> Any:
     if _not_as_is_unicode is None:
         _not_as_is_unicode = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]").search
     return _not_as_is_unicode(text)
+
+
 _START_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*").fullmatch  # the common case: plain if typed as str
 _WIDTH = 80  # libyaml's default best_width: it may fold a scalar at a space beyond that column

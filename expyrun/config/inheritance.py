@@ -6,7 +6,6 @@ to the file that names them, anything else relative to the current directory.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path as FsPath
 from typing import Any, NamedTuple
@@ -157,6 +156,8 @@ def _new_key(base: dict, path: Path, policy: str, file: YamlFile, warnings: list
     if policy == "warn":
         warnings.append(f"{where}: {message}")
         return
+    import difflib
+
     close = difflib.get_close_matches(str(path[-1]), [str(k) for k in base], n=3)
     hint = (
         f"did you mean {', '.join(f'`{dotted((*path[:-1], c))}`' for c in close)}?"

@@ -6,15 +6,17 @@ A value is converted to the type of the value it replaces, so `--epochs 10` stay
 
 from __future__ import annotations
 
-import datetime
-import difflib
 import re
-from typing import Any, NamedTuple
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
 from expyrun.config.tree import Path, all_keys, dotted, lookup, set_at, split_dotted, step
 from expyrun.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    import datetime
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -99,6 +101,8 @@ def add_key(data: dict, key: str, value: Any, label: str) -> Path:
 
 def _suggest(data: dict, key: str) -> str | None:
     keys = [dotted(path) for path in all_keys(data)]
+    import difflib
+
     close = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
     if close:
         return f"did you mean {', '.join(f'`{k}`' for k in close)}?"
@@ -148,7 +152,8 @@ def convert(old: Any, text: str, flag: str) -> Any:
         return text
     if isinstance(old, list):
         return _convert_list(old, text, flag)
-    if isinstance(old, (datetime.date, datetime.datetime)):
+    dates = sys.modules.get("datetime")  # a date in the config means YAML imported it already
+    if dates is not None and isinstance(old, dates.date):
         return _convert_date(old, text, flag)
     value = _read_yaml_value(text, flag)
     if not isinstance(value, dict):
@@ -173,6 +178,8 @@ def _convert_list(old: list, text: str, flag: str) -> list:
 
 def _convert_date(old: datetime.date, text: str, flag: str) -> datetime.date:
     """A YAML date (`2024-05-01`) or timestamp (`2024-05-01 12:30:00`), as the value it replaces."""
+    import datetime
+
     value = _read_yaml_value(text, flag)
     if isinstance(value, datetime.datetime):
         return value

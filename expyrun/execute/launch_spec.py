@@ -6,7 +6,6 @@ the former); giving both with different values is an error rather than a silent 
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any, NamedTuple
 
@@ -52,6 +51,8 @@ def parse_launch(section: Any, optuna_section: Any = None) -> LaunchSpec:
         raise ConfigError(f"`__launch__` must be a mapping, got {section!r}")
     unknown = sorted(set(section) - set(_KNOWN))
     if unknown:
+        import difflib
+
         close = difflib.get_close_matches(unknown[0], _KNOWN, n=1)
         raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
     launcher = section.get("launcher") or "local"
