@@ -10,6 +10,7 @@ Run: `python benchmarks/bench_sweep.py [--points 100] [--repeats 3]`.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -43,11 +44,14 @@ def project(folder: Path) -> None:
     (folder / "pkg" / "main.py").write_text("def main(name, config):\n    return config['x']\n")
 
 
+ENV = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "EXPYRUN_"))}
+
+
 def sweep_seconds(folder: Path, points: int, jobs: int) -> float:
     config = folder / f"sweep{jobs}.yml"
     config.write_text(CONFIG.format(out=folder / "out", values=list(range(points)), jobs=jobs))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "expyrun", str(config)], cwd=folder, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "expyrun", str(config)], cwd=folder, check=True, capture_output=True, env=ENV)
     return time.perf_counter() - start
 
 
@@ -57,7 +61,11 @@ def one_by_one_seconds(folder: Path, points: int) -> float:
     start = time.perf_counter()
     for x in range(points):
         subprocess.run(
-            [sys.executable, "-m", "expyrun", str(config), "--x", str(x)], cwd=folder, check=True, capture_output=True
+            [sys.executable, "-m", "expyrun", str(config), "--x", str(x)],
+            cwd=folder,
+            check=True,
+            capture_output=True,
+            env=ENV,
         )
     return time.perf_counter() - start
 
@@ -67,12 +75,12 @@ def peak_rss_mb(folder: Path, points: int) -> float:
     config = folder / f"memory{points}.yml"
     config.write_text(CONFIG.format(out=folder / f"mem{points}", values=list(range(points)), jobs=2))
     code = (
-        "import resource, sys, runpy; sys.argv = ['expyrun', sys.argv[1]];"
-        "from expyrun.cli import main; code = main();"
+        "import resource, sys;"
+        "from expyrun.cli import main; code = main(sys.argv[1:]);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(config)], cwd=folder, check=True, capture_output=True, text=True
+        [sys.executable, "-c", code, str(config)], cwd=folder, check=True, capture_output=True, text=True, env=ENV
     )
     return int(result.stderr.strip().splitlines()[-1]) / 1024
 

@@ -37,13 +37,16 @@ class Job(NamedTuple):
     environment: dict[str, str] = {}  # noqa: RUF012 (never mutated: copied before use)
 
 
-class _Running(NamedTuple):
-    job: Job
-    pid: int
-    tee: Tee
-    result_fd: int
-    gpu: str | None
-    payload: bytearray
+class _Running:
+    """An executing run: its child, tee, result pipe (None once at end of file) and what it sent."""
+
+    def __init__(self, job: Job, pid: int, tee: Tee, result_fd: int, gpu: str | None) -> None:
+        self.job = job
+        self.pid = pid
+        self.tee = tee
+        self.result_fd: int | None = result_fd
+        self.gpu = gpu
+        self.payload = bytearray()
 
 
 class LocalExecutor:
@@ -67,6 +70,7 @@ class LocalExecutor:
         self.received: list[int] = []
         self.kill_at: float | None = None
         self.unbuffered = _is_terminal(1)
+        self.ending_tees: list[Tee] = []  # tees that closed their pipes and are exiting
 
     def execute(self, jobs: Iterable[Job]) -> list[Outcome]:
         """Run every job (in order, `slots` at once) until done or stopped; returns the outcomes of
@@ -116,6 +120,7 @@ class LocalExecutor:
                         if self.on_end is not None:
                             self.on_end(finished.job, outcome)
                 self._pass_signals_on(running)
+                self.ending_tees = [tee for tee in self.ending_tees if not tee.reap()]
                 if self.on_tick is not None:
                     self.on_tick()
         finally:
@@ -123,6 +128,10 @@ class LocalExecutor:
                 _kill_group(run.pid)
             if terminal is not None:
                 child.take_terminal(terminal, os.getpgrp())
+            for tee in self.ending_tees:  # closed their pipes: exiting now (one left copying for a
+                if tee.exited:  # daemon that holds the run's output is not waited for)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(tee.pid, 0)
             signal.signal(signal.SIGCHLD, previous_chld)
             signal.signal(signal.SIGTSTP, previous_tstp)
             for sig, handler in previous.items():
@@ -160,12 +169,12 @@ class LocalExecutor:
             child.take_terminal(terminal, pid)
         if self.on_start is not None:
             self.on_start(job, pid, gpu)
-        return _Running(job, pid, tee, result_fd, gpu, bytearray())
+        return _Running(job, pid, tee, result_fd, gpu)
 
     def _wait(self, running: dict[int, _Running], wake_read: int) -> None:
         """Until a child may have changed state, a result arrived, a signal came, or a deadline passed."""
         timeout = 1.0 if self.kill_at is None else max(0.0, min(1.0, self.kill_at - time.monotonic()))
-        readers = [wake_read] + [run.result_fd for run in running.values() if run.result_fd >= 0]
+        readers = [wake_read] + [run.result_fd for run in running.values() if run.result_fd is not None]
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:
@@ -188,9 +197,13 @@ class LocalExecutor:
             _suspend_with(run.pid, terminal)
             return None
         _read_result(run)
-        os.close(run.result_fd)
+        if run.result_fd is not None:
+            os.close(run.result_fd)
+            run.result_fd = None
         _kill_group(run.pid)  # what the run left in its group ends with it (the README's rule)
         run.tee.stop()
+        if not run.tee.reap():
+            self.ending_tees.append(run.tee)
         try:
             message = json.loads(run.payload) if run.payload.strip() else {}
         except ValueError:
@@ -214,9 +227,14 @@ class LocalExecutor:
 
 
 def _read_result(run: _Running) -> None:
-    with contextlib.suppress(BlockingIOError, OSError):
+    """Read what the run sent so far; at end of file the pipe is closed and no longer watched."""
+    if run.result_fd is None:
+        return
+    with contextlib.suppress(BlockingIOError, InterruptedError):
         while chunk := os.read(run.result_fd, 1 << 16):
             run.payload.extend(chunk)
+        os.close(run.result_fd)  # end of file: the run (and anything holding the pipe) closed it
+        run.result_fd = None
 
 
 def _kill_group(pgid: int) -> None:

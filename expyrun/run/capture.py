@@ -34,6 +34,7 @@ class Tee:
         self.control = control
         self.report = report  # the tee's one message back: why the log could not be written, if so
         self.log_error: str | None = None
+        self.exited = False
 
     def watch(self, run_pgid: int) -> None:
         """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
@@ -63,10 +64,17 @@ class Tee:
                 exited = True
                 break
             report += chunk
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0 if exited else os.WNOHANG)  # after EOF the tee is ending: reap it
         os.close(self.report)
         self.log_error = report.decode(errors="replace").strip() or None
+        self.exited = exited
+
+    def reap(self) -> bool:
+        """Collect the ended tee (it takes a few milliseconds to exit after closing its pipes, which
+        nobody needs to wait for); whether it is gone."""
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) != (0, 0)
+        except ChildProcessError:
+            return True
 
 
 def same_destination(fd_a: int, fd_b: int) -> bool:

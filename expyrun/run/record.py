@@ -26,12 +26,26 @@ def now() -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{millis:03d}{sign}{hours:02d}:{minutes:02d}"
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
+
+
 def to_json(data: Any, indent: int | None = 2) -> str:
-    """`data` as strict JSON: NaN and infinities become strings (most readers refuse them)."""
+    """`data` as strict JSON: NaN and infinities become strings (most readers refuse them).
+
+    With `indent`, a mapping is written one member per line, each value compact: as readable as
+    a record needs, and encoded by the C encoder (an indented dump uses the pure-Python one).
+    """
     try:
-        return json.dumps(data, indent=indent, ensure_ascii=False, default=str, allow_nan=False)
-    except ValueError:
-        return json.dumps(finite(data), indent=indent, ensure_ascii=False, default=str, allow_nan=False)
+        return _members(data) if indent and isinstance(data, dict) else _ENCODE(data)
+    except ValueError:  # NaN or infinity somewhere
+        data = finite(data)
+        return _members(data) if indent and isinstance(data, dict) else _ENCODE(data)
+
+
+def _members(data: dict[str, Any]) -> str:
+    if not data:
+        return "{}"
+    return "{\n" + ",\n".join(f"  {_ENCODE(str(key))}: {_ENCODE(value)}" for key, value in data.items()) + "\n}"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], extra: str | None = None) -> None:
