@@ -169,9 +169,15 @@ def _run_config(args: list[str]) -> int:
     for message in resolved.warnings:
         console.warning(message)
 
-    from expyrun.run.entry_point import check_entry_point
+    run = resolved.run
+    if not run.is_command:
+        from expyrun.run.entry_point import check_entry_point
 
-    check_entry_point(resolved.run)
+        check_entry_point(run)
+    if run.is_command or run.python is not None or run.templates:
+        from expyrun.run.command import check_run
+
+        check_run(resolved)
     from expyrun.execute.launch_spec import parse_launch
 
     launch_spec = parse_launch(resolved.values.get("__launch__"), resolved.values.get("__optuna__"))

@@ -26,22 +26,31 @@ _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A
 
 
 class RunSection(NamedTuple):
-    """The validated `__run__` section."""
+    """The validated `__run__` section: a Python entry point (`main`) or a command (SPEC 10)."""
 
-    main: str
+    main: str | None
     name: str
     output_dir: FsPath
     code: FsPath
     secrets: tuple[str, ...]
     max_file_mb: float
+    command: tuple[str, ...] | None = None
+    templates: tuple[str, ...] = ()
+    result_file: str | None = None
+    ignore_exit_code: bool = False
+    python: FsPath | None = None  # another interpreter for `main`, or whose distributions a command's run freezes
+
+    @property
+    def is_command(self) -> bool:
+        return self.command is not None
 
     @property
     def module(self) -> str:
-        return self.main.partition(":")[0]
+        return (self.main or "").partition(":")[0]
 
     @property
     def function(self) -> str:
-        return self.main.partition(":")[2]
+        return (self.main or "").partition(":")[2]
 
 
 class ResolvedConfig:
@@ -198,7 +207,17 @@ def _run_section(raw: dict, display: str) -> dict:
             f"{display}: no `__run__` section",
             "add __run__: {__main__: package.module:function, __name__: NAME, __output_dir__: DIR}",
         )
-    for key in ("__main__", "__name__", "__output_dir__"):
+    if "__main__" in run and "__command__" in run:
+        raise ConfigError(
+            f"{display}: `__run__` names both `__main__` and `__command__`", "a run is a Python function or a command"
+        )
+    if "__main__" not in run and "__command__" not in run:
+        raise ConfigError(f"{display}: `__run__.__main__` (or `__run__.__command__`) is required")
+    if "__command__" in run and "__code__" not in run:
+        raise ConfigError(
+            f"{display}: `__run__.__code__` is required with `__command__`", "the folder of the scripts to snapshot"
+        )
+    for key in ("__name__", "__output_dir__"):
         if key not in run:
             raise ConfigError(f"{display}: `__run__.{key}` is required")
     return run
@@ -249,12 +268,14 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
             raise ConfigError(f"{where}: `__run__.{key}` must be a non-empty string, got {value!r}")
         return value
 
-    main = text("__main__")
-    if not _ENTRY_POINT.fullmatch(main):
-        raise ConfigError(
-            f"{provenance.where(('__run__', '__main__'))}: `__run__.__main__` is {main!r}",
-            "write it as package.module:function",
-        )
+    main = None
+    if "__main__" in run:
+        main = text("__main__")
+        if not _ENTRY_POINT.fullmatch(main):
+            raise ConfigError(
+                f"{provenance.where(('__run__', '__main__'))}: `__run__.__main__` is {main!r}",
+                "write it as package.module:function",
+            )
     name = text("__name__")
     parts = FsPath(name).parts
     if FsPath(name).is_absolute() or ".." in parts or name.startswith("~"):
@@ -268,11 +289,14 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
     if isinstance(max_file_mb, bool) or not isinstance(max_file_mb, (int, float)) or max_file_mb <= 0:
         where = provenance.where(("__run__", "__max_file_mb__"))
         raise ConfigError(f"{where}: `__run__.__max_file_mb__` must be a positive number")
+    from expyrun.config.run_options import command_options
+
     return RunSection(
-        main=main,
-        name=name,
-        output_dir=(cwd / FsPath(text("__output_dir__")).expanduser()).resolve(),
-        code=(cwd / FsPath(text("__code__")).expanduser()).resolve(),
-        secrets=secrets,
-        max_file_mb=float(max_file_mb),
+        main,
+        name,
+        (cwd / FsPath(text("__output_dir__")).expanduser()).resolve(),
+        (cwd / FsPath(text("__code__")).expanduser()).resolve(),
+        secrets,
+        float(max_file_mb),
+        *command_options(run, provenance.where, cwd),
     )

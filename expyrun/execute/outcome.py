@@ -19,12 +19,14 @@ class Outcome:
         result: Any = None,
         exception: dict[str, str] | None = None,
         log_error: str | None = None,
+        returncode: int | None = None,
     ) -> None:
         self.status = status
         self.exit_code = exit_code
         self.result = result
         self.exception = exception
         self.log_error = log_error
+        self.returncode = returncode  # the run process's exit status (negative: killed by that signal)
 
     def __repr__(self) -> str:
         return f"Outcome({self.status!r}, {self.exit_code}, exception={self.exception!r})"
@@ -36,6 +38,12 @@ def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) 
     `stopped_by`: the signal expyrun received and passed on, if any (the run is then interrupted,
     whatever it did with the signal).
     """
+    outcome = _classify(wait_status, message, stopped_by)
+    outcome.returncode = os.waitstatus_to_exitcode(wait_status)
+    return outcome
+
+
+def _classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) -> Outcome:
     if stopped_by is not None:
         return Outcome("interrupted", SIGNAL_EXIT[signal.Signals(stopped_by)])
     if os.WIFSIGNALED(wait_status):

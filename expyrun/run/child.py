@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 
 
@@ -25,7 +26,7 @@ class Terminated(BaseException):
     """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
 
 
-Body = Callable[[], Any]
+Body = Callable[[], Any] | ExecSpec
 
 
 def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environment: dict[str, str],
@@ -55,6 +56,8 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
             for fd in set(output):
                 os.close(fd)
             os.environ.update(environment)
+            if isinstance(body, ExecSpec):
+                _exec(body, run_dir, cwd, result_write)
             code = _run(body, run_dir, cwd, result_write, from_snapshot)
         finally:
             os._exit(code)
@@ -62,6 +65,30 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpgid(pid, pid)  # also here: no race with a signal sent right after the fork
     return pid, result_read
+
+
+def _exec(spec: ExecSpec, run_dir: Path, cwd: Path, result_fd: int) -> None:
+    """Become the program of a command run (or a `__python__` bootstrap); returns only if it cannot
+    be started, after saying why on stderr and exiting 127."""
+    os.chdir(run_dir)
+    environment = {**os.environ, "EXPYRUN_CWD": str(cwd), "EXPYRUN_RUN_DIR": str(run_dir), **spec.environment}
+    if spec.reports:
+        os.set_inheritable(result_fd, True)
+        environment["EXPYRUN_RESULT_FD"] = str(result_fd)
+    if spec.payload is not None:
+        payload = os.memfd_create("expyrun-entry", 0)
+        os.write(payload, spec.payload)
+        os.lseek(payload, 0, os.SEEK_SET)
+        environment["EXPYRUN_PAYLOAD_FD"] = str(payload)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(spec.argv[0], list(spec.argv), environment)
+    except OSError as error:
+        os.write(2, f"expyrun: cannot run {spec.argv[0]}: {error.strerror}\n".encode())
+        os._exit(127)
 
 
 def reset_signals() -> None:

@@ -112,7 +112,7 @@ def frozen_requirements() -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
-def write_frozen_requirements(run_dir: Path, cache_dir: Path | None = None) -> None:
+def write_frozen_requirements(run_dir: Path, cache_dir: Path | None = None, python: Path | None = None) -> None:
     """`frozen_requirements.txt` in the run folder.
 
     With `cache_dir`, the text is kept there under a key made of the interpreter and the
@@ -121,6 +121,9 @@ def write_frozen_requirements(run_dir: Path, cache_dir: Path | None = None) -> N
     distribution's metadata again.
     """
     target = run_dir / FROZEN_FILE
+    if python is not None:  # another interpreter's (a tool environment): asked each time
+        target.write_text("".join(line + "\n" for line in frozen_requirements_of(python)), encoding="utf-8")
+        return
     cached = cache_dir / f"frozen-{_environment_key()}.txt" if cache_dir is not None else None
     if cached is not None:
         try:
@@ -189,3 +192,18 @@ def requirement_drift(frozen_file: Path) -> list[str]:
     """Differences between a run's frozen requirements and this interpreter, one line each."""
     stored = parse_requirements(frozen_file.read_text(encoding="utf-8"))
     return compare_pins(stored, parse_requirements("\n".join(frozen_requirements())))
+
+
+def frozen_requirements_of(python: Path) -> list[str]:
+    """The frozen requirements of another interpreter (`__run__.__python__`): this module, which
+    needs only the standard library, run as a script by it."""
+    import subprocess
+
+    listed = subprocess.run(
+        [str(python), os.path.abspath(__file__)], capture_output=True, text=True, timeout=120, check=True
+    )
+    return listed.stdout.splitlines()
+
+
+if __name__ == "__main__":  # run by another interpreter: print its frozen requirements
+    sys.stdout.write("".join(line + "\n" for line in frozen_requirements()))

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.config import ResolvedConfig
+from expyrun.config import ResolvedConfig, RunSection
 from expyrun.execute.local import Job, LocalExecutor, exit_code
 from expyrun.execute.outcome import Outcome
 from expyrun.run.capture import LOG_FILE
-from expyrun.run.entry_point import call_entry_point, top_level_path
-from expyrun.run.prepare import PreparedRun, prepare_run
+from expyrun.run.entry_point import call_entry_point
+from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
 from expyrun.run.record import RUN_FILE, now
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def launch(
     from expyrun.run.git_state import GitProbe
 
     run = resolved.run
-    git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
+    git = GitProbe(run.code, None if debug else snapshot_source(run))
     try:
         if needed and not debug:
             from expyrun.run.needed import code_digest, find_done
@@ -73,10 +73,7 @@ def _launch(
 ) -> int:
     prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields, git)
     console.info(f"run folder: {prepared.run_dir}")
-    if body is None:
-        work = partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
-    else:
-        work = partial(body, prepared.run_dir, prepared.import_root)
+    work = run_work(prepared, body)
     started = time.monotonic()
 
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
@@ -93,9 +90,34 @@ def _launch(
     executor = LocalExecutor(gpus=gpus, on_start=on_start)
     outcomes = executor.execute([Job(prepared, work)])
     outcome = outcomes[0] if outcomes else Outcome("interrupted", exit_code([], executor.stopped_by))
+    if body is None:  # a study's own run has no result file: its trials do
+        outcome = complete_outcome(outcome, prepared.resolved.run, prepared.run_dir)
+        outcomes = [outcome]
     finish_record(prepared, outcome, time.monotonic() - started)
     report(outcome, prepared.run_dir)
     return exit_code(outcomes, executor.stopped_by)
+
+
+def run_work(prepared: PreparedRun, body: Callable[[Path, Path], Any] | None = None) -> Any:
+    """What the run child does: a study driver (`body`), a command or `__python__` entry point to
+    `exec`, or the entry point called in the child itself."""
+    resolved = prepared.resolved
+    if body is not None:
+        return partial(body, prepared.run_dir, prepared.import_root)
+    if resolved.run.is_command or resolved.run.python is not None:
+        from expyrun.run.command import exec_spec
+
+        return exec_spec(resolved, prepared.run_dir, prepared.import_root)
+    return partial(call_entry_point, resolved.run, prepared.import_root, resolved.user_config())
+
+
+def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcome:
+    """A command run's exit status and `__result__` file turned into its outcome."""
+    if not run.is_command and run.result_file is None:
+        return outcome
+    from expyrun.run import command
+
+    return command.complete_outcome(outcome, run, run_dir)
 
 
 def mark_running(prepared: PreparedRun, gpu: str | None, write: bool = True) -> None:
@@ -137,7 +159,8 @@ def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path |
     if not prepared.debug:
         from expyrun.run.freeze import FROZEN_FILE, requirement_drift, write_frozen_requirements
 
-        write_frozen_requirements(run_dir, cache_dir=prepared.resolved.run.output_dir / ".expyrun" / "frozen")
+        run = prepared.resolved.run
+        write_frozen_requirements(run_dir, run.output_dir / ".expyrun" / "frozen", run.python)
         stored = config_file.parent / FROZEN_FILE if config_file is not None else None
         if stored is not None and stored.is_file() and stored != run_dir / FROZEN_FILE:
             drift = requirement_drift(stored)

@@ -15,8 +15,7 @@ from typing import Any
 
 from expyrun.config import ResolvedConfig
 from expyrun.config.tree import copy_tree
-from expyrun.run.entry_point import top_level_path
-from expyrun.run.prepare import STORE_FOLDER, run_base
+from expyrun.run.prepare import CODE_FOLDER, STORE_FOLDER, run_base, snapshot_source
 
 
 def code_digest(resolved: ResolvedConfig, ignored: set[str] | None = None) -> str:
@@ -24,9 +23,12 @@ def code_digest(resolved: ResolvedConfig, ignored: set[str] | None = None) -> st
     from expyrun.run.snapshot import take_snapshot
 
     run = resolved.run
-    source = top_level_path(run.code, run.module)
+    source = snapshot_source(run)
     store = run.output_dir / STORE_FOLDER
-    snapshot = take_snapshot(source, Path("/nonexistent"), store, run.max_file_mb, run.output_dir, ignored, dry=True)
+    name = CODE_FOLDER if run.is_command else None
+    snapshot = take_snapshot(
+        source, Path("/nonexistent"), store, run.max_file_mb, run.output_dir, ignored, dry=True, name=name
+    )
     return str(snapshot.as_record()["sha256"])
 
 

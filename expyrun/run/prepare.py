@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.config import ResolvedConfig
+from expyrun.config import ResolvedConfig, RunSection
 from expyrun.config.dump import dump_yaml
 from expyrun.errors import UsageError
 from expyrun.run.entry_point import top_level_path
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from expyrun.run.snapshot import Snapshot
 
 RESERVE_FILE = ".expyrun-reserve"
+CODE_FOLDER = "code"  # where a command run's whole `__code__` folder is copied
 STORE_FOLDER = Path(".expyrun") / "store"  # the snapshot store, beside the runs
 
 
@@ -61,6 +62,11 @@ class PreparedRun:
         """Free the space kept for the final record (a run that filled the disk can still be recorded)."""
         with contextlib.suppress(OSError):
             os.unlink(self.run_dir / RESERVE_FILE)
+
+
+def snapshot_source(run: RunSection) -> Path:
+    """What a run's snapshot copies: the entry point's top-level package, or a command run's `__code__`."""
+    return run.code if run.is_command else top_level_path(run.code, run.module)
 
 
 def run_base(resolved: ResolvedConfig, debug: bool) -> Path:
@@ -113,7 +119,10 @@ def _fill(
     clone_of: PreparedRun | None,
 ) -> PreparedRun:
     run = resolved.run
-    if not debug:
+    original_code = run.code
+    if not debug and run.is_command:  # `{__run__.__code__}` in the command and templates names the copy
+        resolved = _with_code(resolved, run_dir / CODE_FOLDER, cwd)
+    elif not debug:
         for section in (resolved.raw, resolved.values):
             section["__run__"]["__code__"] = str(run_dir)
     (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
@@ -130,20 +139,38 @@ def _fill(
     elif not debug:
         from expyrun.run.snapshot import take_snapshot
 
-        source = top_level_path(run.code, run.module)
+        source = snapshot_source(run._replace(code=original_code))
         ignored = git.ignored() if git is not None else None
         store = run.output_dir / STORE_FOLDER
-        snapshot = take_snapshot(source, run_dir, store, run.max_file_mb, run.output_dir, ignored)
+        name = CODE_FOLDER if run.is_command else None
+        snapshot = take_snapshot(source, run_dir, store, run.max_file_mb, run.output_dir, ignored, name=name)
         record["snapshot"] = snapshot.as_record()
         for skipped in snapshot.skipped:
             console.warning(f"snapshot: {skipped} is larger than {run.max_file_mb:g} MB; not copied")
         for loop in snapshot.loops:
             console.warning(f"snapshot: {loop} links back to a folder being copied; not followed")
+    if run.templates:
+        from expyrun.run.command import render_templates
+
+        source = run_dir / CODE_FOLDER if run.is_command and not debug else original_code
+        render_templates(resolved, source, into=run_dir)
+    if run.python is not None:
+        from expyrun.run.command import interpreter_info
+
+        record["python"] = interpreter_info(run.python)
     prepared = PreparedRun(resolved, run_dir, record, debug)
     prepared.snapshot = None if debug else snapshot
     prepared.write_record()
     _reserve(run_dir / RESERVE_FILE, (run_dir / RUN_FILE).stat().st_size + 16 * 1024)
     return prepared
+
+
+def _with_code(resolved: ResolvedConfig, code: Path, cwd: Path) -> ResolvedConfig:
+    """The config resolved again with `__run__.__code__` naming `code` (the run folder's copy)."""
+    from expyrun.config.resolve import interpolate, resolution_environ
+
+    resolved.raw["__run__"]["__code__"] = str(code)
+    return interpolate(resolved.raw, resolved.provenance, cwd, resolution_environ(cwd), [])
 
 
 def _reserve(path: Path, size: int) -> None:

@@ -206,23 +206,26 @@ def take_snapshot(
     output_dir: Path | None = None,
     ignored: set[str] | None = None,
     dry: bool = False,
+    name: str | None = None,
 ) -> Snapshot:
     """Copy the package folder or module file `source` into `run_dir`.
 
     `output_dir` is left out when it lies inside the package (else the snapshot would copy itself),
     and so are the `ignored` paths (what git ignores). `dry`: copy nothing, only compute the record
-    (`expyrun --needed` compares code by its sha256).
+    (`expyrun --needed` compares code by its sha256). `name`: the copy's name in the run folder
+    (default: the source's; a command run's whole `__code__` folder becomes `code/`).
     """
     started = time.perf_counter()
     excluded = {os.path.realpath(output_dir)} if output_dir is not None else set()
     copy = _Copy(_Store(store_root), int(max_file_mb * 1024 * 1024), excluded, dry)
-    target = str(run_dir / source.name)
+    name = name or source.name
+    target = str(run_dir / name)
     if source.is_file():
-        _copy_file(str(source), os.stat(source), target, source.name, copy)
+        _copy_file(str(source), os.stat(source), target, name, copy)
     else:
         copy.ignored = ignored or set()
         copy.package = str(source.resolve())
-        _copy_tree(copy.package, target, source.name, copy)
+        _copy_tree(copy.package, target, name, copy)
     if not dry:
         copy.store.save()
     copy.snapshot.seconds = time.perf_counter() - started

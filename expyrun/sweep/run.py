@@ -23,11 +23,10 @@ from expyrun.config.tree import copy_tree, set_at
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.local import Job, LocalExecutor, exit_code
 from expyrun.execute.outcome import Outcome
-from expyrun.run.entry_point import call_entry_point, top_level_path
 from expyrun.run.folder import allocate_run_dir
 from expyrun.run.git_state import DIFF_FILE, GitProbe
-from expyrun.run.launch import finish_record, mark_running, record_environment
-from expyrun.run.prepare import PreparedRun, prepare_run
+from expyrun.run.launch import complete_outcome, finish_record, mark_running, record_environment, run_work
+from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
 from expyrun.run.record import now, write_json_atomic
 from expyrun.sweep.spec import Point, SweepSpec
 
@@ -117,7 +116,7 @@ def run_sweep(
     folder = allocate_run_dir(base, "sweep")
     record = SweepRecord(folder, spec, argv)
     console.info(f"sweep folder: {folder} ({spec.size} points)")
-    git = GitProbe(run.code, None if debug else top_level_path(run.code, run.module))
+    git = GitProbe(run.code, None if debug else snapshot_source(run))
     shared = _Shared(git, debug)
     digest = None
     if needed and not debug:
@@ -125,6 +124,7 @@ def run_sweep(
 
         digest = code_digest(resolved, git.ignored())
     started: dict[int, float] = {}
+    finished: list[Outcome] = []  # as completed by each point's result file, for the exit code
 
     def jobs() -> Iterator[Job]:
         for point in spec.points():
@@ -142,8 +142,7 @@ def run_sweep(
             prepared = prepare_run(config, debug, argv, cwd, fields, git, shared.first)
             shared.first = shared.first or prepared
             record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
-            work = _work(config, prepared)
-            yield Job(prepared, work, {"EXPYRUN_SWEEP_POINT": str(point.index)})
+            yield Job(prepared, run_work(prepared), {"EXPYRUN_SWEEP_POINT": str(point.index)})
 
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
         index = job.prepared.record["sweep"]["point"]
@@ -154,6 +153,8 @@ def run_sweep(
 
     def on_end(job: Job, outcome: Outcome) -> None:
         index = job.prepared.record["sweep"]["point"]
+        outcome = complete_outcome(outcome, job.prepared.resolved.run, job.prepared.run_dir)
+        finished.append(outcome)
         finish_record(job.prepared, outcome, time.monotonic() - started.get(index, time.monotonic()))
         record.update(index, status=outcome.status, result=outcome.result)
         values = ", ".join(f"{k}={v}" for k, v in job.prepared.record["sweep"]["overrides"].items())
@@ -164,7 +165,8 @@ def run_sweep(
     executor = LocalExecutor(launch.slots, launch.gpus, on_start, on_end, on_tick=record.write)
     status = "failed"  # unless the executor returns: an error of ours or a point that could not be prepared
     try:
-        code = exit_code(executor.execute(jobs()), executor.stopped_by)
+        executor.execute(jobs())
+        code = exit_code(finished, executor.stopped_by)
         status = {0: "completed", 1: "failed"}.get(code, "interrupted")
     finally:
         git.close()
@@ -205,9 +207,3 @@ class _Shared:
             prepared.write_record()
         except OSError as error:
             console.warning(f"could not write {prepared.run_dir / 'run.json'}: {error.strerror}")
-
-
-def _work(config: ResolvedConfig, prepared: PreparedRun) -> Any:
-    from functools import partial
-
-    return partial(call_entry_point, config.run, prepared.import_root, config.user_config())

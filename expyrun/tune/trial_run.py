@@ -5,14 +5,12 @@ the call of the entry point that evaluates it, wherever that runs (a worker proc
 from __future__ import annotations
 
 import base64
-import math
-import numbers
 import os
 import pickle
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,10 @@ from expyrun.config.dump import dump_yaml
 from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
+from expyrun.run.prepare import CODE_FOLDER
 from expyrun.run.record import now, start_record, write_json_atomic
-from expyrun.tune.current import set_trial
+from expyrun.tune.current import set_trial, set_trials
+from expyrun.tune.objective import Objective, ObjectiveError, read_batch, read_objective
 from expyrun.tune.spec import StudySpec
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
@@ -34,60 +34,24 @@ class TrialOutcome:
     values: list[float] | None = None
     error: dict[str, str] | None = None
     interrupted: str | None = None  # SIGINT / SIGTERM: the trial was stopped with the study
+    metrics: dict[str, float | None] | None = None  # named objectives: the other numbers returned
 
     def as_reply(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> TrialOutcome:
-        return cls(reply["state"], reply.get("values"), reply.get("error"), reply.get("interrupted"))
+        return cls(
+            reply["state"], reply.get("values"), reply.get("error"), reply.get("interrupted"), reply.get("metrics")
+        )
+
+    @classmethod
+    def completed(cls, objective: Objective) -> TrialOutcome:
+        return cls("COMPLETE", objective.values, metrics=objective.metrics)
 
     @classmethod
     def failed(cls, kind: str, message: str, interrupted: str | None = None) -> TrialOutcome:
         return cls("FAIL", error={"type": kind, "message": message}, interrupted=interrupted)
-
-
-class ObjectiveError(Exception):
-    """The entry point returned something that is not an objective."""
-
-
-def _number(value: Any) -> float | None:
-    """`value` as a float when it is a real number: Python and NumPy scalars, 0-d arrays and tensors
-    (anything whose `.item()` gives one); None otherwise."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            inner = item()
-        except Exception:  # not a one-element array: not a number
-            return None
-        if isinstance(inner, numbers.Real) and not isinstance(inner, bool):
-            return float(inner)
-    return None
-
-
-def objective_values(value: Any, directions: tuple[str, ...]) -> list[float]:
-    """The objective(s) in `value`, finite floats, one per direction; ObjectiveError saying what
-    was returned otherwise (a NaN or an infinity fails the trial, not the study)."""
-    expected = "a number" if len(directions) == 1 else f"a sequence of {len(directions)} numbers (one per direction)"
-    if len(directions) == 1:
-        candidates = [value]
-    elif isinstance(value, (list, tuple)) and len(value) == len(directions):
-        candidates = list(value)
-    else:
-        candidates = None
-    numbers_found = [_number(x) for x in candidates] if candidates is not None else [None]
-    if any(x is None for x in numbers_found):
-        raise ObjectiveError(
-            f"the entry point returned {value!r} ({type(value).__name__}); the objective must be {expected}"
-        )
-    found = [x for x in numbers_found if x is not None]
-    if not all(math.isfinite(x) for x in found):
-        raise ObjectiveError(f"the entry point returned {value!r}; the objective must be finite (not NaN or inf)")
-    return found
 
 
 def trial_config(resolved: ResolvedConfig, params: dict[str, Any], spec: StudySpec, code: Path) -> ResolvedConfig:
@@ -96,6 +60,8 @@ def trial_config(resolved: ResolvedConfig, params: dict[str, Any], spec: StudySp
     raw.pop("__optuna__", None)
     for param in spec.params:
         set_at(raw, param.path, params[param.key])
+    if resolved.run.is_command:  # the study folder's copy of the scripts (the original in --debug)
+        code = code / CODE_FOLDER if (code / CODE_FOLDER).is_dir() else resolved.run.code
     raw["__run__"]["__code__"] = str(code)
     resolved.provenance.trial_paths = {param.path for param in spec.params}
     return interpolate(raw, resolved.provenance, Path(resolved.run.output_dir), os.environ, [])
@@ -121,6 +87,27 @@ class PreparedTrial:
 
 
 @dataclass
+class PreparedBatch:
+    """The trials of one batch call (`batch_size`): each keeps its own folder, configs and record;
+    the call runs in `batches/batch.{index}/`, where its output goes (`outputs.log`)."""
+
+    index: int
+    run_dir: Path
+    members: list[PreparedTrial]
+
+    @property
+    def number(self) -> int:
+        """The key of the batch among running tasks: its first trial's number (unique)."""
+        return self.members[0].number
+
+    def task(self) -> dict[str, Any]:
+        """What a worker process needs to evaluate the batch: its trials and their configs."""
+        configs = [member.config.user_config() for member in self.members]
+        blob = pickle.dumps((self.members[0].config.run, configs), protocol=pickle.HIGHEST_PROTOCOL)
+        return {"trial_ids": [m.trial._trial_id for m in self.members], "config": base64.b64encode(blob).decode()}
+
+
+@dataclass
 class TrialContext:
     """What every trial of one study needs."""
 
@@ -129,19 +116,37 @@ class TrialContext:
     study_dir: Path
     import_root: Path
 
-    def prepare(self, trial: Any, params: dict[str, Any]) -> PreparedTrial:
-        """`trials/trial.{n}/` with both configs and `run.json` status `queued`."""
+    def batch_folder(self, index: int) -> Path:
+        """`batches/batch.{index}/`, where a batch call runs and logs."""
+        folder = self.study_dir / "batches" / f"batch.{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def prepare(self, trial: Any, params: dict[str, Any], batch: dict[str, Any] | None = None) -> PreparedTrial:
+        """`trials/trial.{n}/` with both configs and `run.json` status `queued`. A trial of a batch
+        records it (`batch`: index, trial numbers, folder) and its `outputs.log` is a link to the
+        batch's log, which holds what the call wrote for every trial of it."""
         trial_dir = self.study_dir / "trials" / f"trial.{trial.number}"
         trial_dir.mkdir(parents=True, exist_ok=True)
+        if batch is not None:
+            log = trial_dir / "outputs.log"
+            if not log.is_symlink():
+                log.symlink_to(os.path.relpath(Path(batch["dir"]) / "outputs.log", trial_dir))
         trial.set_user_attr("run_dir", str(trial_dir))  # the dashboard shows where each trial's files are
         config = trial_config(self.resolved, params, self.spec, self.study_dir)
         (trial_dir / "raw_config.yml").write_text(dump_yaml(config.raw), encoding="utf-8")
         (trial_dir / "config.yml").write_text(dump_yaml(config.for_disk()), encoding="utf-8")
+        if config.run.templates:  # rendered with the trial's values (a command reads them from its folder)
+            from expyrun.run.command import render_templates
+
+            render_templates(config, config.run.code, into=trial_dir)
         record = start_record(config.run.name, trial_dir, False, [], self.study_dir)
         record["status"] = "queued"
         record["config"] = config.user_config_for_disk()
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
                            "state": "RUNNING", "values": None}  # fmt: skip
+        if batch is not None:
+            record["batch"] = batch
         write_json_atomic(trial_dir / "run.json", record)
         return PreparedTrial(trial, trial.number, params, trial_dir, config, record)
 
@@ -161,34 +166,86 @@ class TrialContext:
                       exit_code=exit_code, exception=self.resolved.scrub(outcome.error))  # fmt: skip
         record["result"] = outcome.values[0] if outcome.values and len(outcome.values) == 1 else outcome.values
         record["trial"].update(state=outcome.state, values=outcome.values)
+        names = self.spec.objective_names
+        if names is not None:  # the objectives by name, and the other numbers the entry point returned
+            named = dict(zip(names, outcome.values, strict=True)) if outcome.values else None
+            record["trial"].update(objectives=named, metrics=outcome.metrics or {})
+            record["result"] = None if named is None else {**named, **(outcome.metrics or {})}
         write_json_atomic(prepared.run_dir / "run.json", record)
 
 
-def evaluate(live_trial: Any, run: RunSection, import_root: Path, config: dict, spec: StudySpec) -> TrialOutcome:
-    """Call the entry point for one trial and classify how it ended. KeyboardInterrupt and
-    SIGTERM's exception go through: the caller knows whether the study is stopping."""
+def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOutcome | None]:
+    """Call the entry point (or a command run's command) once: its return value, or the outcome
+    of a call that did not return one. KeyboardInterrupt and SIGTERM's exception go through: the
+    caller knows whether the study is stopping."""
     import optuna
 
-    set_trial(live_trial)
     try:
-        value = call_entry_point(run, import_root, config)
-        return TrialOutcome("COMPLETE", objective_values(value, spec.directions))
+        if getattr(run, "is_command", False):
+            from expyrun.run.command import run_in_place
+
+            return run_in_place(run, Path.cwd()), None
+        return call_entry_point(run, import_root, config), None
     except optuna.TrialPruned:
-        return TrialOutcome("PRUNED")
+        return None, TrialOutcome("PRUNED")
     except (ObjectiveError, ConfigMismatch) as error:
         print(f"expyrun: {error}", file=sys.stderr, flush=True)
-        return TrialOutcome.failed(type(error).__name__, str(error))
+        return None, TrialOutcome.failed(type(error).__name__, str(error))
     except SystemExit as error:  # a trial's exit ends that trial, never the study
         code = error.code
         if isinstance(code, str):
             print(code, file=sys.stderr, flush=True)  # what Python prints when sys.exit("...") ends it
         detail = "sys.exit()" if code is None else f"sys.exit({code!r})"
-        return TrialOutcome.failed("SystemExit", f"the trial called {detail} instead of returning an objective")
+        return None, TrialOutcome.failed("SystemExit", f"the trial called {detail} instead of returning an objective")
     except Exception as error:
         traceback.print_exc()
-        return TrialOutcome.failed(type(error).__name__, str(error))
+        return None, TrialOutcome.failed(type(error).__name__, str(error))
+
+
+def evaluate(live_trial: Any, run: RunSection, import_root: Path, config: dict, spec: StudySpec) -> TrialOutcome:
+    """Call the entry point for one trial and classify how it ended."""
+    set_trial(live_trial)
+    try:
+        value, ended = _call(run, import_root, config)
     finally:
         set_trial(None)
+    if ended is not None:
+        return ended
+    try:
+        return TrialOutcome.completed(read_objective(value, spec))
+    except ObjectiveError as error:
+        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        return TrialOutcome.failed("ObjectiveError", str(error))
+
+
+def evaluate_batch(
+    live_trials: list[Any], run: RunSection, import_root: Path, configs: list[dict], spec: StudySpec
+) -> list[TrialOutcome]:
+    """Call the entry point once for a batch, `function(name, configs)`, and read one objective per
+    trial from the list it returns. A call that raises (or prunes) ends every trial of the batch
+    the same way; a return that is not a list of one objective per config fails them all; a bad
+    objective fails its trial only."""
+    set_trials(live_trials)
+    try:
+        value, ended = _call(run, import_root, configs)
+    finally:
+        set_trial(None)
+    count = len(live_trials)
+    if ended is not None:
+        return [replace(ended) for _ in range(count)]
+    try:
+        objectives = read_batch(value, count, spec)
+    except ObjectiveError as error:
+        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        return [TrialOutcome.failed("ObjectiveError", str(error)) for _ in range(count)]
+    outcomes = []
+    for live, objective in zip(live_trials, objectives, strict=True):
+        if isinstance(objective, ObjectiveError):
+            print(f"expyrun: trial {live.number}: {objective}", file=sys.stderr, flush=True)
+            outcomes.append(TrialOutcome.failed("ObjectiveError", str(objective)))
+        else:
+            outcomes.append(TrialOutcome.completed(objective))
+    return outcomes
 
 
 class WorkerRunner:
@@ -216,5 +273,9 @@ class WorkerRunner:
         import optuna
 
         run, config = pickle.loads(base64.b64decode(task["config"]))
+        if "trial_ids" in task:  # a batch: one call, one outcome per trial
+            lives = [optuna.trial.Trial(self.study, trial_id) for trial_id in task["trial_ids"]]
+            outcomes = evaluate_batch(lives, run, self.import_root, config, self.spec)
+            return {"outcomes": [outcome.as_reply() for outcome in outcomes]}
         live = optuna.trial.Trial(self.study, task["trial_id"])
         return evaluate(live, run, self.import_root, config, self.spec).as_reply()

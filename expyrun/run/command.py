@@ -1,0 +1,196 @@
+"""Command runs, templates, result files and tool interpreters (SPEC 10).
+
+A command run's child process `exec`s the program: it *is* the run (its process group, its exit
+status), with the same tee, signals and record as a Python run. A `__main__` entry point with
+`__python__` is run the same way by that interpreter with a small bootstrap (`bootstrap.py`, sent
+as `-c` code, so expyrun need not be installed there); the config reaches it through an anonymous
+memory file and its result comes back on the run's result pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from expyrun.config import ResolvedConfig, RunSection
+from expyrun.errors import ConfigError
+from expyrun.execute.outcome import Outcome
+
+TEMPLATE_SUFFIX = ".j2"
+
+
+class ExecSpec(NamedTuple):
+    """What the run child `exec`s instead of calling a Python function."""
+
+    argv: tuple[str, ...]
+    environment: dict[str, str]
+    payload: bytes | None = None  # given to the program as the fd in EXPYRUN_PAYLOAD_FD (a bootstrap's input)
+    reports: bool = False  # the program writes its result on the fd in EXPYRUN_RESULT_FD
+
+
+def check_run(resolved: ResolvedConfig) -> None:
+    """Everything a command run or a tool interpreter needs, checked before anything is created."""
+    run = resolved.run
+    if run.python is not None:
+        interpreter_info(run.python)
+    if run.is_command:
+        if not run.code.is_dir():
+            raise ConfigError(f"`__run__.__code__`: folder {run.code} does not exist")
+        _check_program(run)
+    if run.templates:
+        render_templates(resolved, run.code)
+
+
+def _check_program(run: RunSection) -> None:
+    import shutil
+
+    assert run.command is not None
+    program = run.command[0]
+    if "/" not in program:
+        if shutil.which(program) is None:
+            raise ConfigError(f"`__run__.__command__`: program `{program}` not found on PATH")
+        return
+    path = Path(program)
+    candidates = [path] if path.is_absolute() else [run.code.parent / path, run.code / path, Path.cwd() / path]
+    if not any(candidate.is_file() for candidate in candidates):
+        raise ConfigError(f"`__run__.__command__`: program `{program}` not found")
+    if not any(os.access(candidate, os.X_OK) for candidate in candidates if candidate.is_file()):
+        raise ConfigError(
+            f"`__run__.__command__`: `{program}` is not executable", "chmod +x it, or run it through its interpreter"
+        )
+
+
+def interpreter_info(python: Path) -> dict[str, str]:
+    """`version` and `executable` of the interpreter `__python__` names (Python >= 3.9), or a ConfigError."""
+    import subprocess
+
+    probe = "import sys; print(sys.version_info >= (3, 9)); print(sys.version.split()[0]); print(sys.executable)"
+    try:
+        answer = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ConfigError(f"`__run__.__python__`: {python} is not a Python interpreter ({error})") from None
+    lines = answer.stdout.split()
+    if answer.returncode != 0 or len(lines) != 3:
+        raise ConfigError(f"`__run__.__python__`: {python} is not a Python interpreter")
+    if lines[0] != "True":
+        raise ConfigError(f"`__run__.__python__`: {python} is Python {lines[1]}; expyrun needs 3.9 or later")
+    return {"version": lines[1], "executable": lines[2]}
+
+
+def render_templates(resolved: ResolvedConfig, code: Path, into: Path | None = None) -> list[Path]:
+    """Render every `__templates__` file (folders: every file in them) with Jinja2, undefined names
+    being errors; write them under `into` (without `.j2`) when given. Returns the files written."""
+    import jinja2
+
+    run = resolved.run
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(code)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
+    context = {**resolved.user_config(), "name": run.name}
+    written = []
+    for relative in _template_files(run.templates, code):
+        try:
+            text = environment.get_template(relative).render(context)
+        except jinja2.TemplateSyntaxError as error:
+            raise ConfigError(f"{code / relative}:{error.lineno}: template error: {error.message}") from None
+        except jinja2.TemplateError as error:
+            raise ConfigError(f"{code / relative}:{_template_line(error, relative)}: template error: {error}") from None
+        if into is not None:
+            target = into / (relative[: -len(TEMPLATE_SUFFIX)] if relative.endswith(TEMPLATE_SUFFIX) else relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() or target.is_symlink():  # the snapshot's read-only copy of the template's output
+                target.unlink()
+            target.write_text(text, encoding="utf-8")
+            written.append(target)
+    return written
+
+
+def _template_files(templates: tuple[str, ...], code: Path) -> list[str]:
+    files = []
+    for template in templates:
+        path = code / template
+        if path.is_dir():
+            files += sorted(str(p.relative_to(code)) for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files.append(template)
+        else:
+            raise ConfigError(f"`__run__.__templates__`: {template} not found in {code}")
+    return files
+
+
+def _template_line(error: Exception, relative: str) -> int | str:
+    """The template line an undefined name was met on (from the traceback Jinja2 rewrites)."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.endswith(relative) and frame.lineno:
+            return frame.lineno
+    return "?"
+
+
+def exec_spec(resolved: ResolvedConfig, run_dir: Path, import_root: Path) -> ExecSpec:
+    """What the run child executes for a command run or a `__python__` entry point."""
+    run = resolved.run
+    environment = {"EXPYRUN_CONFIG": str(run_dir / "config.yml")}
+    if run.command is not None:
+        return ExecSpec(run.command, environment)
+    from expyrun.run import bootstrap
+
+    assert run.python is not None
+    entry = {
+        "import_root": str(import_root), "module": run.module, "function": run.function, "name": run.name,
+        "config": resolved.user_config(),
+    }  # fmt: skip
+    payload = json.dumps(entry, default=str).encode()
+    return ExecSpec((str(run.python), "-c", bootstrap.SOURCE), environment, payload, reports=True)
+
+
+def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcome:
+    """A command run's outcome: its exit status (ignored on request) and its `__result__` file."""
+    if run.ignore_exit_code and outcome.status == "failed" and outcome.returncode is not None:
+        outcome = Outcome("completed", 0, log_error=outcome.log_error, returncode=outcome.returncode)
+    if run.result_file is None or outcome.status != "completed":
+        return outcome
+    try:
+        outcome.result = read_result(run_dir / run.result_file)
+    except ValueError as error:
+        return Outcome(
+            "failed", 1, exception={"type": "ResultFile", "message": str(error)}, log_error=outcome.log_error,
+            returncode=outcome.returncode,
+        )  # fmt: skip
+    return outcome
+
+
+def read_result(path: Path) -> Any:
+    """A result file: JSON (a number, a list, a mapping) or one bare number."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ValueError(f"the result file {path.name} was not written") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"the result file {path.name} cannot be read: {error}") from None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"the result file {path.name} holds neither JSON nor a number: {text[:80]!r}") from None
+    if isinstance(value, str):
+        raise ValueError(f"the result file {path.name} holds a string, not a number, list or mapping: {value[:80]!r}")
+    return value
+
+
+def run_in_place(run: RunSection, run_dir: Path) -> Any:
+    """Run a command run's program in `run_dir` and wait for it (a study trial in a reused worker,
+    whose stdout and stderr are already the trial's log); returns its `__result__` value."""
+    import subprocess
+
+    assert run.command is not None
+    environment = {**os.environ, "EXPYRUN_RUN_DIR": str(run_dir), "EXPYRUN_CONFIG": str(run_dir / "config.yml")}
+    completed = subprocess.run(list(run.command), cwd=run_dir, env=environment, check=False)
+    if completed.returncode != 0 and not run.ignore_exit_code:
+        raise RuntimeError(f"the command exited with status {completed.returncode}")
+    return None if run.result_file is None else read_result(run_dir / run.result_file)
