@@ -43,13 +43,16 @@ from expyrun.tune import optuna_compat as compat
 from expyrun.tune.liveness import Liveness, owner_of
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
-from expyrun.tune.trial_run import PreparedTrial, TrialContext, TrialOutcome, evaluate
+from expyrun.tune.trial_run import PreparedBatch, PreparedTrial, TrialContext, TrialOutcome, evaluate, evaluate_batch
 
 STUDY_FILE = "study.json"
 # Running trials get this long to end after a signal: less than the 10 s after which the launcher
 # kills the run's whole process group, so the driver still records them and writes study.json.
 STOP_GRACE_S = 8.0
 _EXCEPTIONS: dict[int, type[BaseException]] = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+
+Unit = PreparedTrial | PreparedBatch  # what one slot executes: a trial, or a batch of them in one call
 
 
 class NoCompletedTrial(Exception):
@@ -92,6 +95,12 @@ class Driver:
                 "with 'database is locked'",
                 "use the default journal storage, a .journal file, or a PostgreSQL URL",
             )
+        if spec.batched and getattr(resolved.run, "is_command", False):
+            raise ConfigError(
+                "`__optuna__.batch_size`: a command run evaluates one config; a batch needs a Python entry point "
+                "taking a list of configs",
+                "leave batch_size out",
+            )
         if spec.is_sqlite and spec.storage is not None:  # relative to where expyrun was launched
             spec = dataclasses.replace(spec, storage=absolute_sqlite_url(spec.storage))
         self.resolved = resolved
@@ -104,7 +113,8 @@ class Driver:
         self.ended: str | None = None  # why no more trials are asked for
         self.failures = 0
         self.signalled: list[int] = []
-        self.inflight: dict[int, PreparedTrial] = {}
+        self.inflight: dict[int, Unit] = {}
+        self.batches = 0  # batches prepared by this driver: the next one is batches/batch.{self.batches}
         self.running_ids: set[int] = set()
         self.ids_mutex = threading.Lock()
         self.liveness: Liveness | None = None
@@ -121,7 +131,7 @@ class Driver:
 
         with study_lock(self.spec, self.journal):
             self.storage = make_storage(self.spec, self.journal)
-            return optuna.create_study(
+            study = optuna.create_study(
                 study_name=self.spec.study_name,
                 storage=self.storage,
                 directions=list(self.spec.directions),
@@ -129,6 +139,9 @@ class Driver:
                 pruner=compat.build_named(self.spec.pruner, optuna.pruners),
                 load_if_exists=True,
             )
+            if self.spec.objective_names is not None:  # Optuna's plots and optuna-dashboard show them
+                compat.set_metric_names(study, list(self.spec.objective_names))
+            return study
 
     def _lock(self) -> Any:
         engine = getattr(self.storage, "engine", None)
@@ -230,32 +243,78 @@ class Driver:
                 paused = False
             self._reclaim(study)
 
-    def _next(self, study: Any, context: TrialContext) -> PreparedTrial | None:
-        """The next trial, prepared; None when none is to be asked for now."""
-        import optuna
-
+    def _next(self, study: Any, context: TrialContext) -> Unit | None:
+        """The next trial (or batch of trials), prepared; None when none is to be asked for now."""
         while not (self.ended or self.signalled):
             self._reclaim(study)
-            with self._lock():
+            asked = self._ask(study)
+            if not asked:
+                return None
+            suggested = []
+            for trial in asked:
+                try:
+                    suggested.append((trial, {param.key: param.suggest(trial) for param in self.spec.params}))
+                except Exception as error:  # a trial value the config cannot take...
+                    self._unprepared(study, trial, error)
+            if not self.spec.batched:
+                for trial, params in suggested:
+                    try:
+                        return context.prepare(trial, params)
+                    except Exception as error:  # a full disk...
+                        self._unprepared(study, trial, error)
+                continue
+            members = self._prepare_batch(study, context, suggested)
+            if members:
+                self.batches += 1
+                return PreparedBatch(self.batches - 1, context.batch_folder(self.batches - 1), members)
+        return None
+
+    def _ask(self, study: Any) -> list[Any]:
+        """Up to `batch_size` new trials (1 without batches), asked under the study's lock after
+        counting, so `n_trials` is exact across processes: the last batch may be smaller. Retries
+        waiting to run are asked for first (Optuna hands them out) and are counted already."""
+        import optuna
+
+        wanted = self.spec.batch_size or 1
+        asked: list[Any] = []
+        with self._lock():
+            while len(asked) < wanted:
                 trials = study.get_trials(deepcopy=False)
                 waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # retries to run
                 if not waiting:
                     if self.spec.n_trials is not None and compat.counted_trials(trials) >= self.spec.n_trials:
-                        return None
+                        break
                     if not compat.sampler_has_points_left(study, trials):
-                        return None
+                        break
                 trial = study.ask()
                 self._claim(study, trial._trial_id)
+                asked.append(trial)
+        return asked
+
+    def _prepare_batch(
+        self, study: Any, context: TrialContext, suggested: list[tuple[Any, dict[str, Any]]]
+    ) -> list[PreparedTrial]:
+        index = self.batches
+        batch = {
+            "index": index,
+            "trials": [trial.number for trial, _ in suggested],
+            "dir": str(context.study_dir / "batches" / f"batch.{index}"),
+        }
+        members = []
+        for trial, params in suggested:
             try:
-                params = {param.key: param.suggest(trial) for param in self.spec.params}
-                return context.prepare(trial, params)
-            except Exception as error:  # a trial value the config cannot take, a full disk...
-                why = f"{type(error).__name__}: {error}"
-                print(f"expyrun: trial {trial.number} could not be prepared: {why}", flush=True)
-                compat.tell(study, trial, None, "FAIL")
-                self._release(trial._trial_id)
-                self._count_failure(True)
-        return None
+                members.append(context.prepare(trial, params, batch))
+            except Exception as error:  # a full disk...
+                self._unprepared(study, trial, error)
+        return members
+
+    def _unprepared(self, study: Any, trial: Any, error: Exception) -> None:
+        """A trial that could not be prepared fails (and counts as a failure)."""
+        why = f"{type(error).__name__}: {error}"
+        print(f"expyrun: trial {trial.number} could not be prepared: {why}", flush=True)
+        compat.tell(study, trial, None, "FAIL")
+        self._release(trial._trial_id)
+        self._count_failure(True)
 
     def _claim(self, study: Any, trial_id: int) -> None:
         if self.liveness is not None:
@@ -281,28 +340,52 @@ class Driver:
             for trial_id in ids:
                 self.storage.record_heartbeat(trial_id)
 
-    def _dispatch(self, prepared: PreparedTrial, context: TrialContext, executor: Executor, study: Any) -> None:
-        self.inflight[prepared.number] = prepared
+    def _dispatch(self, unit: Unit, context: TrialContext, executor: Executor, study: Any) -> None:
+        self.inflight[unit.number] = unit
         if self.spec.isolation == "inline":
-            payload: Any = partial(self._evaluate_inline, prepared, context)
+            payload: Any = partial(self._evaluate_inline, unit, context)
         else:
-            payload = prepared.task()
-        pid, gpu = executor.submit(prepared.number, payload, prepared.run_dir)
-        context.start(prepared, pid, gpu)
+            payload = unit.task()
+        pid, gpu = executor.submit(unit.number, payload, unit.run_dir)
+        for prepared in _members(unit):
+            context.start(prepared, pid, gpu)
 
-    def _evaluate_inline(self, prepared: PreparedTrial, context: TrialContext) -> dict[str, Any]:
-        config = prepared.config
-        return evaluate(prepared.trial, config.run, context.import_root, config.user_config(), self.spec).as_reply()
+    def _evaluate_inline(self, unit: Unit, context: TrialContext) -> dict[str, Any]:
+        if isinstance(unit, PreparedBatch):
+            configs = [member.config.user_config() for member in unit.members]
+            run = unit.members[0].config.run
+            outcomes = evaluate_batch([m.trial for m in unit.members], run, context.import_root, configs, self.spec)
+            return {"outcomes": [outcome.as_reply() for outcome in outcomes]}
+        config = unit.config
+        return evaluate(unit.trial, config.run, context.import_root, config.user_config(), self.spec).as_reply()
 
     def _conclude(self, study: Any, context: TrialContext, finished: Finished, stopped_by: str | None = None) -> None:
-        """Record, tell and log a trial that ended. `stopped_by`: the study is stopping (SIGINT or
-        SIGTERM); a trial that ended because of it is failed and queued again."""
-        prepared = self.inflight.pop(finished.key)
-        if finished.reply is not None:
-            outcome = TrialOutcome.from_reply(finished.reply)
-        else:
-            kind = "Interrupted" if finished.interrupted or finished.killed else "Crash"
-            outcome = TrialOutcome.failed(kind, finished.failure or "no answer", finished.interrupted)
+        """Record, tell and log the trial(s) of a task that ended. `stopped_by`: the study is stopping
+        (SIGINT or SIGTERM); a trial that ended because of it is failed and queued again. A batch
+        whose every trial failed counts as one failure towards `max_consecutive_failures`."""
+        unit = self.inflight.pop(finished.key)
+        members = _members(unit)
+        outcomes = _outcomes(finished, len(members))
+        sampler_done = False
+        for prepared, outcome in zip(members, outcomes, strict=True):
+            sampler_done = self._conclude_trial(study, context, prepared, outcome, finished, stopped_by) or sampler_done
+        if stopped_by is None:
+            self._count_failure(all(outcome.state == "FAIL" for outcome in outcomes))
+            if sampler_done and not self.ended:
+                self.ended = "the sampler has no point left"
+        if self.progress:
+            self.progress.update(study)
+
+    def _conclude_trial(
+        self,
+        study: Any,
+        context: TrialContext,
+        prepared: PreparedTrial,
+        outcome: TrialOutcome,
+        finished: Finished,
+        stopped_by: str | None,
+    ) -> bool:
+        """One trial that ended; True when the sampler asked the study to stop."""
         requeue = stopped_by is not None and outcome.state == "FAIL" and bool(outcome.interrupted or finished.killed)
         if requeue:
             assert stopped_by is not None
@@ -310,17 +393,15 @@ class Driver:
             outcome.error = {"type": "Interrupted", "message": f"the study was stopped ({stopped_by}): {detail}"}
             outcome.interrupted = outcome.interrupted or stopped_by
         context.finish(prepared, outcome)
+        for key, value in (outcome.metrics or {}).items():  # extra metrics of named objectives
+            if key != "run_dir":
+                prepared.trial.set_user_attr(key, value)
         sampler_done = compat.tell(study, prepared.trial, outcome.values, outcome.state)
         if requeue:
             compat.retry(study, study._storage.get_trial(prepared.trial._trial_id), self.spec.max_retry)
         self._release(prepared.trial._trial_id)
         self._log(prepared.number, outcome, prepared.params)
-        if stopped_by is None:
-            self._count_failure(outcome.state == "FAIL")
-            if sampler_done and not self.ended:
-                self.ended = "the sampler has no point left"
-        if self.progress:
-            self.progress.update(study)
+        return sampler_done
 
     def _count_failure(self, failed: bool) -> None:
         self.failures = self.failures + 1 if failed else 0
@@ -374,8 +455,29 @@ class Driver:
                       flush=True)  # fmt: skip
 
     def _log(self, number: int, outcome: TrialOutcome, params: dict[str, Any]) -> None:
-        detail = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")
+        detail: Any = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")
+        if outcome.state == "COMPLETE" and outcome.values and self.spec.objective_names is not None:
+            detail = " ".join(f"{k}={v:.6g}" for k, v in zip(self.spec.objective_names, outcome.values, strict=True))
         print(f"trial {number}: {outcome.state} {detail} {json.dumps(params, default=str)}", flush=True)
+
+
+def _members(unit: Unit) -> list[PreparedTrial]:
+    return unit.members if isinstance(unit, PreparedBatch) else [unit]
+
+
+def _outcomes(finished: Finished, count: int) -> list[TrialOutcome]:
+    """One outcome per trial of the task: a batch's reply holds one each; a worker that died (or
+    a single reply, such as a stopped batch's) ends every trial of the task the same way."""
+    if finished.reply is not None and "outcomes" in finished.reply:
+        return [TrialOutcome.from_reply(reply) for reply in finished.reply["outcomes"]]
+    outcomes = []
+    for _ in range(count):
+        if finished.reply is not None:
+            outcomes.append(TrialOutcome.from_reply(finished.reply))
+        else:
+            kind = "Interrupted" if finished.interrupted or finished.killed else "Crash"
+            outcomes.append(TrialOutcome.failed(kind, finished.failure or "no answer", finished.interrupted))
+    return outcomes
 
 
 def _mark_dead(run_dir: str | None, owner: str) -> None:
@@ -429,9 +531,15 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for trial in trials:
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    names = spec.objective_names
 
     def describe(trial: Any) -> dict[str, Any]:
-        return {"number": trial.number, "values": trial.values, "params": trial.params}
+        described = {"number": trial.number, "values": trial.values, "params": trial.params}
+        if names is not None:
+            described["objectives"] = dict(zip(names, trial.values, strict=True))
+            described["metrics"] = {k: v for k, v in trial.user_attrs.items() if k != "run_dir"}
+        described["run_dir"] = trial.user_attrs.get("run_dir")
+        return described
 
     best: Any = None
     if counts.get("COMPLETE"):
@@ -439,14 +547,12 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
             best = {**describe(study.best_trial), "value": study.best_value}
         else:
             best = [describe(t) for t in study.best_trials]
-    summary = {
-        "study_name": spec.study_name,
-        "directions": list(spec.directions),
-        "n_trials": len(trials),
-        "counted_trials": compat.counted_trials(trials),
-        "counts": counts,
-        "best": best,
-    }
+    summary: dict[str, Any] = {"study_name": spec.study_name, "directions": list(spec.directions)}
+    if names is not None:
+        summary["objectives"] = dict(zip(names, spec.directions, strict=True))
+    summary.update(n_trials=len(trials), counted_trials=compat.counted_trials(trials), counts=counts, best=best)
+    if spec.batched:
+        summary["batch_size"] = spec.batch_size
     if len(spec.directions) > 1:
         summary["pareto_front"] = best
     write_json_atomic(run_dir / STUDY_FILE, summary)
@@ -455,24 +561,46 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
 
 
 def _plots(study: Any, run_dir: Path, spec: StudySpec, counts: dict[str, int]) -> None:
+    """HTML plots: the optimisation history and parameter importances of each objective (one file
+    per objective, named after it, for several) and the Pareto front for two or three objectives.
+    A plot Optuna cannot draw (constant parameters, too many objectives) is skipped with a line."""
     try:
         import plotly  # noqa: F401
     except ImportError:
         return
     from optuna import visualization
 
+    completed = counts.get("COMPLETE", 0)
+    if not completed:
+        return
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    if len(spec.directions) == 1 and counts.get("COMPLETE"):
-        visualization.plot_optimization_history(study).write_html(plots / "optimization_history.html")
-    if counts.get("COMPLETE", 0) >= 2 and len(spec.params) >= 1:
+    several = len(spec.directions) > 1
+    for index, label in enumerate(spec.labels):
+        suffix = f".{_file_part(label)}" if several else ""
+        target = (lambda t, i=index: t.values[i]) if several else None
+        for name, draw in (
+            ("optimization_history", visualization.plot_optimization_history),
+            ("param_importances", visualization.plot_param_importances),
+        ):
+            if name == "param_importances" and (completed < 2 or not spec.params):
+                continue
+            try:
+                draw(study, target=target, target_name=label).write_html(plots / f"{name}{suffix}.html")
+            except (ValueError, RuntimeError) as error:  # e.g. all parameters constant
+                print(f"expyrun: no {name.replace('_', ' ')} plot{f' for {label}' if several else ''}: {error}",
+                      flush=True)  # fmt: skip
+    if several:
         try:
-            target = None if len(spec.directions) == 1 else (lambda t: t.values[0])
-            visualization.plot_param_importances(study, target=target).write_html(plots / "param_importances.html")
-        except (ValueError, RuntimeError) as error:  # e.g. all parameters constant
-            print(f"expyrun: no parameter importances: {error}", flush=True)
-    elif len(spec.directions) > 1 and counts.get("COMPLETE"):
-        visualization.plot_pareto_front(study).write_html(plots / "pareto_front.html")
+            figure = visualization.plot_pareto_front(study, target_names=list(spec.labels))
+            figure.write_html(plots / "pareto_front.html")
+        except (ValueError, RuntimeError) as error:  # Optuna draws two or three objectives
+            print(f"expyrun: no Pareto front plot: {error}", flush=True)
+
+
+def _file_part(label: str) -> str:
+    """An objective name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "objective"
 
 
 class _Progress:
@@ -490,6 +618,7 @@ class _Progress:
             redirect_stdout=False, redirect_stderr=False,  # prints belong in outputs.log
         )  # fmt: skip
         self.single = len(spec.directions) == 1
+        self.label = spec.labels[0] if spec.objective_names is not None else ""
         self.task = self.progress.add_task(spec.study_name, total=spec.n_trials, best="")
         self.progress.start()
         self.update(study)
@@ -505,8 +634,11 @@ class _Progress:
         trials = study.get_trials(deepcopy=False)
         finished = sum(1 for t in trials if t.state.is_finished())
         best = ""
-        if self.single and any(t.state.name == "COMPLETE" for t in trials):
-            best = f"best {study.best_value:.6g}"
+        if any(t.state.name == "COMPLETE" for t in trials):
+            if self.single:
+                best = f"best {self.label + ' ' if self.label else ''}{study.best_value:.6g}"
+            else:
+                best = f"Pareto front: {len(study.best_trials)} trials"
         self.progress.update(self.task, completed=finished, best=best)
 
     def close(self) -> None:

@@ -112,3 +112,17 @@ def build_named(section: dict[str, Any], module: Any) -> Any:
         return None
     kwargs = {k: v for k, v in section.items() if k != "name"}
     return getattr(module, section["name"])(**kwargs)
+
+
+def set_metric_names(study: Any, names: list[str]) -> None:
+    """Name the study's objectives (`Study.set_metric_names`, experimental since Optuna 3.2) unless
+    they already have these names: plots and optuna-dashboard then label values by name."""
+    import warnings
+
+    import optuna
+
+    if study.metric_names == names:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)

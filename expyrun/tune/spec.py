@@ -14,7 +14,7 @@ TYPES = ("float", "int", "categorical")
 _KNOWN = {
     "study_name", "storage", "direction", "directions", "n_trials", "n_jobs", "timeout", "isolation",
     "max_consecutive_failures", "sampler", "pruner", "search_space", "heartbeat_interval", "grace_period",
-    "max_retry",
+    "max_retry", "objectives", "batch_size",
 }  # fmt: skip
 
 
@@ -53,6 +53,20 @@ class StudySpec:
     heartbeat_interval: int = 10
     grace_period: int | None = None
     max_retry: int = 3
+    objective_names: tuple[str, ...] | None = None  # `objectives: {name: direction}`, in their order
+    batch_size: int | None = None  # given (even 1): one call per batch, `function(name, configs)`
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A name per objective, for messages, plots and the progress bar: the given names, else
+        `value` (one objective) or `value 0`, `value 1`..."""
+        if self.objective_names is not None:
+            return self.objective_names
+        return ("value",) if len(self.directions) == 1 else tuple(f"value {i}" for i in range(len(self.directions)))
+
+    @property
+    def batched(self) -> bool:
+        return self.batch_size is not None
 
     @property
     def is_rdb(self) -> bool:
@@ -150,6 +164,28 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
     return Param(key, found[0], kind, low, high, log, step)
 
 
+def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[str]]:
+    """The objective names (None when unnamed) and directions, from `objectives: {name: direction}`
+    or `direction` / `directions`; giving two of them is an error (which one would win?)."""
+    given = [key for key in ("objectives", "direction", "directions") if key in section]
+    if len(given) > 1:
+        raise _err(given[1], f"give one of `objectives`, `direction` or `directions`, not {' and '.join(given)}")
+    if "objectives" in section:
+        objectives = section["objectives"]
+        if not isinstance(objectives, dict) or not objectives:
+            raise _err("objectives", f"expected a mapping of names to minimize or maximize, got {objectives!r}")
+        for name, direction in objectives.items():
+            if not isinstance(name, str) or not name:
+                raise _err("objectives", f"an objective name must be a non-empty string, got {name!r}")
+            if direction not in DIRECTIONS:
+                raise _err(f"objectives.{name}", f"expected minimize or maximize, got {direction!r}")
+        return tuple(objectives), list(objectives.values())
+    directions = section.get("directions") or [section.get("direction", "minimize")]
+    if not isinstance(directions, list) or any(d not in DIRECTIONS for d in directions):
+        raise _err("direction", f"expected minimize or maximize, got {directions!r}")
+    return None, directions
+
+
 def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
     """Validate `__optuna__` (the resolved section) against the raw config it tunes."""
     if not isinstance(section, dict):
@@ -158,11 +194,7 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(_KNOWN), n=1)
         raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
-    if "direction" in section and "directions" in section:
-        raise _err("directions", "give `direction` or `directions`, not both")
-    directions = section.get("directions") or [section.get("direction", "minimize")]
-    if not isinstance(directions, list) or any(d not in DIRECTIONS for d in directions):
-        raise _err("direction", f"expected minimize or maximize, got {directions!r}")
+    names, directions = _directions(section)
     space = section.get("search_space")
     if not isinstance(space, dict) or not space:
         raise _err("search_space", "expected a mapping of dotted keys to parameter definitions")
@@ -187,6 +219,8 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         heartbeat_interval=_number(section, "heartbeat_interval", 10, int, 1),
         grace_period=_number(section, "grace_period", None, int, 1),
         max_retry=_number(section, "max_retry", 3, int, 0),
+        objective_names=names,
+        batch_size=_number(section, "batch_size", None, int, 1),
     )
     if spec.is_sqlite and spec.n_jobs > 1:
         raise _err(
