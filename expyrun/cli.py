@@ -192,6 +192,11 @@ def _run_config(args: list[str]) -> int:
         from expyrun.tune.spec import parse_spec
 
         spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
+        if run.python is not None and not run.is_command:
+            raise ConfigError(
+                "`__run__.__python__` with `__optuna__`: study trials run in expyrun's interpreter",
+                "use a command run calling that interpreter, or install the tool's dependencies here",
+            )
     if sweep is not None:
         return _sweep(resolved, sweep, launch_spec, args, flags)
     if "--explain" in flags or "--dry-run" in flags:
