@@ -118,13 +118,24 @@ def _short(value: Any, width: int = 24) -> str:
 def cells(row: dict[str, Any]) -> list[str]:
     """The row's cells, in `COLUMNS` order, each short enough to keep the table one line per run."""
     commit = (row.get("git") or {}).get("commit") or "-"
-    trial = row.get("trial") or {}
-    result = trial.get("values") if trial.get("values") is not None else row.get("result")
     differs = " ".join(f"{k}={_short(v, 16)}" for k, v in row.get("differs", {}).items())
     return [
         row["path"], row["status"], _short_time(row.get("started_at")), _duration(row.get("duration_s")),
-        commit[:8], _short(result), differs or "",
+        commit[:8], _result(row), differs or "",
     ]  # fmt: skip
+
+
+def _result(row: dict[str, Any]) -> str:
+    """A trial's values, named when its study names its objectives (`loss=0.12 accuracy=0.9`), a
+    study's best trial the same way (or its Pareto front's size), else the run's result."""
+    trial = row.get("trial") or {}
+    result = row.get("result")
+    named = trial.get("objectives") or (result.get("objectives") if isinstance(result, dict) else None)
+    if isinstance(named, dict):
+        return _short(" ".join(f"{k}={_short(v, 12)}" for k, v in named.items()), 40)
+    if isinstance(result, list) and result and all(isinstance(t, dict) and "objectives" in t for t in result):
+        return f"{len(result)} on the Pareto front"
+    return _short(trial.get("values") if trial.get("values") is not None else result)
 
 
 _STYLES = {"failed": "red", "died": "red", "interrupted": "yellow"}

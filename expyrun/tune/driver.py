@@ -578,15 +578,20 @@ def _plots(study: Any, run_dir: Path, spec: StudySpec, counts: dict[str, int]) -
     several = len(spec.directions) > 1
     for index, label in enumerate(spec.labels):
         suffix = f".{_file_part(label)}" if several else ""
-        target = (lambda t, i=index: t.values[i]) if several else None
         for name, draw in (
             ("optimization_history", visualization.plot_optimization_history),
             ("param_importances", visualization.plot_param_importances),
         ):
             if name == "param_importances" and (completed < 2 or not spec.params):
                 continue
+            # Importances are computed for reaching low target values: a maximised objective is negated.
+            sign = -1.0 if name == "param_importances" and spec.directions[index] == "maximize" else 1.0
+            target = (lambda t, i=index, s=sign: s * t.values[i]) if several else None
             try:
-                draw(study, target=target, target_name=label).write_html(plots / f"{name}{suffix}.html")
+                with warnings.catch_warnings():  # "computes the importances ... to achieve low `target`": it does
+                    warnings.filterwarnings("ignore", message=".*low `target` values")
+                    figure = draw(study, target=target, target_name=label)
+                figure.write_html(plots / f"{name}{suffix}.html")
             except (ValueError, RuntimeError) as error:  # e.g. all parameters constant
                 print(f"expyrun: no {name.replace('_', ' ')} plot{f' for {label}' if several else ''}: {error}",
                       flush=True)  # fmt: skip
