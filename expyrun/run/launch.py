@@ -77,15 +77,7 @@ def _launch(
     started = time.monotonic()
 
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
-        mark_running(job.prepared, gpu, write=False)  # written with the environment, next
-        try:
-            record_environment(prepared, git, config_file)
-        except Exception as error:  # the run is already working: a missing record is not a reason to stop it
-            console.warning(f"could not record the environment: {type(error).__name__}: {error}")
-        try:
-            prepared.write_record()
-        except OSError as error:
-            console.warning(f"could not write {prepared.run_dir / RUN_FILE}: {error.strerror}")
+        record_start(job.prepared, gpu, lambda: record_environment(prepared, git, config_file))
 
     executor = LocalExecutor(gpus=gpus, on_start=on_start)
     outcomes = executor.execute([Job(prepared, work)])
@@ -120,13 +112,21 @@ def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcom
     return command.complete_outcome(outcome, run, run_dir)
 
 
-def mark_running(prepared: PreparedRun, gpu: str | None, write: bool = True) -> None:
-    """The run has started: `running`, with the launcher's pid (gone: `list` says died) and its GPU."""
+def record_start(prepared: PreparedRun, gpu: str | None, gather: Callable[[], None]) -> None:
+    """The run has started: `running`, with the launcher's pid (gone: `list` says died), its GPU and
+    the environment `gather` adds, in one write. The run is already working: neither a failure to
+    gather nor to write is a reason to stop it."""
     prepared.record.update(status="running", pid=os.getpid(), started_at=now())
     if gpu is not None:
         prepared.record["gpu"] = gpu
-    if write:
+    try:
+        gather()
+    except Exception as error:
+        console.warning(f"could not record the environment: {type(error).__name__}: {error}")
+    try:
         prepared.write_record()
+    except OSError as error:
+        console.warning(f"could not write {prepared.run_dir / RUN_FILE}: {error.strerror}")
 
 
 def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) -> None:

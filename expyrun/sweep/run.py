@@ -25,7 +25,7 @@ from expyrun.execute.local import Job, LocalExecutor, exit_code
 from expyrun.execute.outcome import Outcome
 from expyrun.run.folder import allocate_run_dir
 from expyrun.run.git_state import DIFF_FILE, GitProbe
-from expyrun.run.launch import complete_outcome, finish_record, mark_running, record_environment, run_work
+from expyrun.run.launch import complete_outcome, finish_record, record_environment, record_start, run_work
 from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
 from expyrun.run.record import now, write_json_atomic
 from expyrun.sweep.spec import Point, SweepSpec
@@ -147,8 +147,7 @@ def run_sweep(
     def on_start(job: Job, pid: int, gpu: str | None) -> None:
         index = job.prepared.record["sweep"]["point"]
         started[index] = time.monotonic()
-        mark_running(job.prepared, gpu, write=False)  # written with the environment, next
-        shared.record(job.prepared)
+        record_start(job.prepared, gpu, lambda: shared.record(job.prepared))
         record.update(index, status="running")
 
     def on_end(job: Job, outcome: Outcome) -> None:
@@ -190,20 +189,13 @@ class _Shared:
         """Frozen requirements and git state: gathered for the first point, linked for the others."""
         from expyrun.run.freeze import FROZEN_FILE
 
-        try:
-            if self.recorded is None:
-                record_environment(prepared, self.git)
-                self.recorded = prepared
-            else:
-                source = self.recorded
-                for name in (FROZEN_FILE, DIFF_FILE):
-                    if (source.run_dir / name).exists():
-                        os.link(source.run_dir / name, prepared.run_dir / name)
-                if "git" in source.record:
-                    prepared.record["git"] = source.record["git"]
-        except Exception as error:  # the point is already working: a missing record is not a reason to stop it
-            console.warning(f"could not record the environment: {type(error).__name__}: {error}")
-        try:
-            prepared.write_record()
-        except OSError as error:
-            console.warning(f"could not write {prepared.run_dir / 'run.json'}: {error.strerror}")
+        if self.recorded is None:
+            record_environment(prepared, self.git)
+            self.recorded = prepared
+            return
+        source = self.recorded
+        for name in (FROZEN_FILE, DIFF_FILE):
+            if (source.run_dir / name).exists():
+                os.link(source.run_dir / name, prepared.run_dir / name)
+        if "git" in source.record:
+            prepared.record["git"] = source.record["git"]
