@@ -208,3 +208,14 @@ def test_sweep_with_a_study_is_refused(project, expyrun):
     )
     result = expyrun("c.yml")
     assert result.returncode == 2 and "`__sweep__` and `__optuna__` cannot be used together" in result.stderr
+
+
+def test_a_point_whose_config_does_not_resolve_stops_the_sweep_before_anything(project, expyrun):
+    write(
+        project / "c.yml",
+        RUN_SECTION.replace("demo", "p/{name}") + "name: a\n__sweep__:\n  grid:\n    name: [a, ../up]\n",
+    )
+    before = files_under(project)
+    result = expyrun("c.yml")
+    assert result.returncode == 2 and "must stay inside the output folder" in result.stderr, result.stderr
+    assert files_under(project) == before

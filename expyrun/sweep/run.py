@@ -112,12 +112,14 @@ def run_sweep(
     """Run every point of the sweep; exit 0 when all completed or were skipped, 1 if any failed."""
     cwd = Path.cwd()
     run = resolved.run
+    for point in spec.points():  # a point whose config does not resolve is found before anything exists
+        point_config(resolved, point, cwd)
     base = run.output_dir / "DEBUG" / spec.name if debug else run.output_dir / spec.name
     folder = allocate_run_dir(base, "sweep")
     record = SweepRecord(folder, spec, argv)
     console.info(f"sweep folder: {folder} ({spec.size} points)")
     git = GitProbe(run.code, None if debug else snapshot_source(run))
-    shared = _Shared(git, debug)
+    shared = _Shared(git)
     digest = None
     if needed and not debug:
         from expyrun.run.needed import code_digest
@@ -179,9 +181,8 @@ class _Shared:
     """What every point shares: the first prepared point (whose snapshot the others clone), and the
     frozen requirements and git state recorded once."""
 
-    def __init__(self, git: GitProbe, debug: bool) -> None:
+    def __init__(self, git: GitProbe) -> None:
         self.git = git
-        self.debug = debug
         self.first: PreparedRun | None = None
         self.recorded: PreparedRun | None = None
 
