@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Timing is not what the property tests check: on a loaded 2-core machine (CI, other suites running)
+# Hypothesis's deadlines and slow-generation health check fail tests that are correct.
+settings.register_profile("expyrun", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("expyrun")
 
 ENTRY_POINT = """\
 import json

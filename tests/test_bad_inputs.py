@@ -75,7 +75,7 @@ CASES = [
         {"c.yml": "__run__: {__name__: x, __output_dir__: o}\n"},
         ["c.yml"],
         {},
-        ["`__run__.__main__` is required"],
+        ["`__run__.__main__` (or `__run__.__command__`) is required"],
     ),
     (
         "no-name",
