@@ -197,6 +197,10 @@ def _run_config(args: list[str]) -> int:
                 "`__run__.__python__` with `__optuna__`: study trials run in expyrun's interpreter",
                 "use a command run calling that interpreter, or install the tool's dependencies here",
             )
+    if launch_spec.launcher == "slurm" and "--explain" not in flags:
+        from expyrun.execute.slurm_submit import submit
+
+        return submit(resolved, launch_spec, sweep, spec, args, flags)
     if sweep is not None:
         return _sweep(resolved, sweep, launch_spec, args, flags)
     if "--explain" in flags or "--dry-run" in flags:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
-from expyrun.browse.runs import effective_status, iter_runs, record_problem
+from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
 from expyrun.browse.table import render
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
@@ -33,9 +33,11 @@ def collect(root: Path) -> list[dict[str, Any]]:
             if problem is not None:
                 console.warning(f"skipping {os.path.join(run_dir, 'run.json')}: not a run record ({problem})")
                 continue
-            record["status"] = effective_status(record)
             record["path"] = run_dir[prefix:] or "."
             rows.append(record)
+        jobs = slurm_jobs(rows)  # one squeue call for every queued or running Slurm run, if any
+        for row in rows:
+            row["status"] = effective_status(row, jobs)
         rows.sort(key=lambda r: (r.get("name") or "", r.get("started_at") or "", r["path"]))
         _mark_differences(rows)
         return rows
@@ -145,7 +147,12 @@ def render_rows(rows: list[dict[str, Any]], colour: bool = False, width: int | N
     """The table of runs; `colour` and `width` are the terminal's (failed runs red, interrupted yellow)."""
     table = [cells(row) for row in rows]
     styles = [_STYLES.get(row["status"]) for row in rows]
-    return render(COLUMNS, table, styles, colour=colour, width=width)
+    columns = COLUMNS
+    if any(row.get("slurm") for row in rows) or len({row.get("host") for row in rows}) > 1:  # where each ran
+        columns = (*COLUMNS[:2], "host", *COLUMNS[2:])
+        hosts = [(row.get("slurm") or {}).get("node") or row.get("host") or "-" for row in rows]
+        table = [[*cell[:2], _short(host), *cell[2:]] for cell, host in zip(table, hosts, strict=True)]
+    return render(columns, table, styles, colour=colour, width=width)
 
 
 def _terminal() -> tuple[bool, int | None]:

@@ -80,9 +80,31 @@ def record_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
-def effective_status(record: dict[str, Any]) -> str:
-    """`died` for a run still marked running whose process is gone from this host."""
+def slurm_jobs(records: list[dict[str, Any]]) -> Any:
+    """What Slurm says of the jobs of the queued or running Slurm runs among `records` (one squeue call)."""
+    active = [r["slurm"] for r in records if r.get("status") in ("queued", "running") and _on_slurm(r)]
+    if not active:
+        return None
+    from expyrun.execute.slurm_queue import JobStates
+
+    return JobStates.ask(active)
+
+
+def _on_slurm(record: dict[str, Any]) -> bool:
+    return isinstance(record.get("slurm"), dict)
+
+
+def effective_status(record: dict[str, Any], jobs: Any = None) -> str:
+    """`died` for a run still marked running whose process is gone from this host, or for a queued or
+    running Slurm run whose job Slurm no longer holds (`jobs`: from `slurm_jobs`, else asked now)."""
     status = record.get("status", "unknown")
+    if status in ("queued", "running") and _on_slurm(record):
+        if jobs is None:
+            from expyrun.execute.slurm_queue import JobStates
+
+            jobs = JobStates.ask([record["slurm"]])
+        if jobs.gone(record["slurm"]):
+            return "died"
     if status != "running" or record.get("host") != _HOST or not isinstance(record.get("pid"), int):
         return status
     try:

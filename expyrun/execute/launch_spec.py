@@ -1,7 +1,8 @@
 """The `__launch__` section: where and how runs execute, validated before anything is created.
 
 `__optuna__.n_jobs` is the same knob as `__launch__.jobs` (studies written for expyrun 1.0 use
-the former); giving both with different values is an error rather than a silent choice.
+the former); giving both with different values is an error rather than a silent choice. The
+`slurm` section is validated by `expyrun.execute.slurm_options`, imported only for `launcher: slurm`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, NamedTuple
 
 from expyrun.errors import ConfigError
 
-LAUNCHERS = ("local",)
+LAUNCHERS = ("local", "slurm")
 _KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait")
 
 
@@ -23,6 +24,8 @@ class LaunchSpec(NamedTuple):
     gpus: tuple[str, ...] | None = None  # ids for CUDA_VISIBLE_DEVICES, one per executing run; None: untouched
     workers: int = 1
     wait: bool = False
+    slurm: Any = None  # SlurmOptions with `launcher: slurm`
+    gpus_auto: bool = False  # `gpus: auto` on Slurm: detected on the node, not where expyrun submits
 
     @property
     def slots(self) -> int:
@@ -43,8 +46,12 @@ def _positive_int(section: dict, key: str, default: int) -> int:
     return value
 
 
-def parse_launch(section: Any, optuna_section: Any = None) -> LaunchSpec:
-    """Validate `__launch__` (resolved values); `optuna_section` for its `n_jobs` alias."""
+def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False) -> LaunchSpec:
+    """Validate `__launch__` (resolved values); `optuna_section` for its `n_jobs` alias.
+
+    `on_node`: a Slurm job executing its prepared folder: the runs execute here, as a local launch
+    would, and `gpus: auto` reads what Slurm made visible to the job.
+    """
     if section is None:
         section = {}
     if not isinstance(section, dict):
@@ -57,9 +64,7 @@ def parse_launch(section: Any, optuna_section: Any = None) -> LaunchSpec:
         raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
     launcher = section.get("launcher") or "local"
     if launcher not in LAUNCHERS:
-        if launcher == "slurm":
-            raise _err("launcher", "slurm is not available in this version of expyrun", "use launcher: local")
-        raise _err("launcher", f"expected local, got {launcher!r}")
+        raise _err("launcher", f"expected local or slurm, got {launcher!r}")
     jobs = _positive_int(section, "jobs", 1)
     n_jobs = optuna_section.get("n_jobs") if isinstance(optuna_section, dict) else None
     if n_jobs is not None:
@@ -73,12 +78,20 @@ def parse_launch(section: Any, optuna_section: Any = None) -> LaunchSpec:
     wait = section.get("wait", False)
     if not isinstance(wait, bool):
         raise _err("wait", f"expected true or false, got {wait!r}")
+    slurm, gpus_auto = None, False
+    if launcher == "slurm" and not on_node:
+        from expyrun.execute.slurm_options import parse_slurm
+
+        slurm = parse_slurm(section.get("slurm"))
+        gpus_auto = section.get("gpus") == "auto"
     return LaunchSpec(
-        launcher=launcher,
+        launcher="local" if on_node else launcher,
         jobs=jobs,
-        gpus=_gpus(section.get("gpus")),
+        gpus=None if gpus_auto else _gpus(section.get("gpus")),
         workers=_positive_int(section, "workers", 1),
         wait=wait,
+        slurm=slurm,
+        gpus_auto=gpus_auto,
     )
 
 

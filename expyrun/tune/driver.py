@@ -155,7 +155,9 @@ class Driver:
         study = self.create_study()
         compat.enter_driver_loop(study)
         if self.spec.storage is None and self.journal is not None:  # the study folder shows its journal
-            (run_dir / self.journal.name).symlink_to(os.path.relpath(self.journal, run_dir))
+            link = run_dir / self.journal.name
+            if not link.is_symlink():  # already there when a requeued Slurm job runs the folder again
+                link.symlink_to(os.path.relpath(self.journal, run_dir))
         anchor = storage_file(self.spec, self.journal)
         if anchor is not None:
             self.liveness = Liveness(anchor, self.spec.heartbeat_interval, self.spec.grace_period)

@@ -1,0 +1,332 @@
+"""`launcher: slurm`: prepare the run folders here, submit them as one job or one job array, record the ids.
+
+One run is one job; a sweep is one array, a task per point; a study is one array of `workers`
+tasks, each executing its own study folder on the shared storage (as `workers` local launches
+would). Every folder is prepared first (`queued`: configs, snapshot, git state of the copied
+code); then `sbatch --parsable --hold` submits the job script, the ids go into each `run.json`
+and only then `scontrol release` lets the jobs start, so a job never races the record of its id.
+Anything that fails before the release (sbatch refusing the job, a full disk) cancels what was
+submitted and removes every folder this launch made: exit 2, nothing left queued.
+
+Plain `sbatch`/`squeue`/`scontrol` rather than submitit: submitit pickles a Python callable for
+the node to unpickle, while a prepared folder already holds everything the node needs (configs,
+snapshot, record) and is executed by `python -m expyrun.execute.slurm_node FOLDER`; the job script
+stays a readable file beside the runs, and the three commands cost no dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.config import ResolvedConfig
+from expyrun.errors import ConfigError, UsageError
+from expyrun.execute.launch_spec import LaunchSpec
+from expyrun.execute.slurm_options import SlurmOptions
+from expyrun.execute.slurm_script import SCRIPT_FILE, job_script
+from expyrun.run.folder import missing_parents, remove_created
+from expyrun.run.prepare import STORE_FOLDER, PreparedRun, prepare_run, run_base, snapshot_source
+
+SBATCH_TIMEOUT_S = 120.0
+
+
+def submit(
+    resolved: ResolvedConfig,
+    launch: LaunchSpec,
+    sweep: Any,
+    study: Any,
+    argv: list[str],
+    flags: set[str],
+) -> int:
+    """Submit the config's runs to Slurm (or print the job script with `--dry-run`); the exit code."""
+    options: SlurmOptions = launch.slurm
+    debug = "--debug" in flags
+    cwd = Path.cwd()
+    _check(resolved, launch, sweep, study)
+    if "--dry-run" in flags:
+        folders, home, name, array = _planned(resolved, launch, sweep, study, debug, cwd)
+        output = home / ("slurm-%A_%a.out" if array else "slurm-%j.out")
+        sys.stdout.write(job_script(options, folders, name, str(output), cwd, array))
+        return 0
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise UsageError("`__launch__.launcher: slurm`: sbatch is not on PATH",
+                         "submit from a Slurm login node, or use launcher: local")  # fmt: skip
+    batch = _Batch(resolved, debug, argv, cwd)
+    try:
+        if sweep is not None:
+            batch.prepare_sweep(sweep, "--needed" in flags)
+        elif "--needed" in flags and not debug and _done(resolved, batch.git) is not None:
+            return 0
+        else:
+            fields = {"study": study.study_name} if study is not None else {}
+            for _ in range(launch.workers if study is not None else 1):
+                batch.prepare(resolved, dict(fields))
+        if not batch.prepared:
+            batch.close_sweep("completed")
+            console.info("every point is done already (--needed): nothing to submit")
+            return 0
+        batch.record_git()
+        array = sweep is not None or study is not None
+        name = sweep.name if sweep is not None else study.study_name if study is not None else resolved.run.name
+        batch.submit(sbatch, options, name, array)
+    except BaseException:
+        batch.discard()
+        raise
+    finally:
+        batch.git.close()
+    if not launch.wait:
+        return 0
+    from expyrun.execute.slurm_wait import wait_for_runs
+
+    return wait_for_runs(batch.prepared, batch.job_id, batch.sweep_folder, stream=sweep is None and study is None)
+
+
+def _check(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any) -> None:
+    """What can be refused before anything exists: settings Slurm gives no meaning to, unshareable storages."""
+    if study is not None:
+        from expyrun.tune.driver import Driver
+
+        Driver(resolved, study, run_base(resolved, False), False, launch)  # its own checks (exit 2)
+        storage = study.storage or ""
+        if study.is_sqlite and _in_memory(storage):
+            raise ConfigError(
+                f"`__optuna__.storage`: {storage} is in memory: the study's Slurm jobs cannot share it",
+                "use the default journal (in the output folder, on a file system the nodes share) or a database URL",
+            )
+        if study.is_sqlite and launch.workers > 1:
+            console.warning(f"`__optuna__.storage` {storage}: several Slurm jobs writing one SQLite file over a "
+                            f"network file system is fragile; prefer the default journal or PostgreSQL")  # fmt: skip
+        if re.search(r"@(localhost|127\.0\.0\.1|\[::1\])[:/]", storage) or "host=localhost" in storage:
+            console.warning("`__optuna__.storage` names localhost: each Slurm job reaches its own node's localhost")
+    elif launch.jobs > 1:
+        console.warning("`__launch__.jobs` is ignored with launcher: slurm (each run is its own job); "
+                        "`slurm.array_parallelism` caps how many run at once")  # fmt: skip
+    if launch.workers > 1 and study is None:
+        console.warning("`__launch__.workers` is for studies; ignored here")
+
+
+def _in_memory(url: str) -> bool:
+    from expyrun.tune.storage import sqlite_path
+
+    return sqlite_path(url) is None
+
+
+def _done(resolved: ResolvedConfig, git: Any) -> Path | None:
+    from expyrun.run.needed import code_digest, find_done
+
+    done = find_done(resolved, code_digest(resolved, git.ignored()))
+    if done is not None:
+        console.info(f"already done: {done} has the same config and code (--needed): not submitted")
+    return done
+
+
+class _Batch:
+    """The folders one submission prepares, and how to take them all back."""
+
+    def __init__(self, resolved: ResolvedConfig, debug: bool, argv: list[str], cwd: Path) -> None:
+        from expyrun.run.git_state import GitProbe
+
+        self.resolved = resolved
+        self.debug = debug
+        self.argv = argv
+        self.cwd = cwd
+        self.git = GitProbe(resolved.run.code, None if debug else snapshot_source(resolved.run))
+        self.prepared: list[PreparedRun] = []
+        self.created: list[Path] = []  # parents this launch made (deepest first within each group)
+        self.store_made = False
+        self.sweep_folder: Path | None = None
+        self.sweep_record: Any = None
+        self.job_id: str | None = None
+
+    def _note_parents(self, base: Path) -> None:
+        self.created = missing_parents(base) + self.created
+        store = self.resolved.run.output_dir / STORE_FOLDER
+        if not self.debug and not store.exists():
+            self.store_made = True
+
+    def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> PreparedRun:
+        self._note_parents(run_base(resolved, self.debug))
+        fields["launcher"] = "slurm"
+        first = self.prepared[0] if self.prepared else None
+        prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self.git, first)
+        self.prepared.append(prepared)
+        return prepared
+
+    def prepare_sweep(self, sweep: Any, needed: bool) -> None:
+        from expyrun.run.folder import allocate_run_dir
+        from expyrun.sweep.run import SweepRecord, point_config
+
+        run = self.resolved.run
+        points = [(point, point_config(self.resolved, point, self.cwd)) for point in sweep.points()]  # exit 2 first
+        base = run.output_dir / "DEBUG" / sweep.name if self.debug else run.output_dir / sweep.name
+        self.created = missing_parents(base) + self.created
+        self.sweep_folder = allocate_run_dir(base, "sweep")
+        self.sweep_record = SweepRecord(self.sweep_folder, sweep, self.argv)
+        digest = None
+        if needed and not self.debug:
+            from expyrun.run.needed import code_digest
+
+            digest = code_digest(self.resolved, self.git.ignored())
+        for point, config in points:
+            self.sweep_record.points[point.index]["name"] = config.run.name
+            if digest is not None:
+                from expyrun.run.needed import find_done
+
+                done = find_done(config, digest)
+                if done is not None:
+                    self.sweep_record.points[point.index].update(status="skipped", reused=str(done), run_dir=str(done))
+                    self.sweep_record.ended(point.index, f"point {point.index} skipped: {done} is done (--needed)")
+                    continue
+            fields = {"sweep": {"dir": str(self.sweep_folder), "point": point.index, "overrides": point.values}}
+            prepared = self.prepare(config, fields)
+            self.sweep_record.points[point.index].update(run_dir=str(prepared.run_dir), status="queued")
+
+    def close_sweep(self, status: str) -> None:
+        if self.sweep_record is not None:
+            self.sweep_record.changed = True
+            self.sweep_record.close(status)
+
+    def record_git(self) -> None:
+        """The git state of the code as it was copied (here, now), in every folder: the node runs the copy."""
+        if self.debug:
+            return  # the node runs `__code__` as it is then, and reads its state then
+        from expyrun.run.git_state import DIFF_FILE, write_diff
+
+        state = self.git.state()
+        if state is None:
+            return
+        first = self.prepared[0]
+        if state.dirty:
+            write_diff(self.git.code, first.run_dir)
+        for prepared in self.prepared:
+            prepared.record["git"] = state.as_record()
+            if prepared is not first and (first.run_dir / DIFF_FILE).exists():
+                os.link(first.run_dir / DIFF_FILE, prepared.run_dir / DIFF_FILE)
+
+    def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool) -> None:
+        home = self.sweep_folder or self.prepared[0].run_dir
+        output = str(home / ("slurm-%A_%a.out" if array else "slurm-%j.out"))
+        folders = [prepared.run_dir for prepared in self.prepared]
+        script = home / SCRIPT_FILE
+        script.write_text(job_script(options, folders, name, output, self.cwd, array), encoding="utf-8")
+        self.job_id = _sbatch(sbatch, script)
+        try:
+            for index, prepared in enumerate(self.prepared):
+                slurm = {"job_id": None if array else _number(self.job_id), "node": None,
+                         "array_job_id": _number(self.job_id) if array else None,
+                         "array_task_id": index if array else None, "script": str(script),
+                         "output": output.replace("%j", self.job_id).replace("%A", self.job_id)
+                         .replace("%a", str(index))}  # fmt: skip
+                prepared.record["slurm"] = slurm
+                prepared.write_record()
+            if self.sweep_record is not None:
+                self.sweep_record.data.update(status="queued", slurm={"array_job_id": _number(self.job_id)})
+                self.sweep_record.write(force=True)
+                self.sweep_record.log.close()
+            _scontrol("release", self.job_id)
+        except BaseException:
+            _cancel(self.job_id)
+            raise
+        tasks = f"an array of {len(folders)} tasks" if array else "one job"
+        where = self.sweep_folder or (folders[0] if len(folders) == 1 else ", ".join(map(str, folders)))
+        console.info(f"submitted Slurm job {self.job_id} ({tasks}): {where}")
+
+    def discard(self) -> None:
+        """Remove every folder this launch made (runs, sweep folder, store and parents made for them)."""
+        from expyrun.run.folder import discard_run_dir
+
+        for prepared in self.prepared:
+            discard_run_dir(prepared.run_dir, [])
+        if self.sweep_record is not None:
+            with contextlib.suppress(OSError):
+                self.sweep_record.log.close()
+        if self.sweep_folder is not None:
+            shutil.rmtree(self.sweep_folder, ignore_errors=True)
+        if self.store_made:
+            shutil.rmtree(self.resolved.run.output_dir / STORE_FOLDER, ignore_errors=True)
+            remove_created([self.resolved.run.output_dir / ".expyrun"])
+        remove_created(sorted(set(self.created), key=lambda p: -len(p.parts)))
+
+
+def _planned(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any, debug: bool,
+             cwd: Path) -> tuple[list[Path], Path, str, bool]:  # fmt: skip
+    """The folders a submission would prepare now (for `--dry-run`: nothing is created), the folder
+    of the job script, the job's name, and whether it is an array."""
+    taken: dict[Path, int] = {}
+
+    def next_dir(base: Path, prefix: str = "exp") -> Path:
+        if base not in taken:
+            try:
+                names = os.listdir(base)
+            except OSError:
+                names = []
+            numbered = re.compile(re.escape(prefix) + r"\.(\d+)")
+            taken[base] = 1 + max((int(m.group(1)) for m in map(numbered.fullmatch, names) if m), default=-1)
+        index = taken[base]
+        taken[base] += 1
+        return base / f"{prefix}.{index}"
+
+    if sweep is not None:
+        from expyrun.sweep.run import point_config
+
+        run = resolved.run
+        home = next_dir(run.output_dir / "DEBUG" / sweep.name if debug else run.output_dir / sweep.name, "sweep")
+        folders = [next_dir(run_base(point_config(resolved, point, cwd), debug)) for point in sweep.points()]
+        return folders, home, sweep.name, True
+    if study is not None:
+        folders = [next_dir(run_base(resolved, debug)) for _ in range(launch.workers)]
+        return folders, folders[0], study.study_name, True
+    folder = next_dir(run_base(resolved, debug))
+    return [folder], folder, resolved.run.name, False
+
+
+def _number(job_id: str) -> int | str:
+    return int(job_id) if job_id.isdigit() else job_id
+
+
+def _slurm_message(text: str) -> str:
+    """Slurm's own words, one line: `sbatch: error: Batch job submission failed: X` -> `X`."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    message = lines[-1] if lines else "no message"
+    message = re.sub(r"^\S+: error: ", "", message)
+    return message.replace("Batch job submission failed: ", "")
+
+
+def _sbatch(sbatch: str, script: Path) -> str:
+    try:
+        answer = subprocess.run([sbatch, "--parsable", "--hold", str(script)], capture_output=True, text=True,
+                                timeout=SBATCH_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"sbatch did not answer in {SBATCH_TIMEOUT_S:g} s (is the Slurm controller up?)") from None
+    except OSError as error:
+        raise UsageError(f"cannot run sbatch: {error.strerror}") from None
+    job_id = answer.stdout.strip().split(";")[0]
+    if answer.returncode != 0 or not job_id:
+        raise UsageError(f"sbatch refused the job: {_slurm_message(answer.stderr or answer.stdout)}")
+    return job_id
+
+
+def _scontrol(*args: str) -> None:
+    try:
+        answer = subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=SBATCH_TIMEOUT_S,
+                                check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise UsageError(f"scontrol {' '.join(args)} failed: {error}") from None
+    if answer.returncode != 0:
+        raise UsageError(f"scontrol {' '.join(args)} failed: {_slurm_message(answer.stderr)}")
+
+
+def _cancel(job_id: str) -> None:
+    """Take a submitted (held) job back; it has not started, so nothing of it remains."""
+    try:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=SBATCH_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        console.warning(f"could not cancel Slurm job {job_id}: cancel it with `scancel {job_id}`")

@@ -1,0 +1,250 @@
+"""`wait: true`: follow submitted runs to their end and exit as a local launch of them would.
+
+The records are the source of truth: each node writes its run's end status into `run.json` before
+its job ends, so reading the records (a few files, every 0.2 s) tells when a run ended, without
+asking the controller. `squeue` is asked every few seconds only to find runs whose job is gone
+while the record still says `queued` or `running` (cancelled, killed, node lost): those are
+`died`, after a grace period for the shared file system to show a last write. A single run's
+`outputs.log` is copied to stdout as it grows, as a local run shows its output.
+
+SIGINT, SIGTERM or SIGHUP here cancels the jobs (`scancel`): the runs get SIGTERM as a local run
+would (a cancel is never requeued), runs that had not started are recorded `interrupted`, and
+expyrun exits 130/143/129 once the records say so (or a deadline passes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.execute.outcome import SIGNAL_EXIT
+from expyrun.execute.slurm_queue import is_gone, job_states
+from expyrun.run.capture import LOG_FILE
+from expyrun.run.record import now, write_json_atomic
+
+POLL_S = 0.2  # records read this often (1 s beyond 200 waiting runs)
+SQUEUE_EVERY_S = 3.0
+GONE_GRACE_S = 10.0  # a job gone this long while its record still says queued/running: died
+STOP_DEADLINE_S = 90.0  # after a cancel: Slurm's KillWait, the runs' 10 s grace, writing records
+_FINAL = ("completed", "failed", "interrupted")
+
+
+class _Waited:
+    def __init__(self, prepared: Any) -> None:
+        self.run_dir: Path = prepared.run_dir
+        self.slurm: dict[str, Any] = prepared.record["slurm"]
+        self.sweep = prepared.record.get("sweep")
+        self.status = "queued"
+        self.record: dict[str, Any] = prepared.record
+        self.gone_since: float | None = None
+
+    def read(self) -> None:
+        from expyrun.browse.runs import load_record
+
+        record = load_record(self.run_dir)
+        if record:
+            self.record = record
+            self.status = str(record.get("status"))
+
+    @property
+    def ended(self) -> bool:
+        return self.status in _FINAL or self.status == "died"
+
+
+def wait_for_runs(prepared: list[Any], job_id: str | None, sweep_folder: Path | None, stream: bool) -> int:
+    """Wait until every run ended (or died); report each; the exit code of a local launch of them."""
+    runs = [_Waited(p) for p in prepared]
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in SIGNAL_EXIT}
+    log = _LogCopy(runs[0].run_dir / LOG_FILE) if stream and len(runs) == 1 else None
+    progress = _Progress(len(runs)) if len(runs) > 1 and sys.stderr.isatty() else None
+    console.info(f"waiting for Slurm job {job_id} ({len(runs)} run{'s' if len(runs) > 1 else ''}); "
+                 f"Ctrl-C cancels it")  # fmt: skip
+    asked = 0.0
+    stop_deadline: float | None = None
+    try:
+        while True:
+            for run in runs:
+                if not run.ended:
+                    run.read()
+                    if run.ended:
+                        _report(run, progress)
+            if log is not None:
+                log.copy()
+            if progress is not None:
+                progress.update(runs)
+            waiting = [run for run in runs if not run.ended]
+            if not waiting:
+                break
+            if received and stop_deadline is None:
+                stop_deadline = time.monotonic() + STOP_DEADLINE_S
+                _scancel(job_id)
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                console.warning(f"{len(waiting)} run(s) did not record their end in {STOP_DEADLINE_S:g} s")
+                break
+            if time.monotonic() - asked >= SQUEUE_EVERY_S or received:
+                asked = time.monotonic()
+                _find_gone(waiting, progress, cancelled=bool(received))
+            time.sleep(POLL_S if len(waiting) <= 200 else 1.0)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if progress is not None:
+            progress.close()
+    if log is not None:
+        log.copy()
+    if sweep_folder is not None:
+        _end_sweep(runs, sweep_folder)
+    return _exit_code(runs, received)
+
+
+def _find_gone(waiting: list[_Waited], progress: Any, cancelled: bool) -> None:
+    states = job_states([run.slurm for run in waiting])
+    for run in waiting:
+        if not is_gone(run.slurm, states):
+            run.gone_since = None
+            continue
+        run.gone_since = run.gone_since or time.monotonic()
+        if time.monotonic() - run.gone_since < (0.5 if cancelled else GONE_GRACE_S):
+            continue
+        run.read()
+        if run.ended:
+            _report(run, progress)
+        elif cancelled and run.status == "queued":  # cancelled before it started: it was stopped
+            _record_cancelled(run)
+            _report(run, progress)
+        else:
+            run.status = "died"
+            _report(run, progress)
+
+
+def _record_cancelled(run: _Waited) -> None:
+    record = dict(run.record)
+    cancelled = {"type": "Cancelled", "message": "the Slurm job was cancelled before it started"}
+    record.update(status="interrupted", ended_at=now(), exit_code=143, exception=cancelled)
+    with contextlib.suppress(OSError):
+        write_json_atomic(run.run_dir / "run.json", record)
+    run.record, run.status = record, "interrupted"
+    from expyrun.execute.slurm_node import update_sweep
+
+    update_sweep(record, "interrupted", None, record["exception"])
+
+
+def _report(run: _Waited, progress: Any) -> None:
+    record = run.record
+    where = f"point {run.sweep['point']} " if isinstance(run.sweep, dict) else ""
+    if run.status == "completed":
+        message = f"{where}completed: {run.run_dir}"
+    elif run.status == "died":
+        message = f"{where}died (its Slurm job is gone; see {run.slurm.get('output')}): {run.run_dir}"
+    else:
+        exception = record.get("exception") or {}
+        why = f" ({exception.get('type', 'error')}: {exception.get('message', '')})" if exception else ""
+        message = f"{where}{run.status}{why}: {run.run_dir}"
+    if progress is not None:
+        progress.log(message)
+    elif run.status == "completed":
+        console.info(message)
+    elif run.status == "interrupted":
+        console.warning(message)
+    else:
+        console.error(message)
+
+
+def _exit_code(runs: list[_Waited], received: list[int]) -> int:
+    if received:
+        return SIGNAL_EXIT[signal.Signals(received[0])]
+    interrupted = [run for run in runs if run.status == "interrupted"]
+    if interrupted:
+        code = interrupted[0].record.get("exit_code")
+        return code if isinstance(code, int) and code in SIGNAL_EXIT.values() else 143
+    return 0 if all(run.status == "completed" for run in runs) else 1
+
+
+def _end_sweep(runs: list[_Waited], folder: Path) -> None:
+    """Died points are written into sweep.json too; then the sweep's summary line."""
+    import json
+
+    from expyrun.execute.slurm_node import update_sweep
+
+    for run in runs:
+        if run.status == "died":
+            update_sweep({**run.record, "status": "died"}, "died", None,
+                         {"type": "Died", "message": "its Slurm job is gone"})  # fmt: skip
+    try:
+        data = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+        counts = data.get("counts") or {}
+        status = data.get("status")
+    except (OSError, ValueError):
+        return
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    console.info(f"sweep {status}: {summary}: {folder}")
+
+
+def _scancel(job_id: str | None) -> None:
+    if job_id is None:
+        return
+    console.warning(f"stopping: cancelling Slurm job {job_id}")
+    try:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        console.error(f"could not cancel Slurm job {job_id} ({error}): cancel it with `scancel {job_id}`")
+
+
+class _LogCopy:
+    """A single run's outputs.log copied to stdout as it grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def copy(self) -> None:
+        try:
+            with open(self.path, "rb") as log:
+                log.seek(self.offset)
+                data = log.read()
+        except OSError:
+            return
+        if data:
+            self.offset += len(data)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+
+
+class _Progress:
+    """On a terminal: queued / running / done of the submitted runs."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]slurm"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[detail]}"), console=Console(stderr=True), transient=True,
+        )  # fmt: skip
+        self.task = self.progress.add_task("slurm", total=total, detail="")
+        self.progress.start()
+
+    def update(self, runs: list[_Waited]) -> None:
+        counts: dict[str, int] = {}
+        for run in runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        done = sum(n for s, n in counts.items() if s not in ("queued", "running"))
+        failed = sum(n for s, n in counts.items() if s in ("failed", "died", "interrupted"))
+        detail = f"{counts.get('queued', 0)} queued, {counts.get('running', 0)} running" + (
+            f", {failed} failed" if failed else ""
+        )
+        self.progress.update(self.task, completed=done, detail=detail)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(f"expyrun: {message}", markup=False, highlight=False)
+
+    def close(self) -> None:
+        self.progress.stop()
