@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -339,3 +340,29 @@ def test_no_sbatch_on_path_is_one_line_exit_2(project, slurm):
                             env={**clean_env(), "PATH": "/nonexistent"}, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 2 and "sbatch is not on PATH" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (project / "outputs").exists()
+
+
+def test_ctrl_c_while_waiting_cancels_the_jobs_and_exits_130(project, slurm):
+    write(project / "pkg" / "main.py", CHECKPOINTING)
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2]\n"  # one point runs, one waits for the CPU... or both run
+    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + slurm_section(wait=True))
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2)]
+    wait_until(lambda: any((d / "ready").exists() for d in run_dirs), "a point to run",
+               lambda: [record(d)["status"] for d in run_dirs if (d / "run.json").exists()])  # fmt: skip
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 130, stderr
+    assert "cancelling Slurm job" in stderr
+    assert {record(d)["status"] for d in run_dirs} == {"interrupted"}, [record(d) for d in run_dirs]
+    sweep_json = json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())
+    assert sweep_json["counts"] == {"interrupted": 2} and sweep_json["status"] == "failed"
+
+
+def test_needed_submits_nothing_when_the_run_is_done(project, slurm):
+    write(project / "c.yml", RUN_SECTION + "x: 1\n" + slurm_section(wait=True))
+    assert expyrun(project, "c.yml").returncode == 0
+    result = expyrun(project, "c.yml", "--needed")
+    assert result.returncode == 0 and "already done" in result.stderr and "submitted Slurm job" not in result.stderr
+    assert sorted(p.name for p in (project / "outputs" / "demo").iterdir()) == ["exp.0"]

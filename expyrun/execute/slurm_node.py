@@ -76,12 +76,25 @@ def execute_folder(run_dir: Path) -> int:
     from expyrun.execute.launch_spec import parse_launch
     from expyrun.execute.slurm_options import parse_slurm
 
-    resolved = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
-    section = resolved.values.get("__launch__") or {}
-    options = parse_slurm(section.get("slurm"))
-    launch_spec = parse_launch(section, resolved.values.get("__optuna__"), on_node=True)
     attempt = int(record.get("attempt") or 0) + 1
+    try:
+        resolved = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
+        section = resolved.values.get("__launch__") or {}
+        options = parse_slurm(section.get("slurm"))
+        launch_spec = parse_launch(section, resolved.values.get("__optuna__"), on_node=True)
+    except ExpyrunError as error:  # e.g. a secret variable missing from the job's environment
+        _fail_before_start(run_dir, record, attempt, type(error).__name__, str(error))
+        raise
     return _Attempt(run_dir, record, resolved, options, launch_spec, attempt).execute()
+
+
+def _fail_before_start(run_dir: Path, record: dict[str, Any], attempt: int, kind: str, message: str) -> None:
+    """The folder cannot be executed on this node: its record says why (not `queued` for good)."""
+    record.update(status="failed", attempt=attempt, host=host_name(), ended_at=now(), exit_code=2,
+                  exception={"type": kind, "message": message})  # fmt: skip
+    with contextlib.suppress(OSError):
+        write_json_atomic(run_dir / RUN_FILE, record)
+    update_sweep(record, "failed", None, record["exception"])
 
 
 class _Attempt:
@@ -228,7 +241,7 @@ class _Attempt:
             refused = answer.stderr.strip() if answer.returncode != 0 else None
         except (OSError, subprocess.TimeoutExpired) as error:
             refused = str(error)
-        if refused is None:
+        if refused is None or _being_requeued(self.job_id):  # (Slurm may requeue a preempted job itself)
             console.info(f"attempt {self.attempt} stopped ({self.cause}): job {self.job_id} requeued")
             return outcome.exit_code
         from expyrun.run.launch import finish_record, report
@@ -277,6 +290,10 @@ def _show_job(job_id: str) -> dict[str, str]:
         key, _, value = item.partition("=")
         fields.setdefault(key, value)
     return fields
+
+
+def _being_requeued(job_id: str) -> bool:
+    return _show_job(job_id).get("JobState", "") in ("REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PENDING")
 
 
 def _seconds(value: str | None) -> int | None:
