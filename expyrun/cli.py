@@ -13,7 +13,7 @@ from expyrun.errors import ConfigError, ExpyrunError, UsageError
 
 FLAGS = ("--debug", "--dry-run", "--explain", "--needed")
 HELP = ("-h", "--help")
-COMMANDS = ("list", "ls", "show", "diff", "env")
+COMMANDS = ("list", "ls", "show", "diff", "env", "dashboard")
 
 USAGE = """\
 usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--KEY VALUE | --KEY=VALUE | --+NEW.KEY VALUE]...
@@ -21,6 +21,7 @@ usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--KEY VALUE | --KEY=VAL
        expyrun show RUN
        expyrun diff RUN_A RUN_B
        expyrun env RUN [--venv PATH] [--check]
+       expyrun dashboard STUDY_RUN [--port P]
        expyrun --version | -h | --help
 
 Run the entry point named in CONFIG's __run__ section in a new run folder
@@ -40,6 +41,8 @@ commands:
   diff   config keys changed/added/removed, requirement changes and commit change between two runs
   env    compare a run's frozen requirements with this interpreter (--check, exit 1 on differences)
          or create/sync a virtual environment matching them (--venv PATH, with pip-tools)
+  dashboard  serve optuna-dashboard for a study folder's study on 127.0.0.1 (port 8080 or the next
+         free one) until Ctrl-C (pip install 'expyrun[dashboard]')
 
 environment:
   EXPYRUN_TRACEBACK=1   show Python tracebacks of expyrun's own errors
@@ -123,7 +126,13 @@ def _browse(command: str, args: list[str]) -> int:
     if command == "env":
         parser.add_argument("--venv", type=Path, help="create or sync this virtual environment")
         parser.add_argument("--check", action="store_true", help="only compare with this interpreter")
+    if command == "dashboard":
+        parser.add_argument("--port", type=int, help="first port to try (default 8080)")
     options = parser.parse_args(args)
+    if command == "dashboard":
+        from expyrun.browse.dashboard import dashboard
+
+        return dashboard(Path(options.run), options.port)
 
     from expyrun.browse.runs import require_run
 

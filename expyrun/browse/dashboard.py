@@ -1,0 +1,203 @@
+"""`expyrun dashboard STUDY_RUN [--port P]`: optuna-dashboard for the study of a study folder.
+
+Why a command rather than `optuna-dashboard URL`: the user knows the study folder, while where its
+study lives takes reading it — the default journal sits beside the run folders, a `.journal` path
+or a SQLite file is relative to the directory the study was launched from (`cwd` in its run.json),
+and a database URL keeps its password as a `$VAR` reference in config.yml (read from this
+environment). The server listens on 127.0.0.1 only (the dashboard can edit the study: notes,
+trial states), on port 8080 or the next free one, threaded so the page's parallel requests do not
+queue behind a slow one, and runs until Ctrl-C (exit 0).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expyrun.errors import UsageError
+
+DEFAULT_PORT = 8080
+PORTS_TRIED = 100  # from the asked port up: "the next free one"
+INSTALL_HINT = "pip install 'expyrun[dashboard]'"
+_REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where the study of a study folder lives."""
+
+    study_name: str
+    storage: str  # a journal file path, or a database URL with its references expanded
+    shown: str  # the same for people: a database URL without its password
+
+    @property
+    def is_journal(self) -> bool:
+        return "://" not in self.storage
+
+
+class _Stopped(Exception):
+    """SIGTERM: stop serving, as Ctrl-C does."""
+
+
+def locate(folder: Path) -> StudyLocation:
+    """The study name and storage of a study run folder; UsageError when it is not one."""
+    record_path = folder / "run.json"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(
+            f"{folder}: not a study folder (no readable run.json)", "give a study run folder such as outputs/NAME/exp.0"
+        ) from None
+    if not isinstance(record, dict):
+        raise UsageError(f"{folder}: not a study folder (run.json is not a run record)")
+    section = _optuna_section(folder / "config.yml")
+    if section is None:
+        trial = record.get("trial")
+        if isinstance(trial, dict) and (folder.parent.parent / "run.json").is_file():
+            raise UsageError(
+                f"{folder}: a trial folder, not a study folder", f"give its study folder {folder.parent.parent}"
+            )
+        raise UsageError(f"{folder}: not a study folder (its config.yml has no `__optuna__` section)")
+    study_name = str(record.get("study") or section.get("study_name") or record.get("name") or "")
+    storage = section.get("storage")
+    launched_from = Path(str(record.get("cwd") or folder))
+    if storage is None:
+        linked = folder / "study.journal"
+        path = linked.resolve() if linked.is_symlink() or linked.exists() else folder.parent / "study.journal"
+        return _journal(study_name, path)
+    if not isinstance(storage, str):
+        raise UsageError(f"{folder}: `__optuna__.storage` is {storage!r}, not a journal path or a database URL")
+    if "://" not in storage:
+        return _journal(study_name, launched_from / Path(_expand(storage)).expanduser())
+    url = _expand(storage)
+    if url.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        database = parsed.database
+        if not database or database == ":memory:":
+            raise UsageError(f"{folder}: the study was kept in an in-memory SQLite database, gone with its process")
+        path = launched_from / Path(database).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{folder}: the study's SQLite database {path} does not exist")
+        url = parsed.set(database=str(path)).render_as_string(hide_password=False)
+    return StudyLocation(study_name, url, _without_password(url))
+
+
+def _journal(study_name: str, path: Path) -> StudyLocation:
+    if not path.is_file():
+        raise UsageError(f"the study's journal file {path} does not exist")
+    return StudyLocation(study_name, str(path), str(path))
+
+
+def _optuna_section(config_file: Path) -> dict[str, Any] | None:
+    import yaml
+
+    try:
+        config = yaml.load(
+            config_file.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+    except (OSError, yaml.YAMLError):
+        return None
+    section = config.get("__optuna__") if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else None
+
+
+def _expand(text: str) -> str:
+    """`$NAME`, `${NAME}` and `${NAME:-fallback}` references (a secret stays one in config.yml)
+    read from this environment."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if name in os.environ:
+            return os.environ[name]
+        if match.group(2) is not None:
+            return match.group(2)
+        raise UsageError(f"the study's storage refers to ${name}, which is not set here", f"export {name}=...")
+
+    return _REFERENCE.sub(value, text)
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _storage(location: StudyLocation) -> Any:
+    import optuna
+
+    if location.is_journal:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(location.storage))
+    try:
+        return optuna.storages.RDBStorage(location.storage, skip_table_creation=True)
+    except Exception as error:  # no server, a missing driver, a wrong password: one line
+        raise UsageError(f"cannot open the study's storage {location.shown}: {type(error).__name__}: {error}") from None
+
+
+def _server(app: Any, port: int) -> Any:
+    """A threaded WSGI server on 127.0.0.1, at `port` or the next free port above it."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a request still open at Ctrl-C does not hold the exit
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """One line per request would drown the URL: requests are not logged."""
+
+    for candidate in range(port, min(port + PORTS_TRIED, 65536)):
+        try:
+            return make_server("127.0.0.1", candidate, app, server_class=Server, handler_class=QuietHandler)
+        except OSError as error:
+            if error.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+    raise UsageError(f"no free port from {port} to {min(port + PORTS_TRIED, 65536) - 1}", "choose one with --port")
+
+
+def dashboard(folder: Path, port: int | None) -> int:
+    """Serve the study of `folder` until Ctrl-C (0) or SIGTERM (143)."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise UsageError(f"optuna-dashboard is not installed: {INSTALL_HINT}") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port {port}: not a port number (1 to 65535)")
+    location = locate(folder)
+    storage = _storage(location)
+    try:
+        study_id = storage.get_study_id_from_name(location.study_name)
+    except KeyError:
+        raise UsageError(f"study {location.study_name!r} is not in its storage {location.shown}") from None
+    server = _server(optuna_dashboard.wsgi(storage), DEFAULT_PORT if port is None else port)
+    url = f"http://127.0.0.1:{server.server_address[1]}/dashboard/studies/{study_id}"
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
+    sys.stderr.write(f"expyrun: study {location.study_name!r} ({location.shown}); Ctrl-C stops the dashboard\n")
+    sys.stderr.flush()
+    sys.stdout.write(url + "\n")  # the URL alone on stdout, for scripts
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return 0
+    except _Stopped:
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
+    return 0
