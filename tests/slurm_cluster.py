@@ -138,6 +138,7 @@ SchedulerParameters=bf_interval=1,sched_interval=1
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
+SlurmdParameters=config_overrides
 KillWait=5
 MinJobAge=3600
 InactiveLimit=0
