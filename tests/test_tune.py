@@ -160,6 +160,9 @@ def test_multi_objective_pareto_front(study_project, expyrun):
     summary = json.loads((study_project / "outputs" / "tune" / "exp.0" / "study.json").read_text())
     assert isinstance(summary["pareto_front"], list) and summary["pareto_front"]
     assert all(len(t["values"]) == 2 for t in summary["pareto_front"])
+    plots = study_project / "outputs" / "tune" / "exp.0" / "plots"
+    assert (plots / "pareto_front.html").stat().st_size > 1000  # once never written: importances took its place
+    assert {p.name for p in plots.iterdir()} >= {"optimization_history.value_0.html", "param_importances.value_1.html"}
 
 
 def test_segfaulting_trial_is_failed_and_the_study_goes_on(study_project, expyrun):

@@ -277,16 +277,17 @@ class Driver:
         waiting to run are asked for first (Optuna hands them out) and are counted already."""
         import optuna
 
-        wanted = self.spec.batch_size or 1
         asked: list[Any] = []
         with self._lock():
-            while len(asked) < wanted:
-                trials = study.get_trials(deepcopy=False)
-                waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)  # retries to run
-                if not waiting:
-                    if self.spec.n_trials is not None and compat.counted_trials(trials) >= self.spec.n_trials:
-                        break
-                    if not compat.sampler_has_points_left(study, trials):
+            trials = study.get_trials(deepcopy=False)  # once: reading a journal back costs per call
+            waiting = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING)  # retries to run
+            room = self.spec.batch_size or 1
+            if self.spec.n_trials is not None:
+                room = min(room, waiting + max(0, self.spec.n_trials - compat.counted_trials(trials)))
+            while len(asked) < room:
+                if len(asked) >= waiting and compat.has_finite_points(study):  # a new point: any left?
+                    current = study.get_trials(deepcopy=False) if asked else trials
+                    if not compat.sampler_has_points_left(study, current):
                         break
                 trial = study.ask()
                 self._claim(study, trial._trial_id)

@@ -86,6 +86,14 @@ def retry(study: Any, trial: Any, max_retry: int) -> bool:
     return True
 
 
+def has_finite_points(study: Any) -> bool:
+    """Whether the study's sampler can run out of points (GridSampler): only then is it worth
+    reading the trials back to ask it."""
+    import optuna
+
+    return isinstance(study.sampler, optuna.samplers.GridSampler)
+
+
 def sampler_has_points_left(study: Any, trials: Sequence[Any]) -> bool:
     """False when the sampler has nothing left to propose: every GridSampler point is done or being
     evaluated (asking again would evaluate a point twice). Other samplers always have points."""
