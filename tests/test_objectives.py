@@ -479,3 +479,59 @@ def test_sigterm_fails_a_running_batch_and_a_rerun_retries_its_trials(entry):
     assert len(again) == 5 and {r["status"] for r in again.values()} == {"completed"}
     retried = {r["trial"]["params"]["x"] for r in again.values()}
     assert {r["trial"]["params"]["x"] for r in stopped.values()} <= retried  # same parameters, run again
+
+
+def test_named_objectives_from_a_command_runs_result_file(project):
+    """A command run's `__result__` mapping is read like an entry point's return value."""
+    script = 'x=$(grep "^x:" config.yml | cut -d" " -f2)\n'
+    script += "python3 -c \"import json; x=float($x); json.dump({'loss': (x-1)**2, 'acc': 1/(1+x*x), 'steps': 7}, "
+    script += "open('result.json', 'w'))\"\n"
+    write(project / "scripts" / "score.sh", script)
+    config = """\
+__run__:
+  __command__: [bash, "{__run__.__code__}/score.sh"]
+  __code__: scripts
+  __result__: result.json
+  __name__: scored
+  __output_dir__: outputs
+x: 0.0
+__optuna__:
+  n_trials: 3
+  objectives: {loss: minimize, acc: maximize}
+  sampler: {name: RandomSampler, seed: 0}
+  search_space:
+    x: {type: float, low: -2, high: 2}
+"""
+    write(project / "tune.yml", config)
+    result = run_expyrun(["tune.yml"], project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = records(project / "outputs" / "scored" / "exp.0")
+    for record in found.values():
+        x = record["trial"]["params"]["x"]
+        assert record["trial"]["objectives"] == {
+            "loss": pytest.approx((x - 1) ** 2),
+            "acc": pytest.approx(1 / (1 + x * x)),
+        }
+        assert record["trial"]["metrics"] == {"steps": 7}
+    write(project / "tune.yml", config.replace("  n_trials: 3\n", "  n_trials: 3\n  batch_size: 2\n"))
+    for args in (["tune.yml"], ["tune.yml", "--dry-run"]):
+        refused = run_expyrun(args, project)
+        assert (
+            refused.returncode == 2 and "`__optuna__.batch_size`: a command run evaluates one config" in refused.stderr
+        )
+    assert not (project / "outputs" / "scored" / "exp.1").exists()
+
+
+def test_a_rerun_with_other_objectives_than_the_stored_study_fails_saying_so(entry):
+    write(
+        entry / "tune.yml",
+        study_config("  n_trials: 2\n  objectives: {loss: minimize}\n").replace("named: false", "named: one"),
+    )
+    assert run(entry).returncode == 0
+    write(entry / "tune.yml", study_config("  n_trials: 4\n  objectives: {loss: minimize, accuracy: maximize}\n"))
+    result = run(entry)
+    assert result.returncode == 1
+    assert (
+        "study 'objectives' is stored with directions ['minimize'], this config asks for ['minimize', 'maximize']"
+        in result.stderr
+    )

@@ -95,12 +95,6 @@ class Driver:
                 "with 'database is locked'",
                 "use the default journal storage, a .journal file, or a PostgreSQL URL",
             )
-        if spec.batched and getattr(resolved.run, "is_command", False):
-            raise ConfigError(
-                "`__optuna__.batch_size`: a command run evaluates one config; a batch needs a Python entry point "
-                "taking a list of configs",
-                "leave batch_size out",
-            )
         if spec.is_sqlite and spec.storage is not None:  # relative to where expyrun was launched
             spec = dataclasses.replace(spec, storage=absolute_sqlite_url(spec.storage))
         self.resolved = resolved
@@ -139,6 +133,13 @@ class Driver:
                 pruner=compat.build_named(self.spec.pruner, optuna.pruners),
                 load_if_exists=True,
             )
+            stored = [d.name.lower() for d in study.directions]
+            if stored != list(self.spec.directions):  # a rerun with other objectives: never mix them
+                raise ConfigError(
+                    f"study {self.spec.study_name!r} is stored with directions {stored}, this config asks for "
+                    f"{list(self.spec.directions)}",
+                    "give this study its own study_name (or storage)",
+                )
             if self.spec.objective_names is not None:  # Optuna's plots and optuna-dashboard show them
                 compat.set_metric_names(study, list(self.spec.objective_names))
             return study

@@ -222,6 +222,13 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         objective_names=names,
         batch_size=_number(section, "batch_size", None, int, 1),
     )
+    run_section = raw.get("__run__")
+    if spec.batched and isinstance(run_section, dict) and run_section.get("__command__") is not None:
+        raise _err(
+            "batch_size",
+            "a command run evaluates one config; a batch needs a Python entry point taking a list of configs",
+            "leave batch_size out",
+        )
     if spec.is_sqlite and spec.n_jobs > 1:
         raise _err(
             "storage",
