@@ -3,10 +3,11 @@
 Started by `expyrun.execute.trial_workers.WorkerPool` (never forked from the driver, whose other
 threads may hold locks), it reads JSON lines on a private pipe: first a hello naming the runner
 (`module:Class`, built once with the hello's `init`; for a study it opens its own storage), then
-one task per trial. For each task it points fds 1 and 2 at the trial's `outputs.log`, enters the
-trial folder, calls the runner, flushes Python and C stdio, puts everything back and answers one
-JSON line on its other private pipe. Both pipes are close-on-exec, so nothing the entry point
-starts inherits them, and a process the entry point forks never answers in its place.
+one task per trial (or per batch of trials, run in the batch's folder). For each task it points
+fds 1 and 2 at the task folder's `outputs.log`, enters that folder, calls the runner, flushes
+Python and C stdio, puts everything back and answers one JSON line on its other private pipe.
+Both pipes are close-on-exec, so nothing the entry point starts inherits them, and a process the
+entry point forks never answers in its place.
 
 The entry-point module is imported once per worker (by the first trial), so heavy imports and a
 CUDA context are paid once; module-level state lives on from one trial to the next of a worker.

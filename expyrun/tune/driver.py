@@ -8,6 +8,9 @@ and tells them. Executors: reused worker processes (`isolation: process`, see
 expyrun/execute/trial_workers.py) or the driver itself (`isolation: inline`). Asking stops when the
 study holds `n_trials` counted trials, the timeout passes, the sampler has no point left
 (GridSampler), or `max_consecutive_failures` trials failed in a row; running trials then finish.
+With `batch_size`, a slot executes a batch: N trials asked at once (under the same lock, so the last
+batch is smaller when `n_trials` says so), each prepared in its own folder, evaluated by one call
+`function(name, configs)` in `batches/batch.{k}/`, then recorded and told one by one.
 
 SIGINT/SIGTERM only set a flag here (and wake the dispatcher), so a signal never lands in the middle
 of a storage write: the driver then stops dispatching, gives its running trials (which received the

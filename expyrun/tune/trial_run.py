@@ -1,5 +1,6 @@
 """One trial: its folder (prepared `queued`, then `running`, then its end status), its config, and
-the call of the entry point that evaluates it, wherever that runs (a worker process or inline).
+the call of the entry point that evaluates it, wherever that runs (a worker process or inline); or
+a batch of trials evaluated by one call (`batch_size`), each trial keeping its folder and record.
 """
 
 from __future__ import annotations
