@@ -257,8 +257,47 @@ def test_a_study_trial_stopped_by_usr2_is_failed_and_retried(project, slurm):
     assert any(t.params == failed.params and t.state.name == "COMPLETE" for t in trials)  # retried, same values
 
 
+COUNTING = """\
+import os, signal, sys, time
+from pathlib import Path
+def main(name, config):
+    attempt = int(os.environ["EXPYRUN_ATTEMPT"])
+    if attempt > 1:
+        return {"attempt": attempt, "checkpoint": Path("checkpoint.txt").read_text()}
+    received = []
+    def on_sigterm(signum, frame):
+        received.append(signum)
+        if len(received) == 1:
+            time.sleep(1.0)  # saving a checkpoint takes a while: a second SIGTERM would land here
+            Path("checkpoint.txt").write_text(f"saved after {len(received)} SIGTERM")
+            sys.exit(143)
+    signal.signal(signal.SIGTERM, on_sigterm)
+    Path("ready").touch()
+    while True:
+        time.sleep(0.1)
+"""
+
+
+def test_time_limit_sigterm_reaches_the_run_once_then_requeues(project, slurm):
+    write(project / "pkg" / "main.py", COUNTING)
+    write(project / "c.yml", RUN_SECTION + slurm_section(slurm={"time": "1", "signal_grace_s": 0}))
+    assert expyrun(project, "c.yml").returncode == 0
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(lambda: (run_dir / "ready").exists(), "the run to start", lambda: record(run_dir)["status"])
+    deadline = time.monotonic() + 200  # Slurm enforces a 1-minute limit within its 30 s check period
+    while record(run_dir)["status"] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    run = record(run_dir)
+    assert run["status"] == "completed", (run["status"], (run_dir / "outputs.log").read_text())
+    assert run["attempt"] == 2 and run["result"]["checkpoint"] == "saved after 1 SIGTERM"
+    assert (
+        "expyrun: attempt 1 stopped (SIGTERM); requeued: attempt 2 of 3 follows"
+        in (run_dir / "outputs.log").read_text()
+    )
+
+
 def test_a_cancelled_job_is_not_requeued_and_a_pending_one_is_listed_died(project, slurm):
-    write(project / "pkg" / "main.py", CHECKPOINTING)
+    write(project / "pkg" / "main.py", COUNTING)
     write(project / "c.yml", RUN_SECTION + slurm_section())
     assert expyrun(project, "c.yml").returncode == 0
     running = project / "outputs" / "demo" / "exp.0"
@@ -276,6 +315,7 @@ def test_a_cancelled_job_is_not_requeued_and_a_pending_one_is_listed_died(projec
                lambda: record(running)["status"])  # fmt: skip
     time.sleep(7)  # a requeued job would be pending again by now (cred_expire is 5 s)
     assert record(running)["status"] == "interrupted" and record(running)["attempt"] == 1
+    assert (running / "checkpoint.txt").read_text() == "saved after 1 SIGTERM"  # Slurm's SIGTERM, not a second
     assert record(pending)["status"] == "queued"  # nothing ever ran it
     listed = expyrun(project, "list", "outputs")
     assert [line.split()[1] for line in listed.stderr.splitlines()[1:3]] == ["interrupted", "died"], listed.stderr

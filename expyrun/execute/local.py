@@ -212,13 +212,18 @@ class LocalExecutor:
         outcome.log_error = run.tee.log_error
         return outcome
 
+    def forwarded(self, received: int) -> int | None:
+        """The signal the runs get for a stop signal expyrun received; None when they got it already
+        (a Slurm job's node side: Slurm signals every process of a job it stops)."""
+        return signal.SIGINT if received == signal.SIGINT else signal.SIGTERM
+
     def _pass_signals_on(self, running: dict[int, _Running]) -> None:
         if not self.received:
             return
         if self.kill_at is None:
             self.kill_at = time.monotonic() + self.grace_s
-            forwarded = signal.SIGINT if self.received[0] == signal.SIGINT else signal.SIGTERM
-            for run in running.values():
+            forwarded = self.forwarded(self.received[0])
+            for run in running.values() if forwarded is not None else ():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(run.pid, forwarded)
         if len(self.received) > 2 or time.monotonic() >= self.kill_at:

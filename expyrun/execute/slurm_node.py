@@ -32,6 +32,7 @@ from typing import Any
 
 from expyrun import console
 from expyrun.errors import ExpyrunError
+from expyrun.execute.local import LocalExecutor
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.record import RUN_FILE, host_name, now, write_json_atomic
 
@@ -111,9 +112,10 @@ class _Attempt:
         self.job_id = os.environ.get("SLURM_JOB_ID")
         self.node = os.environ.get("SLURMD_NODENAME") or host_name()
         self.cause: str | None = None  # USR2 or SIGTERM, when the attempt was stopped
+        self.job_at_stop: dict[str, str] | None = None  # `scontrol show job` when SIGTERM came
 
     def execute(self) -> int:
-        from expyrun.execute.local import Job, LocalExecutor, exit_code
+        from expyrun.execute.local import Job, exit_code
         from expyrun.execute.outcome import Outcome
 
         prepared = self.prepared
@@ -126,7 +128,7 @@ class _Attempt:
         if isinstance(sweep, dict):
             environment["EXPYRUN_SWEEP_POINT"] = str(sweep.get("point"))
         gpus = self.launch.gpus if not prepared.record.get("study") else None  # a study's trial workers take them
-        executor = LocalExecutor(gpus=gpus, on_start=self._on_start)
+        executor = _NodeExecutor(self, gpus=gpus, on_start=self._on_start)
         started = time.monotonic()
 
         def on_usr2(_signum: int, _frame: Any) -> None:
@@ -217,7 +219,7 @@ class _Attempt:
             return True
         if self.cause != "SIGTERM":
             return False
-        job = _show_job(self.job_id)
+        job = self.job_at_stop if self.job_at_stop is not None else _show_job(self.job_id)
         if job.get("PreemptTime", "None") not in ("None", "Unknown", ""):
             return True
         limit, elapsed = _seconds(job.get("TimeLimit")), _seconds(job.get("RunTime"))
@@ -251,6 +253,42 @@ class _Attempt:
         update_sweep(prepared.record, outcome.status)
         report(outcome, prepared.run_dir)
         return outcome.exit_code
+
+
+class _NodeExecutor(LocalExecutor):
+    """The local executor, except that a SIGTERM Slurm sent to every process of a job it is ending
+    (time limit, preemption, `scancel`) is not sent to the run again: a second SIGTERM would cut short
+    the checkpoint the first one started. A SIGTERM for the batch shell alone (the job still running),
+    or under `proctrack/pgid` (which signals the batch shell's process group only), is passed on."""
+
+    def __init__(self, attempt: _Attempt, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.attempt = attempt
+
+    def forwarded(self, received: int) -> int | None:
+        attempt = self.attempt
+        if received != signal.SIGTERM or attempt.cause is not None or not attempt.job_id:
+            return super().forwarded(received)
+        attempt.cause = "SIGTERM"
+        attempt.job_at_stop = _show_job(attempt.job_id)
+        ending = attempt.job_at_stop.get("JobState", "RUNNING") != "RUNNING"
+        if ending and _proctrack() not in ("proctrack/pgid", ""):
+            return None
+        return super().forwarded(received)
+
+
+def _proctrack() -> str:
+    """The cluster's ProctrackType (how slurmd finds a job's processes); '' when it cannot be asked."""
+    try:
+        answer = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                                timeout=SCONTROL_TIMEOUT_S, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in answer.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ProctrackType":
+            return value.strip()
+    return ""
 
 
 def _ignoring_usr2(work: Any) -> Any:
