@@ -51,6 +51,7 @@ class _NoGit:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # until the run starts (its default would kill the job)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         console.error(f"usage: python -m {__spec__.name if __spec__ else 'expyrun.execute.slurm_node'} RUN_DIR")
@@ -135,14 +136,14 @@ class _Attempt:
             self.cause = self.cause or "USR2"
             executor.received.append(signal.SIGTERM)  # passed on as SIGTERM, like a local SIGTERM
 
-        previous = signal.signal(signal.SIGUSR2, on_usr2)
         work = self._work()
         if callable(work):  # a command run `exec`s its program: it keeps the default for USR2
             work = partial(_ignoring_usr2, work)
+        signal.signal(signal.SIGUSR2, on_usr2)
         try:
             outcomes = executor.execute([Job(prepared, work, environment)])
-        finally:
-            signal.signal(signal.SIGUSR2, previous)
+        finally:  # a warning after the run ended changes nothing (and must not kill this process)
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         if executor.stopped_by == signal.SIGTERM and self.cause is None:
             self.cause = "SIGTERM"
         outcome = outcomes[0] if outcomes else Outcome("interrupted", exit_code([], executor.stopped_by))
