@@ -16,7 +16,8 @@ LOG_LINES = 20
 TAIL_BYTES = 64 * 1024
 LINE_CHARS = 2000
 FIELDS = ("status", "name", "run_dir", "started_at", "ended_at", "duration_s", "exit_code", "result",
-          "exception", "git", "python", "host", "user", "pid", "argv", "cwd", "snapshot", "trial")  # fmt: skip
+          "exception", "log_error", "git", "python", "host", "user", "pid", "gpu", "launcher", "attempt", "slurm",
+          "argv", "cwd", "snapshot", "sweep", "trial", "batch")  # fmt: skip
 
 
 def _value(value: Any) -> str:
