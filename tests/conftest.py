@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,3 +199,23 @@ def run_in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[i
     """Run `expyrun` with a pseudo-terminal as its stdin, stdout and stderr; returns what it showed."""
     session = terminal_session(args, cwd, timeout=timeout)
     return session.code, session.shown
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster per test module (binding 127.0.0.1, stopped by pid)."""
+    import shutil
+    import tempfile
+
+    from postgres import PostgresServer, available
+
+    reason = available()
+    if reason:  # `.ci/install` installs PostgreSQL: its absence is a broken install, not a reason to skip
+        pytest.fail(f"{reason}: run `bash .ci/install` (apt-get install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="expyrun-pg-"))  # pytest's tmp folders are closed to other users
+    server = PostgresServer(folder)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

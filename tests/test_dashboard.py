@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from conftest import RUN_SECTION, clean_env, run_expyrun, write
-from postgres import PostgresServer, available
 
 CHROMIUM = Path("/usr/bin/chromium")
 STUDY_NAME = "zebra-study-4711"  # a name found on the rendered page only if the page rendered the study
@@ -46,20 +43,6 @@ __optuna__:
     x: {{type: float, low: -2, high: 2}}
 """
     )
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    reason = available()
-    if reason:  # `.ci/install` installs PostgreSQL: its absence is a broken install, not a reason to skip
-        pytest.fail(f"{reason}: run `bash .ci/install` (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="expyrun-pg-"))  # pytest's tmp folders are closed to other users
-    server = PostgresServer(folder)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def make_study(project: Path, storage: str = "", env: dict[str, str] | None = None) -> Path:

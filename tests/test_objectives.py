@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna  # the test extra installs it: a missing one is a failure, not a skip
 import pytest
 import yaml
 from conftest import RUN_SECTION, run_expyrun, run_in_terminal, start_expyrun, write
-from postgres import PostgresServer, available
 
 ENTRY = """
 import json, os, time
@@ -119,20 +115,6 @@ __optuna__:
     x: {{type: float, low: -4, high: 4}}
 """
     )
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    reason = available()
-    if reason:  # `.ci/install` installs PostgreSQL: its absence is a broken install, not a reason to skip
-        pytest.fail(f"{reason}: run `bash .ci/install` (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="expyrun-pg-"))  # pytest's tmp folders are closed to other users
-    server = PostgresServer(folder)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Storage:

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import tempfile
 import time
-from pathlib import Path
 
 import optuna  # the test extra installs it: a missing one is a failure, not a skip
-import pytest
 from conftest import start_expyrun, write
-from postgres import PostgresServer, available
 from test_tune import OBJECTIVE, STUDY
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    reason = available()
-    if reason:  # `.ci/install` installs PostgreSQL: its absence is a broken install, not a reason to skip
-        pytest.fail(f"{reason}: run `bash .ci/install` (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="expyrun-pg-"))  # pytest's tmp folders are closed to other users
-    server = PostgresServer(folder)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def launch(project, *args):
