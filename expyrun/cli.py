@@ -6,10 +6,16 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from expyrun import console
 from expyrun.errors import ConfigError, ExpyrunError, UsageError
+
+if TYPE_CHECKING:
+    from expyrun.config import ResolvedConfig
+    from expyrun.execute.launch_spec import LaunchSpec
+    from expyrun.sweep.spec import SweepSpec
+    from expyrun.tune.spec import StudySpec
 
 FLAGS = ("--debug", "--dry-run", "--explain", "--needed")
 HELP = ("-h", "--help")
@@ -178,34 +184,7 @@ def _run_config(args: list[str]) -> int:
     for message in resolved.warnings:
         console.warning(message)
 
-    run = resolved.run
-    if not run.is_command:
-        from expyrun.run.entry_point import check_entry_point
-
-        check_entry_point(run)
-    if run.is_command or run.python is not None or run.templates:
-        from expyrun.run.command import check_run
-
-        check_run(resolved)
-    from expyrun.execute.launch_spec import parse_launch
-
-    launch_spec = parse_launch(resolved.values.get("__launch__"), resolved.values.get("__optuna__"))
-    spec = sweep = None
-    if resolved.values.get("__sweep__") is not None:
-        if resolved.values.get("__optuna__") is not None:
-            raise ConfigError("`__sweep__` and `__optuna__` cannot be used together", "a study proposes its own points")
-        from expyrun.sweep.spec import parse_sweep
-
-        sweep = parse_sweep(resolved.values["__sweep__"], resolved.raw, Path(config_file).stem)
-    if resolved.values.get("__optuna__") is not None:
-        from expyrun.tune.spec import parse_spec
-
-        spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
-        if run.python is not None and not run.is_command:
-            raise ConfigError(
-                "`__run__.__python__` with `__optuna__`: study trials run in expyrun's interpreter",
-                "use a command run calling that interpreter, or install the tool's dependencies here",
-            )
+    launch_spec, sweep, spec = _check(resolved, config_file)
     if launch_spec.launcher == "slurm" and "--explain" not in flags:
         from expyrun.execute.slurm_submit import submit
 
@@ -241,7 +220,43 @@ def _run_config(args: list[str]) -> int:
     return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags)
 
 
-def _sweep(resolved: Any, sweep: Any, launch_spec: Any, args: list[str], flags: set[str]) -> int:
+def _check(resolved: ResolvedConfig, config_file: str) -> tuple[LaunchSpec, SweepSpec | None, StudySpec | None]:
+    """Everything checked before anything is created: what runs (entry point, command, templates,
+    interpreter), where (`__launch__`), and which points (`__sweep__` or `__optuna__`)."""
+    run = resolved.run
+    if not run.is_command:
+        from expyrun.run.entry_point import check_entry_point
+
+        check_entry_point(run)
+    if run.is_command or run.python is not None or run.templates:
+        from expyrun.run.command import check_run
+
+        check_run(resolved)
+    from expyrun.execute.launch_spec import parse_launch
+
+    values = resolved.values
+    launch_spec = parse_launch(values.get("__launch__"), values.get("__optuna__"))
+    if values.get("__sweep__") is not None and values.get("__optuna__") is not None:
+        raise ConfigError("`__sweep__` and `__optuna__` cannot be used together", "a study proposes its own points")
+    if values.get("__sweep__") is not None:
+        from expyrun.sweep.spec import parse_sweep
+
+        return launch_spec, parse_sweep(values["__sweep__"], resolved.raw, Path(config_file).stem), None
+    if values.get("__optuna__") is None:
+        return launch_spec, None, None
+    if run.python is not None and not run.is_command:
+        raise ConfigError(
+            "`__run__.__python__` with `__optuna__`: study trials run in expyrun's interpreter",
+            "use a command run calling that interpreter, or install the tool's dependencies here",
+        )
+    from expyrun.tune.spec import parse_spec
+
+    return launch_spec, None, parse_spec(values["__optuna__"], resolved.raw, run.name)
+
+
+def _sweep(
+    resolved: ResolvedConfig, sweep: SweepSpec, launch_spec: LaunchSpec, args: list[str], flags: set[str]
+) -> int:
     """A config with `__sweep__`: print its points (`--dry-run`), explain it, or run them all."""
     from expyrun.sweep.run import describe_points, point_config, run_sweep
 

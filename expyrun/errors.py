@@ -6,6 +6,8 @@ prints them (one line, no traceback) and turns them into an exit code.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ExpyrunError(Exception):
     """An error the user can fix, carrying a one-line message and an optional hint."""
@@ -31,3 +33,14 @@ class UsageError(ExpyrunError):
 
 class EntryPointError(ExpyrunError):
     """The entry point named by `__run__.__main__` cannot be found or called."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], otherwise: str | None = None) -> str | None:
+    """The hint for a misspelt setting: "did you mean `closest`?", else `otherwise`.
+
+    (`difflib` is imported only when a hint is needed: it is not on the launch path.)
+    """
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f"did you mean `{close[0]}`?" if close else otherwise

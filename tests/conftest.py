@@ -109,6 +109,17 @@ def expyrun(project: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return call
 
 
+def trial_records(study_dir: Path) -> dict[int, dict]:
+    """The `run.json` of every trial of a study folder, by trial number."""
+    import json
+
+    found = {}
+    for folder in (study_dir / "trials").iterdir():
+        record = json.loads((folder / "run.json").read_text())
+        found[record["trial"]["number"]] = record
+    return found
+
+
 def files_under(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 

@@ -16,6 +16,7 @@ import optuna  # the test extra installs it: a missing one is a failure, not a s
 import pytest
 import yaml
 from conftest import RUN_SECTION, run_expyrun, run_in_terminal, start_expyrun, write
+from conftest import trial_records as records
 
 ENTRY = """
 import json, os, time
@@ -155,14 +156,6 @@ def run(project: Path, *args: str, timeout: float = 180) -> subprocess.Completed
     result = run_expyrun(["tune.yml", *args], project, timeout=timeout)
     assert result.returncode in (0, 1), result.stderr
     return result
-
-
-def records(study_dir: Path) -> dict[int, dict]:
-    found = {}
-    for folder in (study_dir / "trials").iterdir():
-        record = json.loads((folder / "run.json").read_text())
-        found[record["trial"]["number"]] = record
-    return found
 
 
 def calls(project: Path) -> list[dict]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import RUN_SECTION, clean_env, run_expyrun, start_expyrun, write
+from conftest import trial_records as records
 
 ENTRY = """
 import ctypes, json, os, signal, sys, time
@@ -122,14 +123,6 @@ def states(study: optuna.Study) -> dict[str, int]:
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
     return counts
-
-
-def records(study_dir: Path) -> dict[int, dict]:
-    found = {}
-    for folder in (study_dir / "trials").iterdir():
-        record = json.loads((folder / "run.json").read_text())
-        found[record["trial"]["number"]] = record
-    return found
 
 
 def events(project: Path) -> list[dict]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from expyrun.execute.trial_workers import Finished
-from expyrun.run.child import Terminated, flush_all
+from expyrun.run.child import Terminated, flush_all, until_stopped
 
 Task = Callable[[], dict[str, Any]]
 _SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
@@ -157,14 +157,9 @@ class InlinePool:
             os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_terminated)
-            try:
-                return Finished(key, task())
-            except KeyboardInterrupt:
-                traceback.print_exc()
-                interrupted = "SIGINT"
-            except Terminated:
-                sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")
-                interrupted = "SIGTERM"
+            value, interrupted = until_stopped(task)
+            if interrupted is None:
+                return Finished(key, value)
             return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
         finally:
             signal.signal(signal.SIGINT, handlers[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, did_you_mean
 
 LAUNCHERS = ("local", "slurm")
 _KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait")
@@ -58,10 +58,7 @@ def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False
         raise ConfigError(f"`__launch__` must be a mapping, got {section!r}")
     unknown = sorted(set(section) - set(_KNOWN))
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], _KNOWN, n=1)
-        raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
+        raise _err(unknown[0], "unknown setting", did_you_mean(unknown[0], _KNOWN))
     launcher = section.get("launcher") or "local"
     if launcher not in LAUNCHERS:
         raise _err("launcher", f"expected local or slurm, got {launcher!r}")

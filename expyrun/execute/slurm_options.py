@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, did_you_mean
 
 DEFAULTS: dict[str, Any] = {
     "partition": None,
@@ -86,10 +86,9 @@ def parse_slurm(section: Any) -> SlurmOptions:
         raise ConfigError(f"`__launch__.slurm` must be a mapping, got {section!r}")
     unknown = sorted(set(section) - set(DEFAULTS))
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0].replace("-", "_"), DEFAULTS, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else "other sbatch options go in `options: {name: value}`"
+        hint = did_you_mean(
+            unknown[0].replace("-", "_"), DEFAULTS, "other sbatch options go in `options: {name: value}`"
+        )
         raise _err(unknown[0], "unknown setting", hint)
     time = _text(section, "time") or DEFAULTS["time"]
     if not _TIME.fullmatch(time):

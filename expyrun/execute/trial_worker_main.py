@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from expyrun.run.child import Terminated, flush_all
+from expyrun.run.child import Terminated, flush_all, until_stopped
 
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -64,13 +64,7 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
         os.chdir(run_dir)
         os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
         try:
-            reply = runner(task["payload"])
-        except KeyboardInterrupt:
-            traceback.print_exc()
-            interrupted = "SIGINT"
-        except Terminated:
-            sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")
-            interrupted = "SIGTERM"
+            reply, interrupted = until_stopped(lambda: runner(task["payload"]))
         except Exception as error:  # the runner itself failed (storage gone...): this trial fails
             traceback.print_exc()
             reply = {"state": "FAIL", "error": {"type": type(error).__name__, "message": str(error)}}

@@ -110,6 +110,19 @@ def take_terminal(terminal: int, pgid: int) -> None:
         signal.signal(signal.SIGTTOU, previous)
 
 
+def until_stopped(call: Callable[[], Any]) -> tuple[Any, str | None]:
+    """`(call(), None)`, or `(None, "SIGINT" | "SIGTERM")` when one of them stopped it, after its
+    traceback or a line on stderr: how a trial executed in a reused process says it was stopped."""
+    try:
+        return call(), None
+    except KeyboardInterrupt:
+        _print_traceback()
+        return None, "SIGINT"
+    except Terminated:
+        _write_stderr("expyrun: the trial was terminated (SIGTERM)\n")
+        return None, "SIGTERM"
+
+
 def _on_sigterm(_signum: int, _frame: Any) -> None:
     raise Terminated
 

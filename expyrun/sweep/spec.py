@@ -7,13 +7,12 @@ Keys are checked against the raw config as command-line overrides are (`+key` ad
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from expyrun.config.overrides import existing_key
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, did_you_mean
 
 PARTS = ("name", "grid", "zip", "variants")
 
@@ -65,8 +64,7 @@ def parse_sweep(section: Any, raw: dict, default_name: str) -> SweepSpec:
         raise ConfigError(f"`__sweep__` must be a mapping with grid, zip or variants, got {section!r}")
     for part in section:
         if part not in PARTS:
-            close = difflib.get_close_matches(str(part), PARTS, n=1)
-            raise _err(str(part), "unknown part", f"did you mean `{close[0]}`?" if close else "use grid, zip, variants")
+            raise _err(str(part), "unknown part", did_you_mean(str(part), PARTS, "use grid, zip, variants"))
     name = section.get("name") or default_name
     if not isinstance(name, str) or "/" in name or name in (".", ".."):
         raise _err("name", f"expected a folder name, got {name!r}")

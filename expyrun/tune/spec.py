@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from expyrun.config.tree import Path, all_keys, dotted, lookup
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, did_you_mean
 
 DIRECTIONS = ("minimize", "maximize")
 TYPES = ("float", "int", "categorical")
@@ -192,8 +192,7 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         raise ConfigError(f"`__optuna__` must be a mapping, got {section!r}")
     unknown = sorted(set(section) - _KNOWN)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(_KNOWN), n=1)
-        raise _err(unknown[0], "unknown setting", f"did you mean `{close[0]}`?" if close else None)
+        raise _err(unknown[0], "unknown setting", did_you_mean(unknown[0], _KNOWN))
     names, directions = _directions(section)
     space = section.get("search_space")
     if not isinstance(space, dict) or not space:
