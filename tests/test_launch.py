@@ -109,7 +109,7 @@ def test_concurrent_launches_get_distinct_folders(project):
     write(project / "c.yml", RUN_SECTION)
     with ThreadPoolExecutor(max_workers=32) as pool:
         results = list(pool.map(lambda _: run_expyrun(["c.yml"], project), range(32)))
-    assert [r.returncode for r in results] == [0] * 32
+    assert [r.returncode for r in results] == [0] * 32, [r.stderr for r in results if r.returncode]
     folders = sorted((project / "outputs" / "demo").iterdir())
     assert len(folders) == 32
     assert {f.name for f in folders} == {f"exp.{i}" for i in range(32)}

@@ -275,7 +275,11 @@ def _copy_tree(root: str, target: str, relative: str, copy: _Copy) -> None:
             elif entry.is_dir():
                 _copy_tree(entry.path, destination, rel, copy)
             elif entry.is_file():
-                _copy_file(entry.path, entry.stat(), destination, rel, copy)
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:  # removed since the folder was listed (an editor's temp file)
+                    continue
+                _copy_file(entry.path, info, destination, rel, copy)
     finally:
         copy.walking.discard(key)
 
