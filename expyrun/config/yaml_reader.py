@@ -110,7 +110,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         if len(path) >= MAX_DEPTH:
             raise ConfigError(f"{self.display}:{node.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
         before = self.count
-        if tag == _MAP:
+        if tag == _MAP and isinstance(node, yaml.MappingNode):
             value = self._build_mapping(node, path)
         elif tag == _SEQ:
             self._count(len(node.value), node)
@@ -209,6 +209,8 @@ def _describe_yaml_error(error: yaml.MarkedYAMLError, display: str) -> str:
     mark = error.problem_mark or error.context_mark
     where = f"{display}:{mark.line + 1}" if mark is not None else display
     problem = error.problem or error.context or "invalid YAML"
+    if "nesting depth" in problem:  # libyaml >= 0.2.6 (PyYAML 6.0.4) stops deep nesting before our own check
+        return f"{where}: nested deeper than {MAX_DEPTH} levels"
     if isinstance(error, yaml.constructor.ConstructorError) and "tag" in problem:
         tag = problem.split("tag", 1)[1].strip().strip("'").replace("tag:yaml.org,2002:", "!!")
         return f"{where}: YAML tag {tag} is not allowed (configs are read with a safe loader)"
