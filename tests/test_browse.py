@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RUN_SECTION, run_in_terminal, start_expyrun, write
+from conftest import RUN_SECTION, clean_env, run_in_terminal, start_expyrun, write
 
 from expyrun.browse.table import render
 
@@ -177,7 +177,8 @@ def _index_reachable() -> bool:
     return probe.returncode == 0
 
 
-def test_env_venv_restores_a_small_requirements_set(runs, expyrun, tmp_path):
+@pytest.mark.parametrize("tool", ["uv", "pip-tools"])
+def test_env_venv_restores_a_small_requirements_set(runs, expyrun, tmp_path, tool):
     if not _index_reachable():
         pytest.skip("the package index is unreachable: cannot install six for the restore test")
     run_dir = runs / "demo" / "exp.0"
@@ -185,8 +186,10 @@ def test_env_venv_restores_a_small_requirements_set(runs, expyrun, tmp_path):
     frozen.chmod(0o644)
     frozen.write_text("six==1.16.0\n-e file:///nonexistent/project  # editable ghost==0.1\n")
     venv = tmp_path / "venv"
-    result = expyrun("env", str(run_dir), "--venv", str(venv))
+    env = {**clean_env(), "EXPYRUN_ENV_TOOL": tool}
+    result = expyrun("env", str(run_dir), "--venv", str(venv), env=env)
     assert result.returncode == 0, result.stderr
+    assert f"with {'uv pip sync' if tool == 'uv' else 'pip-sync'}" in result.stderr, result.stderr
     assert "could not restore" in result.stderr and "ghost" in result.stderr
     python = venv / "bin" / "python"
     version = subprocess.run([str(python), "-c", "import six; print(six.__version__)"], capture_output=True, text=True)
@@ -194,10 +197,26 @@ def test_env_venv_restores_a_small_requirements_set(runs, expyrun, tmp_path):
     (tmp_path / "junk").mkdir()
     write(tmp_path / "junk" / "pyproject.toml", '[project]\nname = "junkpkg"\nversion = "0.1"\n')
     write(tmp_path / "junk" / "junkpkg.py", "")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", str(tmp_path / "junk")], check=True)
-    assert expyrun("env", str(run_dir), "--venv", str(venv)).returncode == 0
-    listed = subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True).stdout.lower()
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]  # a venv uv made has no pip of its own
+    subprocess.run([*pip, "install", "-q", str(tmp_path / "junk")], check=True)
+    assert expyrun("env", str(run_dir), "--venv", str(venv), env=env).returncode == 0
+    listed = subprocess.run([*pip, "list"], capture_output=True, text=True).stdout.lower()
     assert "junkpkg" not in listed and "six" in listed
+
+
+@pytest.mark.parametrize("tool", ["uv", "pip-tools"])
+def test_env_venv_that_fails_leaves_no_half_made_venv(runs, expyrun, tmp_path, tool):
+    run_dir = runs / "demo" / "exp.0"
+    frozen = run_dir / "frozen_requirements.txt"
+    frozen.chmod(0o644)
+    frozen.write_text("expyrun-no-such-distribution==9.9.9\n")
+    venv = tmp_path / "venv"
+    result = expyrun("env", str(run_dir), "--venv", str(venv), env={**clean_env(), "EXPYRUN_ENV_TOOL": tool})
+    assert result.returncode == 1, result.stderr
+    tool_name = "uv pip sync" if tool == "uv" else "pip-sync"  # its own output above may hold a traceback
+    assert result.stderr.splitlines()[-1] == f"expyrun: error: {tool_name} failed (exit 1) for {venv}", result.stderr
+    assert f"removed the unfinished virtual environment {venv}" in result.stderr
+    assert not venv.exists()
 
 
 def test_env_refuses_a_folder_that_is_not_a_venv(runs, expyrun, tmp_path):

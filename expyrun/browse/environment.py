@@ -1,11 +1,14 @@
 """`expyrun env RUN [--venv PATH] [--check]`: compare with, or rebuild, a run's environment.
 
-Rebuilding uses pip-tools' `pip-sync`, which also uninstalls whatever the file does not list: it
-only ever targets a new virtual environment or one it made before (never an arbitrary folder).
+Rebuilding uses `uv pip sync` when uv is installed, else pip-tools' `pip-sync`; both also uninstall
+whatever the file does not list, so it only ever targets a new virtual environment or one it made
+before (never an arbitrary folder).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,30 +71,83 @@ def restorable(text: str) -> tuple[list[str], list[str]]:
     return keep, dropped
 
 
+def _uv() -> str | None:
+    """The `uv` executable: on PATH, or beside this interpreter (a venv that is not activated);
+    `EXPYRUN_ENV_TOOL=pip-tools` chooses pip-tools even where uv is installed."""
+    choice = os.environ.get("EXPYRUN_ENV_TOOL", "")
+    if choice not in ("", "uv", "pip-tools"):
+        raise UsageError(f"EXPYRUN_ENV_TOOL={choice!r} is not a tool expyrun knows", "use uv or pip-tools")
+    if choice == "pip-tools":
+        return None
+    beside = Path(sys.executable).parent / "uv"
+    found = shutil.which("uv") or (str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None)
+    if found is None and choice == "uv":
+        raise UsageError("EXPYRUN_ENV_TOOL=uv but uv is not installed", "pip install uv")
+    return found
+
+
+def _sync_command(uv: str | None, python: Path, requirements: str) -> list[str]:
+    """`uv pip sync` when uv is installed (seconds, no pip in the venv needed), else pip-tools' pip-sync."""
+    if uv is not None:
+        return [uv, "pip", "sync", "--python", str(python), requirements]
+    return [sys.executable, "-m", "piptools", "sync", "--python-executable", str(python), requirements]
+
+
+def _create(target: Path, uv: str | None) -> None:
+    """A new venv of this interpreter's Python. pip-tools >= 7.7 refuses the pip that `venv` bundles
+    (23.x), so without uv the venv's pip is upgraded first."""
+    console.info(f"creating virtual environment {target}")
+    if uv is not None:
+        _checked([uv, "venv", "--quiet", "--python", sys.executable, str(target)], "uv venv", target)
+        return
+    venv.create(target, with_pip=True)
+    python = str(target / "bin" / "python")
+    _checked([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], "upgrading pip", target)
+
+
+def _checked(command: list[str], what: str, target: Path) -> None:
+    completed = subprocess.run(command, stdout=sys.stderr, check=False)
+    if completed.returncode != 0:
+        raise EnvError(f"{what} failed (exit {completed.returncode}) for {target}")
+
+
 def restore(run_dir: Path, target: Path) -> int:
+    """Create (or sync one made before) a venv at `target` matching the run's frozen requirements.
+
+    A venv this call created is removed when a step fails: a half-made venv would later be taken for
+    one expyrun made and synced as if it were complete.
+    """
     frozen = _frozen(run_dir)
-    try:
-        import piptools  # noqa: F401
-    except ImportError:
-        raise UsageError("`expyrun env --venv` needs pip-tools", "pip install 'expyrun[env]'") from None
+    uv = _uv()
+    if uv is None:
+        try:
+            import piptools  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "`expyrun env --venv` needs uv or pip-tools", "pip install uv  (or: pip install 'expyrun[env]')"
+            ) from None
     if target.exists() and not (target / "pyvenv.cfg").is_file():
         raise UsageError(
             f"{target} exists and is not a virtual environment",
-            "pip-sync removes every package not listed: give a new or dedicated venv path",
+            "a sync removes every package not listed: give a new or dedicated venv path",
         )
     lines, dropped = restorable(frozen.read_text(encoding="utf-8"))
-    if not target.exists():
-        console.info(f"creating virtual environment {target}")
-        venv.create(target, with_pip=True)
-    python = target / "bin" / "python"
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as requirements:
-        requirements.write("\n".join(lines) + "\n")
-    command = [sys.executable, "-m", "piptools", "sync", "--python-executable", str(python), requirements.name]
-    completed = subprocess.run(command, stdout=sys.stderr, check=False)
-    Path(requirements.name).unlink()
+    created = not target.exists()
+    with tempfile.TemporaryDirectory(prefix="expyrun-env-") as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            if created:
+                _create(target, uv)
+            tool = "uv pip sync" if uv is not None else "pip-sync"
+            console.info(f"syncing {target} with {tool}")
+            _checked(_sync_command(uv, target / "bin" / "python", str(requirements)), tool, target)
+        except BaseException:
+            if created:
+                shutil.rmtree(target, ignore_errors=True)
+                console.warning(f"removed the unfinished virtual environment {target}")
+            raise
     for line in dropped:
         console.warning(f"could not restore: {line}")
-    if completed.returncode != 0:
-        raise EnvError(f"pip-sync failed (exit {completed.returncode}) for {target}")
     console.info(f"{target} matches {frozen}" + (f" except {len(dropped)} local packages" if dropped else ""))
     return 0
