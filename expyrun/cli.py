@@ -27,7 +27,7 @@ usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--KEY VALUE | --KEY=VAL
        expyrun show RUN
        expyrun diff RUN_A RUN_B
        expyrun env RUN [--venv PATH] [--check]
-       expyrun dashboard STUDY_RUN [--port P]
+       expyrun dashboard STUDY_RUN [--port P] [--allow-edits]
        expyrun --version | -h | --help
 
 Run the entry point named in CONFIG's __run__ section in a new run folder
@@ -48,7 +48,7 @@ commands:
   env    compare a run's frozen requirements with this interpreter (--check, exit 1 on differences)
          or create/sync a virtual environment matching them (--venv PATH, with pip-tools)
   dashboard  serve optuna-dashboard for a study folder's study on 127.0.0.1 (port 8080 or the next
-         free one) until Ctrl-C (pip install 'expyrun[dashboard]')
+         free one) until Ctrl-C, read-only unless --allow-edits (pip install 'expyrun[dashboard]')
 
 environment:
   EXPYRUN_TRACEBACK=1   show Python tracebacks of expyrun's own errors
@@ -134,11 +134,12 @@ def _browse(command: str, args: list[str]) -> int:
         parser.add_argument("--check", action="store_true", help="only compare with this interpreter")
     if command == "dashboard":
         parser.add_argument("--port", type=int, help="first port to try (default 8080)")
+        parser.add_argument("--allow-edits", action="store_true", help="let the dashboard change the study")
     options = parser.parse_args(args)
     if command == "dashboard":
         from expyrun.browse.dashboard import dashboard
 
-        return dashboard(Path(options.run), options.port)
+        return dashboard(Path(options.run), options.port, options.allow_edits)
 
     from expyrun.browse.runs import require_run
 

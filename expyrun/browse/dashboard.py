@@ -4,9 +4,15 @@ Why a command rather than `optuna-dashboard URL`: the user knows the study folde
 study lives takes reading it — the default journal sits beside the run folders, a `.journal` path
 or a SQLite file is relative to the directory the study was launched from (`cwd` in its run.json),
 and a database URL keeps its password as a `$VAR` reference in config.yml (read from this
-environment). The server listens on 127.0.0.1 only (the dashboard can edit the study: notes,
-trial states), on port 8080 or the next free one, threaded so the page's parallel requests do not
-queue behind a slow one, and runs until Ctrl-C (exit 0).
+environment). The server listens on 127.0.0.1 only, on port 8080 or the next free one, threaded so
+the page's parallel requests do not queue behind a slow one, and runs until Ctrl-C (exit 0).
+
+Why a guard in front of optuna-dashboard: its API has no authentication, and listening on
+127.0.0.1 does not keep other sites out. Any web page open in the user's browser can send requests
+to it, and through DNS rebinding (a name of the attacker's that resolves to 127.0.0.1) read the
+answers and send `DELETE /api/studies/0`, erasing the study. Such requests carry the attacker's
+name in their `Host` header and, for writes, its `Origin`: only `127.0.0.1`/`localhost` hosts and
+origins are served (421 / 403 otherwise), and only GET and HEAD unless `--allow-edits` (403).
 """
 
 from __future__ import annotations
@@ -17,16 +23,23 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expyrun import console
 from expyrun.errors import UsageError
 
 DEFAULT_PORT = 8080
 PORTS_TRIED = 100  # from the asked port up: "the next free one"
 INSTALL_HINT = "pip install 'expyrun[dashboard]'"
 _REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")  # the names a browser on this machine uses for the server
+READ_METHODS = ("GET", "HEAD")  # everything optuna-dashboard's pages need to show a study
+EDITS_HINT = "restart it with --allow-edits to edit the study from the dashboard"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,44 @@ def _storage(location: StudyLocation) -> Any:
         raise UsageError(f"cannot open the study's storage {location.shown}: {type(error).__name__}: {error}") from None
 
 
+def guarded(app: WsgiApp, port: int, allow_edits: bool) -> WsgiApp:
+    """`app` behind the checks that keep other web sites out (see the module's docstring): a
+    `Host` other than 127.0.0.1/localhost (with this port or none) gets 421, an `Origin` of
+    another site 403, and, unless `allow_edits`, any method but GET and HEAD 403."""
+
+    def refuse(start_response: Callable[..., Any], status: str, why: str) -> list[bytes]:
+        body = f"expyrun dashboard: {why}\n".encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def checked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        host = environ.get("HTTP_HOST", "")
+        if not _is_local_host(host, port):
+            return refuse(start_response, "421 Misdirected Request", "only 127.0.0.1 and localhost are served")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is not None and not _is_local_origin(origin, port):
+            return refuse(start_response, "403 Forbidden", "requests from other web sites are refused")
+        if environ.get("REQUEST_METHOD", "GET") not in READ_METHODS and not allow_edits:
+            return refuse(start_response, "403 Forbidden", f"the study is served read-only; {EDITS_HINT}")
+        return app(environ, start_response)
+
+    return checked
+
+
+def _is_local_host(host: str, port: int) -> bool:
+    """A `Host` header naming this server as a browser on this machine does: a local name, with
+    this port or without one. A rebound name of another site is neither."""
+    name, colon, given = host.lower().partition(":")
+    return name in LOCAL_HOSTS and (not colon or given == str(port))
+
+
+def _is_local_origin(origin: str, port: int) -> bool:
+    """An `Origin` header of a page served from this server (`null`, from a sandboxed or file
+    page, is not one)."""
+    ports = [f":{port}", ""] if port == 80 else [f":{port}"]
+    return origin.lower() in {f"http://{name}{suffix}" for name in LOCAL_HOSTS for suffix in ports}
+
+
 def _server(app: Any, port: int) -> Any:
     """A threaded WSGI server on 127.0.0.1, at `port` or the next free port above it."""
     from socketserver import ThreadingMixIn
@@ -165,8 +216,8 @@ def _server(app: Any, port: int) -> Any:
     raise UsageError(f"no free port from {port} to {min(port + PORTS_TRIED, 65536) - 1}", "choose one with --port")
 
 
-def dashboard(folder: Path, port: int | None) -> int:
-    """Serve the study of `folder` until Ctrl-C (0) or SIGTERM (143)."""
+def dashboard(folder: Path, port: int | None, allow_edits: bool = False) -> int:
+    """Serve the study of `folder` until Ctrl-C (0) or SIGTERM (143); read-only unless `allow_edits`."""
     try:
         import optuna_dashboard
     except ImportError:
@@ -180,6 +231,7 @@ def dashboard(folder: Path, port: int | None) -> int:
     except KeyError:
         raise UsageError(f"study {location.study_name!r} is not in its storage {location.shown}") from None
     server = _server(optuna_dashboard.wsgi(storage), DEFAULT_PORT if port is None else port)
+    server.set_app(guarded(server.get_app(), server.server_address[1], allow_edits))
     url = f"http://127.0.0.1:{server.server_address[1]}/dashboard/studies/{study_id}"
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -187,7 +239,9 @@ def dashboard(folder: Path, port: int | None) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
-    sys.stderr.write(f"expyrun: study {location.study_name!r} ({location.shown}); Ctrl-C stops the dashboard\n")
+    mode = "edits allowed" if allow_edits else "read-only: --allow-edits to edit"
+    shown = console.visible(f"study {location.study_name!r} ({location.shown}); {mode}; Ctrl-C stops the dashboard")
+    sys.stderr.write(f"expyrun: {shown}\n")
     sys.stderr.flush()
     sys.stdout.write(url + "\n")  # the URL alone on stdout, for scripts
     sys.stdout.flush()

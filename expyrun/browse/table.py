@@ -11,6 +11,8 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
+from expyrun.console import visible
+
 BOLD = "\x1b[1m"
 RESET = "\x1b[0m"
 COLOURS = {"red": "\x1b[31m", "yellow": "\x1b[33m"}
@@ -35,9 +37,7 @@ def printable(text: str) -> str:
     Cells come from folder names and config values; a newline would break the one-line-per-row
     layout and an escape sequence would drive the user's terminal.
     """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return visible(text, one_line=True)
 
 
 def _pad(text: str, width: int) -> str:
