@@ -147,7 +147,7 @@ def render_rows(rows: list[dict[str, Any]], colour: bool = False, width: int | N
     """The table of runs; `colour` and `width` are the terminal's (failed runs red, interrupted yellow)."""
     table = [cells(row) for row in rows]
     styles = [_STYLES.get(row["status"]) for row in rows]
-    columns = COLUMNS
+    columns: tuple[str, ...] = COLUMNS
     if any(row.get("slurm") for row in rows) or len({row.get("host") for row in rows}) > 1:  # where each ran
         columns = (*COLUMNS[:2], "host", *COLUMNS[2:])
         hosts = [(row.get("slurm") or {}).get("node") or row.get("host") or "-" for row in rows]

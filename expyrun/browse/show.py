@@ -76,7 +76,8 @@ def render_sweep(folder: Path) -> str:
     for point in points if isinstance(points, list) else []:
         if not isinstance(point, dict):
             continue
-        values = point.get("values") if isinstance(point.get("values"), dict) else {}
+        values = point.get("values")
+        values = values if isinstance(values, dict) else {}
         shown = " ".join(f"{key}={_value(value)}" for key, value in values.items())
         status = str(point.get("status"))
         result = "-" if point.get("result") is None else _value(point.get("result"))[:24]

@@ -45,7 +45,9 @@ class _ConfigDumper(_BaseDumper):  # type: ignore[misc, valid-type]
     def represent(self, data: Any) -> None:
         self.shared: dict[int, Node] = {}
         self.serialize(self._node(data))
-        self.shared, self.represented_objects, self.object_keeper, self.alias_key = {}, {}, [], None
+        self.shared, self.alias_key = {}, None
+        self.represented_objects: dict[int, Node] = {}
+        self.object_keeper: list[Any] = []
 
     def _node(self, value: Any) -> Node:
         """The node `SafeRepresenter.represent_data` makes for `value` (flow style off, order kept)."""

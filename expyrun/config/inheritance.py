@@ -33,7 +33,7 @@ def display_path(path: FsPath, cwd: FsPath) -> str:
         return str(path)
 
 
-def load_config(config_file: str | FsPath, cwd: FsPath) -> LoadedConfig:
+def load_config(config_file: str | os.PathLike[str], cwd: FsPath) -> LoadedConfig:
     """Read a config and all its ancestors, and merge them."""
     path = cwd / config_file
     if path.is_dir():

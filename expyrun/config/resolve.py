@@ -18,9 +18,16 @@ from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator, is_secre
 from expyrun.config.overrides import Override, apply_overrides
 from expyrun.config.provenance import Provenance
 from expyrun.config.tree import Path, copy_tree, dotted, get, set_at
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, did_you_mean
 
 RESERVED_SECTIONS = ("__run__", "__optuna__", "__launch__", "__sweep__")
+# Read (and removed) file by file by inheritance, so never seen at the root of a merged config.
+FILE_SECTIONS = ("__default__", "__new_key_policy__")
+RUN_KEYS = (
+    "__main__", "__name__", "__output_dir__", "__code__", "__secrets__", "__max_file_mb__",
+    "__command__", "__templates__", "__result__", "__ignore_exit_code__", "__python__",
+)  # fmt: skip
+FUTURE_RUN_KEYS = ("__metrics__", "__tags__")  # in the specification, not in this version
 MIN_SECRET_TEXT = 6  # shorter secrets are replaced only where a whole value equals them
 _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
@@ -155,7 +162,9 @@ def _resolve(
     raw = loaded.data
     provenance = Provenance(loaded.sources)
     provenance.cli_paths = apply_overrides(raw, overrides)
+    _check_sections(raw, provenance)
     run_raw = _run_section(raw, str(config_file))
+    _check_run_keys(run_raw, provenance)
     if "__code__" not in run_raw:
         run_raw["__code__"] = str(cwd)
         provenance.default_paths.add(("__run__", "__code__"))
@@ -221,6 +230,49 @@ def _run_section(raw: dict, display: str) -> dict:
         if key not in run:
             raise ConfigError(f"{display}: `__run__.{key}` is required")
     return run
+
+
+def _reserved_shape(key: object) -> bool:
+    """A root key in expyrun's namespace (`__x__`, `__x_`, `_x__`): a typo of a section, not user data.
+
+    Left unchecked, `__optuna_:` made a planned study run as one plain run, exit 0.
+    """
+    return isinstance(key, str) and (key.startswith("__") or (key.startswith("_") and key.endswith("__")))
+
+
+def _bare(name: str) -> str:
+    """A reserved name without its underscores, as names are compared for a did-you-mean."""
+    return name.strip("_")
+
+
+def _check_sections(raw: dict, provenance: Provenance) -> None:
+    """Refuse a root key shaped like a reserved section that expyrun does not know."""
+    known = (*RESERVED_SECTIONS, *FILE_SECTIONS)
+    for key in raw:
+        if _reserved_shape(key) and key not in RESERVED_SECTIONS:
+            raise ConfigError(
+                f"{provenance.where((key,))}: unknown section `{key}`",
+                did_you_mean(
+                    key,
+                    known,
+                    f"expyrun's sections are {', '.join(known)}; keys starting with `__` are reserved",
+                    _bare,
+                ),
+            )
+
+
+def _check_run_keys(run: dict, provenance: Provenance) -> None:
+    """Refuse a `__run__` key expyrun does not read: a misspelt `__name__` would be ignored silently."""
+    for key in run:
+        if key in RUN_KEYS:
+            continue
+        where = provenance.where(("__run__", key))
+        if key in FUTURE_RUN_KEYS:
+            raise ConfigError(f"{where}: `__run__.{key}` is not supported by this version of expyrun")
+        raise ConfigError(
+            f"{where}: unknown key `__run__.{key}`",
+            did_you_mean(str(key), RUN_KEYS, f"`__run__` keys are {', '.join(RUN_KEYS)}", _bare),
+        )
 
 
 def _check_name_parts(parts: tuple[str, ...], where: str) -> None:

@@ -225,7 +225,7 @@ class LocalExecutor:
             forwarded = self.forwarded(self.received[0])
             for run in running.values() if forwarded is not None else ():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(run.pid, forwarded)
+                    os.killpg(run.pid, forwarded or signal.SIGTERM)  # (forwarded is not None here)
         if len(self.received) > 2 or time.monotonic() >= self.kill_at:
             for run in running.values():
                 _kill_group(run.pid)

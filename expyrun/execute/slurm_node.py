@@ -324,7 +324,7 @@ def _show_job(job_id: str) -> dict[str, str]:
                                 timeout=SCONTROL_TIMEOUT_S, check=False)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    fields = {}
+    fields: dict[str, str] = {}
     for item in answer.stdout.split():
         key, _, value = item.partition("=")
         fields.setdefault(key, value)

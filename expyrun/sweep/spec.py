@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from expyrun.config.overrides import existing_key
@@ -17,7 +18,8 @@ from expyrun.errors import ConfigError, did_you_mean
 PARTS = ("name", "grid", "zip", "variants")
 
 
-class Point(NamedTuple):
+@dataclass(frozen=True)
+class Point:
     """One point of a sweep: its index, its variant (or None) and the values it sets (dotted keys)."""
 
     index: int

@@ -147,7 +147,8 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
         if not isinstance(choices, list) or not choices:
             raise _err(where, "a categorical parameter needs a non-empty `choices` list")
         return Param(key, found[0], kind, choices=tuple(choices))
-    low, high = definition.get("low"), definition.get("high")
+    low: Any = definition.get("low")  # checked to be numbers just below
+    high: Any = definition.get("high")
     number = int if kind == "int" else (int, float)
     for name, bound in (("low", low), ("high", high)):
         if isinstance(bound, bool) or not isinstance(bound, number):
@@ -245,7 +246,7 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
             )
     if storage is not None and "://" not in storage and not storage.endswith(".journal"):
         raise _err("storage", f"{storage!r} is neither a .journal path nor a database URL")
-    if spec.is_rdb:
+    if spec.is_rdb and storage is not None:
         _check_database_driver(storage)
     return spec
 
