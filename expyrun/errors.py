@@ -6,7 +6,7 @@ prints them (one line, no traceback) and turns them into an exit code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class ExpyrunError(Exception):
@@ -35,12 +35,21 @@ class EntryPointError(ExpyrunError):
     """The entry point named by `__run__.__main__` cannot be found or called."""
 
 
-def did_you_mean(word: str, choices: Iterable[str], otherwise: str | None = None) -> str | None:
+def did_you_mean(
+    word: str,
+    choices: Iterable[str],
+    otherwise: str | None = None,
+    normalise: Callable[[str], str] | None = None,
+) -> str | None:
     """The hint for a misspelt setting: "did you mean `closest`?", else `otherwise`.
 
-    (`difflib` is imported only when a hint is needed: it is not on the launch path.)
+    `normalise` compares what differs between names: without it the underscores every section
+    shares make `__extra__` "close" to `__optuna__`. (`difflib` is imported only when a hint is
+    needed: it is not on the launch path.)
     """
     import difflib
 
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f"did you mean `{close[0]}`?" if close else otherwise
+    normal = normalise or (lambda text: text)
+    by_normal = {normal(choice): choice for choice in sorted(choices)}
+    close = difflib.get_close_matches(normal(word), list(by_normal), n=1)
+    return f"did you mean `{by_normal[close[0]]}`?" if close else otherwise

@@ -1,0 +1,93 @@
+"""Silent mistakes (SPEC 1): a misspelt section, `__run__` key, flag or command is refused with a
+did-you-mean, exit 2 and nothing created, instead of running something else than was meant; and
+expyrun's own ends (Ctrl-C of a study, a study with no completed trial) are one line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import RUN_SECTION, files_under, write
+
+RUN = RUN_SECTION
+STUDY = """\
+x: 0.5
+__optuna__:
+  n_trials: 2
+  direction: minimize
+  search_space:
+    x: {type: float, low: 0, high: 1}
+"""
+
+
+def assert_refused(project, result, fragments: list[str]) -> None:
+    """Exit 2, one `expyrun: error:` line holding every fragment, no traceback, nothing on disk."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("expyrun: warning:")]
+    assert len(lines) == 1 and lines[0].startswith("expyrun: error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "outputs").exists(), files_under(project / "outputs")
+
+
+# (id, config text, message fragments)
+SECTION_CASES = [
+    (
+        "optuna-one-underscore",
+        RUN + STUDY.replace("__optuna__", "__optuna_"),
+        ["c.yml:6", "`__optuna_`", "`__optuna__`"],
+    ),
+    ("launch-misspelt", RUN + "__lauch__: {jobs: 2}\n", ["c.yml:5", "`__lauch__`", "did you mean `__launch__`?"]),
+    ("sweeps-plural", RUN + "lr: 0.1\n__sweeps__: {grid: {lr: [0.1, 0.2]}}\n", ["`__sweeps__`", "`__sweep__`"]),
+    ("optuna-leading-underscore", RUN + STUDY.replace("__optuna__", "_optuna__"), ["`_optuna__`", "`__optuna__`"]),
+    ("policy-misspelt", RUN + "__new_key_polcy__: raise\n", ["`__new_key_polcy__`", "`__new_key_policy__`"]),
+    ("unknown-dunder", RUN + "__extra__: 1\n", ["c.yml:5", "`__extra__`", "keys starting with `__` are reserved"]),
+    ("run-key-misspelt", RUN + "  __nmae__: other\n", ["c.yml:5", "`__run__.__nmae__`", "did you mean `__name__`?"]),
+    ("run-key-plain", RUN + "  code: src\n", ["`__run__.code`", "did you mean `__code__`?"]),
+    ("run-key-future", RUN + "  __tags__: [best]\n", ["`__run__.__tags__`", "not supported by this version"]),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), [c[1:] for c in SECTION_CASES], ids=[c[0] for c in SECTION_CASES])
+def test_an_unknown_reserved_section_or_run_key_is_refused_before_anything_runs(project, expyrun, text, fragments):
+    write(project / "c.yml", text)
+    assert_refused(project, expyrun("c.yml"), fragments)
+
+
+def test_a_misspelt_default_names_default_not_a_missing_run_section(project, expyrun):
+    write(project / "base.yml", RUN + "lr: 0.1\n")
+    write(project / "c.yml", "__defaults__: base.yml\nlr: 0.2\n")
+    assert_refused(project, expyrun("c.yml"), ["c.yml:1", "`__defaults__`", "did you mean `__default__`?"])
+
+
+def test_a_misspelt_section_added_on_the_command_line_is_refused(project, expyrun):
+    write(project / "c.yml", RUN)
+    assert_refused(project, expyrun("c.yml", "--+__run__.__nmae__", "x"), ["--__run__.__nmae__", "`__name__`"])
+
+
+def test_every_documented_run_key_is_still_accepted(project, expyrun):
+    write(project / "scripts" / "train.sh", "echo ok > score.txt\n")
+    write(project / "scripts" / "params.cfg.j2", "lr={{ lr }}\n")
+    write(
+        project / "cmd.yml",
+        f"""\
+        __run__:
+          __command__: [bash, train.sh]
+          __name__: cmd
+          __output_dir__: outputs
+          __code__: scripts
+          __templates__: [params.cfg.j2]
+          __result__: score.txt
+          __ignore_exit_code__: false
+          __secrets__: ["*TOKEN*"]
+          __max_file_mb__: 5
+          __python__: {sys.executable}
+        __new_key_policy__: raise
+        lr: 0.1
+        """,
+    )
+    result = expyrun("cmd.yml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "__ignore_exit_code__: false" in result.stdout
