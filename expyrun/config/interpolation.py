@@ -17,7 +17,8 @@ from expyrun.config.tree import MISSING, Path, copy_tree, dotted, get, set_at, s
 from expyrun.config.yaml_reader import NO_PARSE_PREFIX
 from expyrun.errors import ConfigError
 
-ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+# `$NAME`, `${NAME}` or the start of `${NAME:-fallback}`, whose fallback ends at its balanced `}`
+ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)|([A-Za-z_][A-Za-z0-9_]*))")
 SELF_REFERENCE = re.compile(r"\{([A-Za-z0-9_][A-Za-z0-9_.\-]*)\}")
 DEFAULT_SECRETS = (
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*",
@@ -123,38 +124,63 @@ class Interpolator:
 
         Returns the text, the spans of it that came from the environment (never read again as
         references: a value holding `{word}` stays as it is), and whether the text was nothing else.
+        A fallback is config text: its own references are substituted, and its self references
+        are resolved afterwards like the rest of the value (as a shell or Hydra's `oc.env` does).
         """
         names: list[str] = []
-        pieces: list[str] = []
+        pieces, literal = self._expand_env(text, path, names)
         spans: list[tuple[int, int]] = []
-        length = position = 0
-        for match in ENV_REFERENCE.finditer(text):
-            literal = text[position : match.start()]
-            pieces.append(literal)
-            length += len(literal)
-            value = self._env_value(match, path)
-            names.append(match.group(1) or match.group(3))
-            pieces.append(value)
-            spans.append((length, length + len(value)))
-            length += len(value)
-            position = match.end()
-        pieces.append(text[position:])
+        length = 0
+        for piece, from_env in pieces:
+            if from_env:
+                spans.append((length, length + len(piece)))
+            length += len(piece)
         if names:
             self.env_used[path] = names
-        whole = bool(names) and all(not piece for piece in pieces[0::2])
-        return "".join(pieces), spans, whole
+        return "".join(piece for piece, _ in pieces), spans, bool(names) and not literal
 
-    def _env_value(self, match: re.Match, path: Path) -> str:
-        name = match.group(1) or match.group(3)
+    def _expand_env(self, text: str, path: Path, names: list[str]) -> tuple[list[tuple[str, bool]], str]:
+        """`text` as pieces (text, came from the environment) and its literal text outside references.
+
+        `names` collects every variable read, those of fallbacks included (`--explain` names them).
+        """
+        pieces: list[tuple[str, bool]] = []
+        literal: list[str] = []
+        position = 0
+        while (match := ENV_REFERENCE.search(text, position)) is not None:
+            name = match.group(1) or match.group(3)
+            end = match.end()
+            fallback = None
+            if match.group(2) == ":-":
+                close = _closing_brace(text, end)
+                if close is None:
+                    raise ConfigError(
+                        f"{self.where(path)}: `{dotted(path)}`: `${{{name}:-` has no closing `}}`",
+                        "braces inside a fallback must be balanced: ${NAME:-{key}/sub}",
+                    )
+                fallback, end = text[end:close], close + 1
+            literal.append(text[position : match.start()])
+            pieces.append((text[position : match.start()], False))
+            names.append(name)
+            value = self._env_value(name, fallback is not None, path)
+            if value is not None:
+                pieces.append((value, True))
+            else:
+                pieces.extend(self._expand_env(fallback or "", path, names)[0])
+            position = end
+        literal.append(text[position:])
+        pieces.append((text[position:], False))
+        return pieces, "".join(literal)
+
+    def _env_value(self, name: str, has_fallback: bool, path: Path) -> str | None:
+        """The variable's value; None when it is unset and has a fallback."""
         value = self.environ.get(name)
         if is_secret(name, self.secret_patterns):
             self.secret_paths.add(path)
             if value:
                 self.secret_values[value] = f"${name}"
-        if value is not None:
+        if value is not None or has_fallback:
             return value
-        if match.group(2) is not None:
-            return match.group(2)
         raise ConfigError(
             f"{self.where(path)}: `{dotted(path)}`: environment variable ${name} is not set",
             f"export {name}=..., or give a fallback: ${{{name}:-value}}",
@@ -203,3 +229,17 @@ class Interpolator:
         if any(secret[: len(target)] == target for secret in self.secret_paths):
             self.secret_paths.add(path)
         return value
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    """The index of the `}` closing a brace opened just before `start`, braces balanced; None if none."""
+    depth = 1
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return None

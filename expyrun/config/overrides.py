@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
+from expyrun.config.interpolation import SELF_REFERENCE
 from expyrun.config.tree import Path, all_keys, dotted, lookup, set_at, split_dotted, step
 from expyrun.errors import ConfigError, UsageError
 
@@ -22,6 +23,7 @@ _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 _DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
 _DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
 _SPECIAL_FLOATS = {".inf", "+.inf", "-.inf", ".nan"}
 
 
@@ -66,9 +68,23 @@ def apply_overrides(data: dict, overrides: list[Override]) -> set[Path]:
             touched.add(add_key(data, override.key, read_value(override.text, override.flag), override.flag))
             continue
         path, old = existing_key(data, override.key, override.flag)
-        set_at(data, path, convert(old, override.text, override.flag))
+        set_at(data, path, convert(referenced(data, old), override.text, override.flag))
         touched.add(path)
     return touched
+
+
+def referenced(data: dict, old: Any) -> Any:
+    """The value whose type a new value for `old` takes: `old`, or, when `old` is one whole self
+    reference (`eval_batch: "{batch}"`), the value it copies with its type (followed through chains;
+    a reference to no key, or a cycle, is text)."""
+    seen: set[str] = set()
+    while isinstance(old, str) and (match := SELF_REFERENCE.fullmatch(old)) and match.group(1) not in seen:
+        seen.add(match.group(1))
+        found = lookup(data, match.group(1))
+        if found is None:
+            break
+        old = found[1]
+    return old
 
 
 def existing_key(data: dict, key: str, label: str) -> tuple[Path, Any]:
@@ -143,11 +159,7 @@ def convert(old: Any, text: str, flag: str) -> Any:
             return lowered in _TRUE
         raise ConfigError(f"{flag}: expected bool, got {text!r}", "use true/false, yes/no or 1/0")
     if isinstance(old, (int, float)):
-        kind = int if isinstance(old, int) else float
-        try:
-            return kind(text)
-        except ValueError:
-            raise ConfigError(f"{flag}: expected {kind.__name__}, got {text!r}") from None
+        return _convert_number(old, text, flag)
     if isinstance(old, str):
         return text
     if isinstance(old, list):
@@ -159,6 +171,77 @@ def convert(old: Any, text: str, flag: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"{flag}: expected a mapping, got {text!r}", "write a YAML flow mapping: {a: 1, b: 2}")
     return value
+
+
+def conform(old: Any, value: Any, label: str) -> Any:
+    """A value YAML already read (a sweep's) set where `old` was, converted and checked as the same
+    text given on the command line is: `[2, ten]` for an int key fails as `--depth ten` does.
+
+    A null is taken as it is (as in a child config), a mapping or list must replace its own kind,
+    and a number YAML 1.1 read as text (`1.0e10`) is refused with the fix, not guessed at.
+    """
+    if value is None or (isinstance(old, str) and isinstance(value, str)):
+        return value
+    fix = misread_number(value)
+    if fix is not None and not isinstance(old, str):
+        raise ConfigError(f"{label}: {fix}")
+    if old is None:
+        return value
+    if isinstance(value, (dict, list)):
+        if isinstance(old, type(value)):
+            return value
+        raise ConfigError(f"{label}: expected {_kind(old)}, got {value!r}")
+    dates = sys.modules.get("datetime")
+    if dates is not None and isinstance(value, dates.date) and isinstance(old, dates.date):
+        return value
+    return convert(old, _as_text(value), label)
+
+
+def misread_number(value: Any) -> str | None:
+    """What to say when YAML 1.1 read a number as text: `1e-4` and `1.0e10` are strings to it (it
+    needs a dot and a signed exponent: `1.0e-4`, `1.0e+10`); None for any other value."""
+    if not isinstance(value, str) or not _EXPONENT.fullmatch(value.strip()):
+        return None
+    mantissa, exponent = re.split("[eE]", value.strip())
+    if "." not in mantissa:
+        mantissa += ".0"
+    if exponent[0] not in "+-":
+        exponent = f"+{exponent}"
+    if f"{mantissa}e{exponent}" == value.strip().replace("E", "e"):  # quoted on purpose: YAML reads it so
+        return None
+    return (
+        f"`{value}` is read by YAML as text, not a number "
+        f"(write {mantissa}e{exponent}: YAML 1.1 needs a dot and a signed exponent)"
+    )
+
+
+def _as_text(value: Any) -> str:
+    """A YAML scalar as a user would have typed it on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _convert_number(old: int | float, text: str, flag: str) -> int | float:
+    """An int stays an int when the text is one, and widens to a float (`weight_decay: 0` then
+    `--weight_decay 1e-4`), as inheritance and sweeps allow; a float never narrows to an int."""
+    try:
+        return int(text) if isinstance(old, int) else float(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        kind = "int" if isinstance(old, int) else "float"
+        raise ConfigError(f"{flag}: expected {kind}, got {text!r}") from None
 
 
 def _convert_list(old: list, text: str, flag: str) -> list:

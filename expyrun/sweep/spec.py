@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from expyrun.config.overrides import existing_key
+from expyrun.config.overrides import conform, existing_key, referenced
 from expyrun.errors import ConfigError, did_you_mean
 
 PARTS = ("name", "grid", "zip", "variants")
@@ -87,11 +87,25 @@ def parse_sweep(section: Any, raw: dict, default_name: str) -> SweepSpec:
                     f"{part}.{key}", f"`{bare}` is also set by `__sweep__.{owner}`", "set a key in one part only"
                 )
             owners[bare] = part
-            if not key.startswith("+"):
-                existing_key(raw, key, f"`__sweep__.{part}.{key}`")
     if not grid and not zipped and not variants:
         raise ConfigError("`__sweep__`: no points: give grid, zip or variants")
+    grid = {key: [_value(raw, f"grid.{key}", key, item) for item in values] for key, values in grid.items()}
+    zipped = {key: [_value(raw, f"zip.{key}", key, item) for item in values] for key, values in zipped.items()}
+    variants = {
+        variant: {key: _value(raw, f"variants.{variant}.{key}", key, item) for key, item in values.items()}
+        for variant, values in variants.items()
+    }
     return SweepSpec(name, grid, zipped, variants)
+
+
+def _value(raw: dict, where: str, key: str, value: Any) -> Any:
+    """A point's value converted and checked as `--key VALUE` would be (a new `+key` takes it as YAML
+    read it), so a bad value fails before anything is created, naming the key and the value."""
+    label = f"`__sweep__.{where}`"
+    if key.startswith("+"):
+        return conform(None, value, label)
+    _, old = existing_key(raw, key, label)
+    return conform(referenced(raw, old), value, label)
 
 
 def _lists(section: dict, part: str) -> dict[str, list[Any]]:

@@ -1,0 +1,153 @@
+"""Values as users write them: environment fallbacks, overrides, sweep values, search spaces.
+
+Every test runs the real `expyrun` and checks what a user sees: the resolved config `--dry-run`
+prints, the values a run or a trial received, exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from conftest import RUN_SECTION, files_under, write
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def dry_run(expyrun, *args, env=None):
+    result = expyrun(*args, "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def refused(expyrun, project: Path, *args, env=None) -> str:
+    """The one line expyrun printed refusing the command (exit 2, nothing created, no traceback)."""
+    before = files_under(project)
+    result = expyrun(*args, env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("expyrun: error:"), result.stderr
+    assert not {p for p in files_under(project) - before if "__pycache__" not in p}
+    return lines[0]
+
+
+# --- ${VAR:-fallback} ---------------------------------------------------------------------------
+
+
+def test_a_fallback_holding_a_self_reference_ends_at_its_balanced_brace(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "root: /r\na: ${UNSET_X:-{root}/sub}\nb: ${SET_X:-{root}}\n")
+    config = dry_run(expyrun, "c.yml", env={"SET_X": "plain"})
+    assert config["a"] == "/r/sub"
+    assert config["b"] == "plain"
+
+
+def test_an_environment_reference_inside_a_fallback_is_substituted(project, expyrun):
+    write(
+        project / "c.yml",
+        RUN_SECTION + "data: ${DATA_DIR_X:-$EXPYRUN_CWD/data}\nnested: ${UNSET_X:-${UNSET_Y:-${SET_X}}}-end\n",
+    )
+    config = dry_run(expyrun, "c.yml", env={"SET_X": "plain"})
+    assert config["data"] == f"{project}/data"
+    assert config["nested"] == "plain-end"
+    config = dry_run(expyrun, "c.yml", env={"SET_X": "plain", "DATA_DIR_X": "/d"})
+    assert config["data"] == "/d"
+
+
+def test_a_fallback_that_is_one_reference_keeps_the_referenced_type(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "batch: 32\neval_batch: ${EVAL_BATCH_X:-{batch}}\nn: ${N_X:-5}\n")
+    config = dry_run(expyrun, "c.yml")
+    assert config["eval_batch"] == 32 and config["n"] == 5
+    assert dry_run(expyrun, "c.yml", env={"EVAL_BATCH_X": "64"})["eval_batch"] == 64
+
+
+def test_text_from_the_environment_inside_a_fallback_is_never_read_as_a_reference(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "root: /r\na: ${UNSET_X:-$BRACES_X/{root}}\n")
+    config = dry_run(expyrun, "c.yml", env={"BRACES_X": "{root}"})
+    assert config["a"] == "{root}//r"
+
+
+def test_an_unclosed_fallback_is_refused_naming_file_line_and_key(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "root: /r\na: ${UNSET_X:-{root}\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "c.yml:6" in line and "`a`" in line and "${UNSET_X:-" in line and "no closing" in line
+
+
+def test_explain_names_every_variable_a_fallback_read(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "data: ${DATA_DIR_X:-$EXPYRUN_CWD/data}\n")
+    result = expyrun("c.yml", "--explain")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stderr.splitlines() if line.startswith("data "))
+    assert f'"{project}/data"' in row and "env $DATA_DIR_X, $EXPYRUN_CWD (c.yml:5)" in row
+
+
+def test_a_secret_read_inside_a_fallback_stays_a_reference_in_the_printed_config(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "token: ${UNSET_X:-$HF_TOKEN}\n")
+    result = expyrun("c.yml", "--dry-run", env={"HF_TOKEN": "hf_abcdefgh"})
+    assert result.returncode == 0, result.stderr
+    assert "hf_abcdefgh" not in result.stdout + result.stderr
+
+
+fallback_words = st.text(alphabet="abc/_-. ", max_size=6)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(fallback_words, st.just("{root}"), st.just("${SET_X}")), max_size=4).map("".join))
+def test_a_fallback_resolves_as_the_same_text_written_as_a_value(project, expyrun, text):
+    write(project / "c.yml", RUN_SECTION + f"root: /r\nplain: '{text}'\nfallback: '${{UNSET_X:-{text}}}'\n")
+    config = dry_run(expyrun, "c.yml", env={"SET_X": "s"})
+    assert config["fallback"] == config["plain"]
+
+
+# --- Command-line overrides ---------------------------------------------------------------------
+
+
+def test_an_int_value_takes_a_float_override_and_a_float_never_becomes_an_int(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "weight_decay: 0\nepochs: 10\nlr: 0.1\n")
+    config = dry_run(expyrun, "c.yml", "--weight_decay", "1e-4", "--epochs", "12", "--lr", "3")
+    assert config["weight_decay"] == 0.0001
+    assert config["epochs"] == 12 and isinstance(config["epochs"], int)
+    assert config["lr"] == 3.0 and isinstance(config["lr"], float)
+    assert "expected int, got 'ten'" in refused(expyrun, project, "c.yml", "--epochs", "ten")
+
+
+def test_an_override_of_a_whole_reference_takes_the_referenced_type(project, expyrun):
+    write(
+        project / "c.yml",
+        RUN_SECTION + "batch: 32\neval_batch: '{batch}'\nchain: '{eval_batch}'\nname: '{missing}'\n",
+    )
+    config = dry_run(expyrun, "c.yml", "--eval_batch", "64", "--chain", "7", "--name", "8")
+    assert config["eval_batch"] == 64 and config["chain"] == 7
+    assert config["name"] == "8"  # a reference to no key is text
+    assert "--eval_batch: expected int, got 'big'" in refused(expyrun, project, "c.yml", "--eval_batch", "big")
+
+
+# --- Sweep values ---------------------------------------------------------------------------------
+
+SWEPT = RUN_SECTION + "model: {depth: 2, name: a}\nlr: 0.1\nflag: false\nbatch: 32\neval_batch: '{batch}'\n"
+
+
+def test_a_sweep_value_that_does_not_convert_is_refused_as_the_override_would_be(project, expyrun):
+    write(project / "c.yml", SWEPT + "__sweep__:\n  grid:\n    model.depth: [2, ten]\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "`__sweep__.grid.model.depth`" in line and "expected int, got 'ten'" in line
+    assert "expected int, got 'ten'" in refused(expyrun, project, "c.yml", "--model.depth", "ten")
+    write(project / "c.yml", SWEPT + "__sweep__:\n  variants:\n    big: {flag: maybe}\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "`__sweep__.variants.big.flag`" in line and "expected bool, got 'maybe'" in line
+    write(project / "c.yml", SWEPT + "__sweep__:\n  zip:\n    model.depth: [[1, 2]]\n")
+    assert "expected int, got [1, 2]" in refused(expyrun, project, "c.yml", "--dry-run")
+
+
+def test_sweep_values_are_converted_to_the_type_they_replace(project, expyrun):
+    write(
+        project / "c.yml",
+        SWEPT + "__sweep__:\n  grid:\n    lr: [1]\n    model.name: [7]\n    flag: [yes]\n    eval_batch: ['64']\n",
+    )
+    result = expyrun("c.yml")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(next((project / "outputs" / "demo").glob("exp.*/run.json")).read_text())
+    config = record["result"]["config"]
+    assert config["lr"] == 1.0 and isinstance(config["lr"], float)
+    assert config["model"]["name"] == "7" and config["flag"] is True and config["eval_batch"] == 64
