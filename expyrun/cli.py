@@ -22,7 +22,7 @@ HELP = ("-h", "--help")
 COMMANDS = ("list", "ls", "show", "diff", "env", "dashboard")
 
 USAGE = """\
-usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--KEY VALUE | --KEY=VALUE | --+NEW.KEY VALUE]...
+usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--needed] [--KEY VALUE | --KEY=VALUE | --+NEW.KEY VALUE]...
        expyrun list [DIR] [--json]        (alias: ls)
        expyrun show RUN
        expyrun diff RUN_A RUN_B
@@ -37,6 +37,8 @@ options:
   --debug        run under {__output_dir__}/DEBUG/, from __code__, without snapshot or freeze
   --dry-run      resolve and validate everything, print the resolved config as YAML, create nothing
   --explain      print every leaf key, its value and where it came from (implies --dry-run)
+  --needed       skip a run (or sweep point) already completed with the same config and code; say
+                 which run it reuses
   --a.b VALUE    override a key (converted to the type of the value it replaces)
   --+a.b VALUE   add a new key on purpose (VALUE read as YAML)
 
@@ -101,6 +103,7 @@ def _dispatch(args: list[str]) -> int:
     first = args[0]
     if first in COMMANDS and not Path(first).is_file():
         return _browse(first, args[1:])
+    _refuse_misspelt_command(first)
     if any(arg in HELP for arg in args):  # `expyrun cfg.yml --help` asks for help, not to set a key `help`
         sys.stdout.write(USAGE)
         return 0
@@ -174,6 +177,7 @@ def _browse(command: str, args: list[str]) -> int:
 def _run_config(args: list[str]) -> int:
     flags = {flag for flag in args if flag in FLAGS}
     rest = [arg for arg in args if arg not in FLAGS]
+    suspects = _check_flags(rest)
     if not rest or rest[0].startswith("--"):
         raise UsageError("missing CONFIG", "the first argument that is not a flag must be a YAML config file")
     config_file, tokens = rest[0], rest[1:]
@@ -181,7 +185,11 @@ def _run_config(args: list[str]) -> int:
     from expyrun.config import parse_overrides, resolve_config
 
     overrides = parse_overrides(tokens)
-    resolved = resolve_config(config_file, overrides)
+    try:
+        resolved = resolve_config(config_file, overrides)
+    except ConfigError:
+        _refuse_misspelt_flags(config_file, suspects)
+        raise
     for message in resolved.warnings:
         console.warning(message)
 
@@ -219,6 +227,94 @@ def _run_config(args: list[str]) -> int:
         fields = {"study": spec.study_name}
     gpus = launch_spec.gpus if spec is None else None  # a study gives each trial worker its own
     return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags)
+
+
+def _misspelt(word: str, choices: tuple[str, ...]) -> str | None:
+    """The choice `word` is a misspelling of (`--dryrun`, `--Debug`, `--neded`, `lst`), or None.
+
+    Compared without dashes and case, and closer than `difflib`'s default: `--seed` is a key, not
+    a misspelt `--needed`.
+    """
+    import difflib
+
+    def bare(text: str) -> str:
+        return text.lstrip("-").lower().replace("_", "-")
+
+    by_bare = {bare(choice): choice for choice in choices}
+    close = difflib.get_close_matches(bare(word), list(by_bare), n=1, cutoff=0.75)
+    return by_bare[close[0]] if close else None
+
+
+def _refuse_misspelt_command(first: str) -> None:
+    """`expyrun lst`: a word close to a command and naming no file is a misspelt command.
+
+    Without this it read as a config file name and got "no such config file".
+    """
+    if first.startswith("-") or "." in first or "/" in first or os.path.lexists(first):
+        return
+    command = _misspelt(first, COMMANDS)
+    if command is not None:
+        raise UsageError(f"`{first}`: no such command or config file", f"did you mean `expyrun {command}`?")
+
+
+def _check_flags(rest: list[str]) -> list[tuple[str, str]]:
+    """Refuse a misspelt flag (`--dryrun`) or an option with no value, before anything is read.
+
+    Every `--x` that is not a flag is an override, so a misspelt flag used to take the next
+    argument as its value or end with "missing value". An option followed by nothing or by
+    another option (`--dryrun --lr 1`) has no value: a flag-like one is named as the flag it is
+    close to. Returns the flag-like options that do have a value (`--dryrun x`): they are refused
+    only if the config has no such key (`_refuse_misspelt_flags`).
+    """
+    suspects: list[tuple[str, str]] = []
+    position = 1  # rest[0] is the config; an option there is refused (`expyrun --dryrun cfg.yml`)
+    first_flag = _misspelt(rest[0], FLAGS) if rest and rest[0].startswith("-") else None
+    if first_flag is not None:
+        raise UsageError(f"unknown flag `{rest[0]}`", f"did you mean `{first_flag}`?")
+    while position < len(rest):
+        token = rest[position]
+        flag = None if token.startswith("--+") or "=" in token else _misspelt(token, FLAGS)
+        if not token.startswith("--") or "=" in token:
+            if flag is not None:  # `-debug`
+                raise UsageError(f"unknown flag `{token}`", f"did you mean `{flag}`?")
+            position += 1  # `--key=value`, or a stray word that parse_overrides names
+            continue
+        if position + 1 == len(rest) or _is_option(rest[position + 1]):
+            if flag is not None:
+                raise UsageError(f"unknown flag `{token}`", f"did you mean `{flag}`?")
+            raise UsageError(
+                f"{token}: missing value",
+                f"write {token} VALUE or {token}=VALUE; expyrun's flags are {', '.join(FLAGS)}",
+            )
+        if flag is not None:
+            suspects.append((token, flag))
+        position += 2
+    return suspects
+
+
+def _is_option(token: str) -> bool:
+    """`--key`, `--+new.key` or `--key=value`: not the value of the option before it."""
+    import re
+
+    return re.match(r"--\+?[A-Za-z_]", token) is not None and " " not in token.partition("=")[0]
+
+
+def _refuse_misspelt_flags(config_file: str, suspects: list[tuple[str, str]]) -> None:
+    """A flag-like override (`--dryrun 1`) that the config has no key for is a misspelt flag."""
+    if not suspects:
+        return
+    from expyrun.config.inheritance import load_config
+    from expyrun.config.tree import lookup
+
+    try:
+        data = load_config(config_file, Path.cwd()).data
+    except ExpyrunError:  # the config's own error is the one to show
+        return
+    for token, flag in suspects:
+        if lookup(data, token[2:]) is None:
+            raise UsageError(
+                f"unknown flag `{token}`", f"did you mean `{flag}`? {config_file} has no key `{token[2:]}` either"
+            )
 
 
 def _check(resolved: ResolvedConfig, config_file: str) -> tuple[LaunchSpec, SweepSpec | None, StudySpec | None]:

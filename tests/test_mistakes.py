@@ -43,7 +43,7 @@ SECTION_CASES = [
     ("sweeps-plural", RUN + "lr: 0.1\n__sweeps__: {grid: {lr: [0.1, 0.2]}}\n", ["`__sweeps__`", "`__sweep__`"]),
     ("optuna-leading-underscore", RUN + STUDY.replace("__optuna__", "_optuna__"), ["`_optuna__`", "`__optuna__`"]),
     ("policy-misspelt", RUN + "__new_key_polcy__: raise\n", ["`__new_key_polcy__`", "`__new_key_policy__`"]),
-    ("unknown-dunder", RUN + "__extra__: 1\n", ["c.yml:5", "`__extra__`", "keys starting with `__` are reserved"]),
+    ("unknown-dunder", RUN + "__notes__: 1\n", ["c.yml:5", "`__notes__`", "keys starting with `__` are reserved"]),
     ("run-key-misspelt", RUN + "  __nmae__: other\n", ["c.yml:5", "`__run__.__nmae__`", "did you mean `__name__`?"]),
     ("run-key-plain", RUN + "  code: src\n", ["`__run__.code`", "did you mean `__code__`?"]),
     ("run-key-future", RUN + "  __tags__: [best]\n", ["`__run__.__tags__`", "not supported by this version"]),
@@ -91,3 +91,53 @@ def test_every_documented_run_key_is_still_accepted(project, expyrun):
     result = expyrun("cmd.yml", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "__ignore_exit_code__: false" in result.stdout
+
+
+# (id, argv after writing c.yml, message fragments)
+FLAG_CASES = [
+    ("dryrun-last", ["c.yml", "--dryrun"], ["unknown flag `--dryrun`", "did you mean `--dry-run`?"]),
+    ("dryrun-before-override", ["c.yml", "--dryrun", "--lr", "0.2"], ["`--dryrun`", "`--dry-run`"]),
+    ("dryrun-before-config", ["--dryrun", "c.yml"], ["unknown flag `--dryrun`", "`--dry-run`"]),
+    ("debug-capitalised", ["c.yml", "--Debug"], ["unknown flag `--Debug`", "did you mean `--debug`?"]),
+    ("needed-misspelt", ["c.yml", "--neded"], ["unknown flag `--neded`", "did you mean `--needed`?"]),
+    ("dry-run-underscore", ["c.yml", "--dry_run", "--lr=0.2"], ["`--dry_run`", "`--dry-run`"]),
+    ("one-dash", ["c.yml", "-debug"], ["unknown flag `-debug`", "`--debug`"]),
+    ("with-a-value-and-no-such-key", ["c.yml", "--explian", "1"], ["`--explian`", "`--explain`", "no key `explian`"]),
+    ("option-then-option", ["c.yml", "--lr", "--seed", "1"], ["--lr: missing value", "--debug, --dry-run"]),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragments"), [c[1:] for c in FLAG_CASES], ids=[c[0] for c in FLAG_CASES])
+def test_a_misspelt_flag_is_named_with_the_flag_it_is_close_to(project, expyrun, argv, fragments):
+    write(project / "c.yml", RUN + "lr: 0.1\nseed: 0\n")
+    assert_refused(project, expyrun(*argv), fragments)
+
+
+def test_a_config_key_shaped_like_a_flag_is_still_an_override(project, expyrun):
+    write(project / "c.yml", RUN + "dryrun: 0\n")
+    result = expyrun("c.yml", "--dryrun", "1", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "dryrun: 1" in result.stdout
+
+
+def test_a_value_starting_with_two_dashes_is_given_with_an_equals_sign(project, expyrun):
+    write(project / "c.yml", RUN + "extra: ''\n")
+    result = expyrun("c.yml", "--extra=--verbose", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "extra: --verbose" in result.stdout
+
+
+@pytest.mark.parametrize(("word", "command"), [("lst", "list"), ("shwo", "show"), ("dif", "diff")])
+def test_a_misspelt_command_is_named_with_the_command_it_is_close_to(project, expyrun, word, command):
+    assert_refused(project, expyrun(word, "x"), [f"`{word}`: no such command", f"did you mean `expyrun {command}`?"])
+
+
+def test_a_file_named_like_a_misspelt_command_is_a_config(project, expyrun):
+    write(project / "lst", RUN)
+    assert expyrun("lst", "--dry-run").returncode == 0
+
+
+def test_help_lists_every_flag(expyrun):
+    shown = expyrun("--help").stdout
+    for flag in ("--debug", "--dry-run", "--explain", "--needed"):
+        assert f"[{flag}]" in shown.splitlines()[0] and f"  {flag} " in shown
