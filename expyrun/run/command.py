@@ -18,8 +18,6 @@ from expyrun.config import ResolvedConfig, RunSection
 from expyrun.errors import ConfigError
 from expyrun.execute.outcome import Outcome
 
-TEMPLATE_SUFFIX = ".j2"
-
 
 class ExecSpec(NamedTuple):
     """What the run child `exec`s instead of calling a Python function."""
@@ -40,7 +38,9 @@ def check_run(resolved: ResolvedConfig) -> None:
             raise ConfigError(f"`__run__.__code__`: folder {run.code} does not exist")
         _check_program(run)
     if run.templates:
-        render_templates(resolved, run.code)
+        from expyrun.run.templates import render_templates
+
+        render_templates(resolved, run.code, warn=True, snapshotted=run.is_command)
 
 
 def _check_program(run: RunSection) -> None:
@@ -77,57 +77,6 @@ def interpreter_info(python: Path) -> dict[str, str]:
     if lines[0] != "True":
         raise ConfigError(f"`__run__.__python__`: {python} is Python {lines[1]}; expyrun needs 3.9 or later")
     return {"version": lines[1], "executable": lines[2]}
-
-
-def render_templates(resolved: ResolvedConfig, code: Path, into: Path | None = None) -> list[Path]:
-    """Render every `__templates__` file (folders: every file in them) with Jinja2, undefined names
-    being errors; write them under `into` (without `.j2`) when given. Returns the files written."""
-    import jinja2
-
-    run = resolved.run
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(code)), undefined=jinja2.StrictUndefined, keep_trailing_newline=True
-    )
-    context = {**resolved.user_config(), "name": run.name}
-    written = []
-    for relative in _template_files(run.templates, code):
-        try:
-            text = environment.get_template(relative).render(context)
-        except jinja2.TemplateSyntaxError as error:
-            raise ConfigError(f"{code / relative}:{error.lineno}: template error: {error.message}") from None
-        except jinja2.TemplateError as error:
-            raise ConfigError(f"{code / relative}:{_template_line(error, relative)}: template error: {error}") from None
-        if into is not None:
-            target = into / (relative[: -len(TEMPLATE_SUFFIX)] if relative.endswith(TEMPLATE_SUFFIX) else relative)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() or target.is_symlink():  # the snapshot's read-only copy of the template's output
-                target.unlink()
-            target.write_text(text, encoding="utf-8")
-            written.append(target)
-    return written
-
-
-def _template_files(templates: tuple[str, ...], code: Path) -> list[str]:
-    files = []
-    for template in templates:
-        path = code / template
-        if path.is_dir():
-            files += sorted(str(p.relative_to(code)) for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            files.append(template)
-        else:
-            raise ConfigError(f"`__run__.__templates__`: {template} not found in {code}")
-    return files
-
-
-def _template_line(error: Exception, relative: str) -> int | str:
-    """The template line an undefined name was met on (from the traceback Jinja2 rewrites)."""
-    import traceback
-
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if frame.filename.endswith(relative) and frame.lineno:
-            return frame.lineno
-    return "?"
 
 
 def exec_spec(resolved: ResolvedConfig, run_dir: Path, import_root: Path) -> ExecSpec:

@@ -150,7 +150,7 @@ def _fill(
         for loop in snapshot.loops:
             console.warning(f"snapshot: {loop} links back to a folder being copied; not followed")
     if run.templates:
-        from expyrun.run.command import render_templates
+        from expyrun.run.templates import render_templates
 
         source = run_dir / CODE_FOLDER if run.is_command and not debug else original_code
         render_templates(resolved, source, into=run_dir)

@@ -138,7 +138,7 @@ class TrialContext:
         (trial_dir / "raw_config.yml").write_text(dump_yaml(config.raw), encoding="utf-8")
         (trial_dir / "config.yml").write_text(dump_yaml(config.for_disk()), encoding="utf-8")
         if config.run.templates:  # rendered with the trial's values (a command reads them from its folder)
-            from expyrun.run.command import render_templates
+            from expyrun.run.templates import render_templates
 
             render_templates(config, config.run.code, into=trial_dir)
         record = start_record(config.run.name, trial_dir, False, [], self.study_dir)

@@ -1,0 +1,170 @@
+"""Hostile input to what a run executes: templates, secrets in them, command runs' result files and
+exit statuses, the snapshot store, GPU ids. Each test runs the real `expyrun`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import files_under, run_expyrun, write
+
+SCRIPT = """\
+#!/bin/bash
+cat out.cfg
+echo "token length ${#API_TOKEN}"
+echo 1 > result.json
+"""
+
+CONFIG = """\
+__run__:
+  __command__: ["bash", "{__run__.__code__}/run.sh"]
+  __code__: scripts
+  __name__: hostile
+  __output_dir__: outputs
+  __templates__: [out.cfg.j2]
+  __result__: result.json
+lr: 0.5
+"""
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+
+
+@pytest.fixture
+def scripts(tmp_path: Path) -> Path:
+    """A command run with one template, `scripts/out.cfg.j2`, that its script prints."""
+    write(tmp_path / "scripts" / "run.sh", SCRIPT)
+    write(tmp_path / "scripts" / "out.cfg.j2", "lr = {{ lr }}\n")
+    write(tmp_path / "c.yml", CONFIG)
+    return tmp_path
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr and "internal error" not in result.stderr, lines
+    return lines[0]
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+# --- 1. templates are sandboxed, and a secret is written as its reference ---------------------------
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "lipsum.__globals__.os.system('touch PWNED')",
+        "cycler.__init__.__globals__.os.environ.OTHER_SECRET",
+        "''.__class__.__mro__[1].__subclasses__()",
+    ],
+    ids=["os.system", "os.environ", "subclasses"],
+)
+def test_a_template_can_neither_run_programs_nor_read_the_environment(scripts, expression):
+    write(scripts / "scripts" / "out.cfg.j2", f"lr = {{{{ lr }}}}\nx = {{{{ {expression} }}}}\n")
+    before = files_under(scripts)
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        result = run_expyrun(args, scripts, env={"OTHER_SECRET": "s3cr3t-value-never-shown"})
+        line = one_error_line(result)
+        assert line.startswith(f"expyrun: error: {scripts / 'scripts' / 'out.cfg.j2'}:2: template error:"), line
+        assert "unsafe" in line and "s3cr3t-value-never-shown" not in result.stdout + result.stderr
+    assert files_under(scripts) == before  # no PWNED file, no run folder
+
+
+def test_a_secret_rendered_into_a_template_is_written_as_its_reference_with_a_warning(scripts):
+    write(scripts / "c.yml", CONFIG + "token: $API_TOKEN\ndb: {url: 'postgresql://me:${DB_PASSWORD}@db/x'}\n")
+    write(scripts / "scripts" / "out.cfg.j2", "lr = {{ lr }}\ntoken = {{ token }}\nurl = {{ db.url }}\n")
+    secrets = {"API_TOKEN": "tok-1234567890", "DB_PASSWORD": "pw-0987654321"}
+    result = run_expyrun(["c.yml"], scripts, env=secrets)
+    assert result.returncode == 0, result.stderr
+    run_dir = scripts / "outputs" / "hostile" / "exp.0"
+    rendered = (run_dir / "out.cfg").read_text()
+    assert rendered == "lr = 0.5\ntoken = $API_TOKEN\nurl = postgresql://me:${DB_PASSWORD}@db/x\n"
+    written = "".join(p.read_text(errors="replace") for p in (scripts / "outputs").rglob("*") if p.is_file())
+    assert not any(secret in written for secret in secrets.values())
+    assert "token length 14" in (run_dir / "outputs.log").read_text()  # the program has it in its environment
+    warnings = [line for line in result.stderr.splitlines() if "holds a secret" in line]
+    assert len(warnings) == 1 and str(scripts / "scripts" / "out.cfg.j2") in warnings[0], result.stderr
+    assert "`token`" in warnings[0] and "`db.url`" in warnings[0] and "$API_TOKEN" in warnings[0]
+    dry = run_expyrun(["c.yml", "--dry-run"], scripts, env=secrets)
+    assert dry.returncode == 0 and not any(secret in dry.stdout + dry.stderr for secret in secrets.values())
+
+
+# --- 3. template names expyrun writes; hostile templates; templates left out of the snapshot --------
+
+
+@pytest.mark.parametrize("name", ["config.yml.j2", "raw_config.yml.j2", "run.json.j2", "outputs.log"])
+def test_a_template_rendering_to_a_file_expyrun_writes_is_refused(scripts, name):
+    write(scripts / "scripts" / name, "lr: {{ lr }}\n")
+    write(scripts / "c.yml", CONFIG.replace("[out.cfg.j2]", f"[out.cfg.j2, {name}]"))
+    before = files_under(scripts)
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        line = one_error_line(run_expyrun(args, scripts))
+        assert f"`__run__.__templates__`: {name} would be written as {name.removesuffix('.j2')}" in line, line
+        assert "a name expyrun writes in the run folder" in line
+    assert files_under(scripts) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("lr = {{ lr }}\n{% include 'out.cfg.j2' %}\n", 2, "includes itself"),
+        (
+            "lr = {{ lr }}\n{% for i in range(100000) %}{% for j in range(100000) %}"
+            + "x" * 200
+            + "{% endfor %}{% endfor %}\n",
+            2,
+            "renders more than 10 MB (`__run__.__max_file_mb__`)",
+        ),
+        ("a\nb\n{{ 'x' * 3000000000 }}\n", 3, "`*` would build a value larger than 10 MB"),
+        ("a\n{{ 10 ** 1000000000 }}\n", 2, "`**` would build a number larger"),
+    ],
+    ids=["includes-itself", "2GB-loop", "huge-string", "huge-power"],
+)
+def test_hostile_templates_are_one_line_errors_naming_file_and_line(scripts, text, line, fragment):
+    write(scripts / "scripts" / "out.cfg.j2", text)
+    before = files_under(scripts)
+    started = time.monotonic()
+    error = one_error_line(run_expyrun(["c.yml", "--dry-run"], scripts))
+    assert time.monotonic() - started < 30, "a hostile template must be refused quickly"
+    assert error.startswith(f"expyrun: error: {scripts / 'scripts' / 'out.cfg.j2'}:{line}: template error:"), error
+    assert fragment in error and files_under(scripts) == before
+
+
+def test_a_template_that_is_not_utf8_is_an_error_naming_its_line(scripts):
+    (scripts / "scripts" / "out.cfg.j2").write_bytes(b"lr = {{ lr }}\nname = caf\xe9\n")
+    error = one_error_line(run_expyrun(["c.yml", "--dry-run"], scripts))
+    assert f"{scripts / 'scripts' / 'out.cfg.j2'}:2: template error: not UTF-8 text" in error, error
+
+
+def test_a_template_that_renders_forever_is_stopped(scripts):
+    write(scripts / "scripts" / "out.cfg.j2", "a\n{% for i in range(100000) %}{% for j in range(100000) %}"
+          "{% endfor %}{% endfor %}\n")  # fmt: skip
+    started = time.monotonic()
+    error = one_error_line(run_expyrun(["c.yml", "--dry-run"], scripts, timeout=120))
+    assert time.monotonic() - started < 60, "the render must be stopped after its time bound"
+    assert f"{scripts / 'scripts' / 'out.cfg.j2'}:2: template error: still rendering after 10 s" in error, error
+
+
+def test_a_template_left_out_of_the_snapshot_fails_the_dry_run_too(scripts):
+    """The run folder is rendered from the snapshot: what the snapshot leaves out cannot be rendered."""
+    subprocess.run([*GIT, "init", "-q"], cwd=scripts, check=True)
+    write(scripts / ".gitignore", "generated/\n")
+    write(scripts / "scripts" / "generated" / "out.cfg.j2", "lr = {{ lr }}\n")
+    write(scripts / "c.yml", CONFIG.replace("[out.cfg.j2]", "[generated]"))
+    before = files_under(scripts)
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        line = one_error_line(run_expyrun(args, scripts))
+        assert "`__run__.__templates__`: generated/out.cfg.j2 is left out of the snapshot" in line, line
+    assert files_under(scripts) == before
+    limited = CONFIG.replace("__result__: result.json\n", "__result__: result.json\n  __max_file_mb__: 0.001\n")
+    write(scripts / "c.yml", limited)
+    write(scripts / "scripts" / "out.cfg.j2", "lr = {{ lr }}\n" + "#" * 2000 + "\n")
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        line = one_error_line(run_expyrun(args, scripts))
+        assert "`__run__.__templates__`: out.cfg.j2 is larger than `__run__.__max_file_mb__` (0.001 MB)" in line, line
+    assert files_under(scripts) == before
