@@ -7,6 +7,7 @@ from typing import Any
 
 from expyrun.config.resolve import ResolvedConfig
 from expyrun.config.tree import dotted, flatten
+from expyrun.console import visible
 
 
 def _show(value: Any) -> str:
@@ -18,8 +19,10 @@ def _show(value: Any) -> str:
 
 
 def explain(resolved: ResolvedConfig) -> str:
+    """One line per leaf: keys, values and file names are the config's, shown with control
+    characters escaped (JSON leaves DEL and C1 controls such as the one-byte CSI as they are)."""
     rows = [
-        (dotted(path), _show(value), resolved.provenance.origin(path))
+        tuple(visible(text, one_line=True) for text in (dotted(path), _show(value), resolved.provenance.origin(path)))
         for path, value in flatten(resolved.for_disk()).items()
     ]
     key_width = max((len(key) for key, _, _ in rows), default=0)

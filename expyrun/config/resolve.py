@@ -17,7 +17,7 @@ from expyrun.config.inheritance import load_config
 from expyrun.config.interpolation import DEFAULT_SECRETS, Interpolator, is_secret
 from expyrun.config.overrides import Override, apply_overrides
 from expyrun.config.provenance import Provenance
-from expyrun.config.tree import Path, copy_tree, dotted, get, set_at
+from expyrun.config.tree import Path, children, copy_tree, dotted, get, lookup, set_at
 from expyrun.errors import ConfigError, did_you_mean
 
 RESERVED_SECTIONS = ("__run__", "__optuna__", "__launch__", "__sweep__")
@@ -85,6 +85,22 @@ class ResolvedConfig:
         self.secret_paths = secret_paths if secret_paths is not None else set()
         self.secret_values = secret_values if secret_values is not None else {}
 
+        self.stored_pending: set[Path] | None = None  # read from a stored config: what it interpolated
+
+    def config_text(self) -> str:
+        """`config.yml`: the resolved values (secrets as references), marked as such (`dump_resolved`)."""
+        from expyrun.config.dump import dump_resolved
+
+        return dump_resolved(self.for_disk(), self.secret_paths)
+
+    def raw_text(self) -> str:
+        """`raw_config.yml`: the config before interpolation. Read from a stored `config.yml`, it is
+        that file's values and is marked the same way, listing what it still interpolates."""
+        from expyrun.config.dump import dump_resolved, dump_yaml
+
+        if self.stored_pending is None:
+            return dump_yaml(self.raw)
+        return dump_resolved(self.raw, self.stored_pending | self.secret_paths)
     def for_disk(self) -> dict:
         """The resolved values as written to `config.yml`: secrets stay references."""
         written = copy_tree(self.values)
@@ -162,6 +178,7 @@ def _resolve(
     raw = loaded.data
     provenance = Provenance(loaded.sources)
     provenance.cli_paths = apply_overrides(raw, overrides)
+    provenance.stored_pending = _stored_pending(config_file, raw)
     _check_sections(raw, provenance)
     run_raw = _run_section(raw, str(config_file))
     _check_run_keys(run_raw, provenance)
@@ -193,6 +210,9 @@ def interpolate(
     secrets = _secret_patterns(raw["__run__"], provenance)
     interpolator = Interpolator(copy_tree(raw), environ, secrets, provenance.where)
     values = interpolator.resolve_all()
+    pending = _pending_paths(provenance)
+    if pending is not None:  # a stored config: its values are final, except these
+        interpolator.done.update(_settled_paths(raw, pending))
     provenance.env_used = interpolator.env_used
     if ("__run__", "__name__") in interpolator.secret_paths:
         raise ConfigError(
@@ -204,10 +224,61 @@ def interpolate(
     for section in (raw, values):  # both files name absolute folders, as expyrun 0.2.1 does
         section["__run__"]["__output_dir__"] = str(run.output_dir)
         section["__run__"]["__code__"] = str(run.code)
-    return ResolvedConfig(
+    resolved = ResolvedConfig(
         raw, values, provenance, run, all_warnings, interpolator.secret_paths, interpolator.secret_values
     )
 
+    resolved.stored_pending = pending
+    return resolved
+
+
+def _stored_pending(config_file: str | os.PathLike, raw: dict) -> set[Path] | None:
+    """For a stored resolved config (a run's `config.yml`), the paths it still interpolates (its
+    secrets), typed as the tree has them; None for a config to resolve."""
+    from expyrun.config.dump import read_resolved_mark
+
+    listed = read_resolved_mark(config_file)
+    if listed is None:
+        return None
+    paths = set()
+    for segments in listed:
+        typed = lookup(raw, dotted(segments))
+        if typed is not None:
+            paths.add(typed[0])
+    return paths
+
+
+def _pending_paths(provenance: Provenance) -> set[Path] | None:
+    """What a stored config interpolates: its secrets and the values set since it was read
+    (command line, sweep point, trial); None for a config that is interpolated whole."""
+    if provenance.stored_pending is None:
+        return None
+    return (
+        provenance.stored_pending
+        | provenance.cli_paths
+        | provenance.sweep_paths
+        | provenance.trial_paths
+        | provenance.default_paths
+    )
+
+
+def _settled_paths(tree: dict, pending: set[Path]) -> set[Path]:
+    """Every path of `tree` that is final: neither pending, below a pending path, nor above one
+    (whose pending children still resolve). References into settled values read them as they are."""
+    above = {path[:end] for path in pending for end in range(1, len(path))}
+    settled: set[Path] = set()
+
+    def visit(node: Any, prefix: Path) -> None:
+        for segment, child in children(node):
+            path = (*prefix, segment)
+            if path in pending:
+                continue
+            if path not in above:
+                settled.add(path)
+            visit(child, path)
+
+    visit(tree, ())
+    return settled
 
 def _run_section(raw: dict, display: str) -> dict:
     run = raw.get("__run__")

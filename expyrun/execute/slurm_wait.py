@@ -244,7 +244,8 @@ class _Progress:
         self.progress.update(self.task, completed=done, detail=detail)
 
     def log(self, message: str) -> None:
-        self.progress.console.print(f"expyrun: {message}", markup=False, highlight=False)
+        """A run's end above the bar: its exception text is the run's, shown escaped as by `console`."""
+        self.progress.console.print(f"expyrun: {console.visible(message)}", markup=False, highlight=False)
 
     def close(self) -> None:
         self.progress.stop()

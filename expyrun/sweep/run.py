@@ -84,6 +84,10 @@ class SweepRecord:
         self.write()
 
     def ended(self, index: int, line: str) -> None:
+        """The point's line, on the terminal and in the sweep's log: values and exception texts
+        come from the config and the run, so control characters (and newlines) are shown escaped
+        (`cat outputs.log` must not drive the terminal either)."""
+        line = console.visible(line, one_line=True)
         self.log.write(f"{line}\n")
         self.log.flush()
         console.info(line)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import signal
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from expyrun.config import ResolvedConfig
+from expyrun.console import visible
 from expyrun.errors import ConfigError
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.trial_workers import Finished
@@ -126,6 +128,7 @@ class Driver:
         SQLite file would otherwise both create its tables)."""
         import optuna
 
+        _escape_optuna_logs()
         with study_lock(self.spec, self.journal):
             self.storage = make_storage(self.spec, self.journal)
             study = optuna.create_study(
@@ -318,7 +321,7 @@ class Driver:
     def _unprepared(self, study: Any, trial: Any, error: Exception) -> None:
         """A trial that could not be prepared fails (and counts as a failure)."""
         why = f"{type(error).__name__}: {error}"
-        print(f"expyrun: trial {trial.number} could not be prepared: {why}", flush=True)
+        print(visible(f"expyrun: trial {trial.number} could not be prepared: {why}"), flush=True)
         compat.tell(study, trial, None, "FAIL")
         self._release(trial._trial_id)
         self._count_failure(True)
@@ -458,14 +461,15 @@ class Driver:
                 owner = owner_of(trial)
                 _mark_dead(trial.user_attrs.get("run_dir"), owner)
                 again = "queued again" if retried else f"not retried again (max_retry {self.spec.max_retry})"
-                print(f"expyrun: trial {trial.number} was left running by {owner}, which is gone: failed, {again}",
-                      flush=True)  # fmt: skip
+                print(visible(f"expyrun: trial {trial.number} was left running by {owner}, which is gone: failed, "
+                              f"{again}"), flush=True)  # fmt: skip
 
     def _log(self, number: int, outcome: TrialOutcome, params: dict[str, Any]) -> None:
         detail: Any = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")
         if outcome.state == "COMPLETE" and outcome.values and self.spec.objective_names is not None:
             detail = " ".join(f"{k}={v:.6g}" for k, v in zip(self.spec.objective_names, outcome.values, strict=True))
-        print(f"trial {number}: {outcome.state} {detail} {json.dumps(params, default=str)}", flush=True)
+        line = f"trial {number}: {outcome.state} {detail} {json.dumps(params, default=str)}"
+        print(visible(line, one_line=True), flush=True)  # objective names and error texts: the config's, the run's
 
 
 def _members(unit: Unit) -> list[PreparedTrial]:
@@ -524,7 +528,7 @@ class _Heartbeat:
             try:
                 self.beat()
             except Exception as error:  # a missed beat is not a reason to stop the study
-                print(f"expyrun: heartbeat: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                print(visible(f"expyrun: heartbeat: {type(error).__name__}: {error}"), file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         self.done.set()
@@ -600,8 +604,8 @@ def _plots(study: Any, run_dir: Path, spec: StudySpec, counts: dict[str, int]) -
                     figure = draw(study, target=target, target_name=label)
                 figure.write_html(plots / f"{name}{suffix}.html")
             except (ValueError, RuntimeError) as error:  # e.g. all parameters constant
-                print(f"expyrun: no {name.replace('_', ' ')} plot{f' for {label}' if several else ''}: {error}",
-                      flush=True)  # fmt: skip
+                what = f"{name.replace('_', ' ')} plot{f' for {label}' if several else ''}"
+                print(visible(f"expyrun: no {what}: {error}"), flush=True)
     if several:
         try:
             figure = visualization.plot_pareto_front(study, target_names=list(spec.labels))
@@ -615,6 +619,23 @@ def _file_part(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "objective"
 
 
+class _VisibleRecords(logging.Filter):
+    """Rewrites a log record's message with control characters shown escaped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = visible(record.getMessage()), None
+        return True
+
+
+def _escape_optuna_logs() -> None:
+    """Optuna logs the study's name and trials' parameters (`A new study created ... with name: `)
+    on the study's stderr, the terminal and outputs.log: like everything printed of a config, with
+    control characters shown escaped. Its own handler is filtered, once."""
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _VisibleRecords) for f in handler.filters):
+            handler.addFilter(_VisibleRecords())
+
+
 class _Progress:
     """A rich progress bar on the terminal: trials done / total and the best value so far."""
 
@@ -622,16 +643,19 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        # Straight to the terminal: the bar is for the person watching, not for outputs.log.
+        # Straight to the terminal: the bar is for the person watching, not for outputs.log. The study
+        # and objective names are the config's: never read as markup (`[/]` is a markup error that
+        # ended the study), control characters shown escaped.
         self.terminal = open("/dev/tty", "w")  # noqa: SIM115 (closed in close())
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[best]}"), console=Console(file=self.terminal, force_terminal=True),
+            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[best]}", markup=False),
+            console=Console(file=self.terminal, force_terminal=True),
             redirect_stdout=False, redirect_stderr=False,  # prints belong in outputs.log
         )  # fmt: skip
         self.single = len(spec.directions) == 1
-        self.label = spec.labels[0] if spec.objective_names is not None else ""
-        self.task = self.progress.add_task(spec.study_name, total=spec.n_trials, best="")
+        self.label = visible(spec.labels[0], one_line=True) if spec.objective_names is not None else ""
+        self.task = self.progress.add_task(visible(spec.study_name, one_line=True), total=spec.n_trials, best="")
         self.progress.start()
         self.update(study)
 

@@ -19,6 +19,7 @@ from expyrun.config import ResolvedConfig, RunSection
 from expyrun.config.dump import dump_yaml
 from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
+from expyrun.console import visible  # objective names and values are the config's and the run's
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 from expyrun.run.prepare import CODE_FOLDER
 from expyrun.run.record import now, start_record, write_json_atomic
@@ -190,7 +191,7 @@ def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOu
     except optuna.TrialPruned:
         return None, TrialOutcome("PRUNED")
     except (ObjectiveError, ConfigMismatch) as error:
-        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        print(visible(f"expyrun: {error}"), file=sys.stderr, flush=True)
         return None, TrialOutcome.failed(type(error).__name__, str(error))
     except SystemExit as error:  # a trial's exit ends that trial, never the study
         code = error.code
@@ -215,7 +216,7 @@ def evaluate(live_trial: Any, run: RunSection, import_root: Path, config: dict, 
     try:
         return TrialOutcome.completed(read_objective(value, spec))
     except ObjectiveError as error:
-        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        print(visible(f"expyrun: {error}"), file=sys.stderr, flush=True)
         return TrialOutcome.failed("ObjectiveError", str(error))
 
 
@@ -237,12 +238,12 @@ def evaluate_batch(
     try:
         objectives = read_batch(value, count, spec)
     except ObjectiveError as error:
-        print(f"expyrun: {error}", file=sys.stderr, flush=True)
+        print(visible(f"expyrun: {error}"), file=sys.stderr, flush=True)
         return [TrialOutcome.failed("ObjectiveError", str(error)) for _ in range(count)]
     outcomes = []
     for live, objective in zip(live_trials, objectives, strict=True):
         if isinstance(objective, ObjectiveError):
-            print(f"expyrun: trial {live.number}: {objective}", file=sys.stderr, flush=True)
+            print(visible(f"expyrun: trial {live.number}: {objective}"), file=sys.stderr, flush=True)
             outcomes.append(TrialOutcome.failed("ObjectiveError", str(objective)))
         else:
             outcomes.append(TrialOutcome.completed(objective))
