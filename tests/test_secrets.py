@@ -62,13 +62,13 @@ def test_expyrun_never_prints_a_secret_in_its_own_lines(project, expyrun):
 
 
 def test_frozen_requirements_drop_url_credentials(project, expyrun):
-    """A distribution installed from a URL with a token (found on sys.path: the launch folder)."""
-    info = project / "private_lib-1.0.dist-info"
+    """A distribution installed from a URL with a token (found on sys.path: a PYTHONPATH folder)."""
+    info = project / "site" / "private_lib-1.0.dist-info"
     write(info / "METADATA", "Metadata-Version: 2.1\nName: private-lib\nVersion: 1.0\n\n")
     url = "https://bob:p@ss@word@files.example.com/private_lib-1.0.tar.gz?token=abc123&channel=main"
     write(info / "direct_url.json", json.dumps({"url": url, "archive_info": {}}))
     write(project / "c.yml", RUN_SECTION)
-    assert expyrun("c.yml").returncode == 0
+    assert expyrun("c.yml", env={"PYTHONPATH": str(project / "site")}).returncode == 0
     frozen = (project / "outputs" / "demo" / "exp.0" / "frozen_requirements.txt").read_text()
     line = next(line for line in frozen.splitlines() if line.startswith("private-lib"))
     assert line == "private-lib @ https://files.example.com/private_lib-1.0.tar.gz?channel=main"

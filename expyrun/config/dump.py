@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import gc
 import io
+import json
+import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -120,6 +123,54 @@ def dump_yaml(data: Any) -> str:
     finally:
         if collecting:
             gc.enable()
+
+
+# The first line of a resolved config (`config.yml`): what the run received, read back as written.
+RESOLVED_MARK = "# expyrun: resolved config"
+_PENDING_MARK = "# expyrun: interpolated when read: "
+
+
+def dump_resolved(data: dict, pending: Iterable[tuple[str | int, ...]] = ()) -> str:
+    """`data` as YAML, marked as resolved so that reading it back never interpolates it again.
+
+    A stored `config.yml` holds the values the run received: `$HOME/x` that the user protected
+    with `!P`, or `{model}` that came from the environment, must come back as that text, not as
+    the home folder or the value of `model`. Only the `pending` paths (secrets, kept as their
+    `$NAME` reference, and command-line overrides not yet applied) are interpolated when the
+    file is read; they are listed in the second line as JSON lists of path segments.
+    """
+    header = f"{RESOLVED_MARK}: the values the run received, read back as written (raw_config.yml re-resolves)\n"
+    paths = sorted({tuple(path) for path in pending}, key=lambda path: [str(segment) for segment in path])
+    if paths:
+        header += _PENDING_MARK + json.dumps([list(path) for path in paths], ensure_ascii=False) + "\n"
+    return header + dump_yaml(data)
+
+
+def read_resolved_mark(path: str | os.PathLike) -> list[tuple[str | int, ...]] | None:
+    """The paths to interpolate in a file written by `dump_resolved`; None for any other config."""
+    if not os.path.isfile(path):  # a FIFO or a device, already read once: never a stored config
+        return None
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            first, second = file.readline(), file.readline()
+    except OSError:
+        return None
+    if not first.startswith(RESOLVED_MARK):
+        return None
+    if not second.startswith(_PENDING_MARK):
+        return []
+    try:
+        listed = json.loads(second[len(_PENDING_MARK) :])
+    except ValueError:
+        listed = None
+    if not isinstance(listed, list) or not all(isinstance(item, list) and item for item in listed):
+        from expyrun.errors import ConfigError
+
+        raise ConfigError(
+            f"{path}:2: the list of values to interpolate is not readable",
+            "restore the line as expyrun wrote it, or rerun the run's raw_config.yml",
+        )
+    return [tuple(item) for item in listed]
 
 
 def _libyaml_dump(data: Any) -> str:

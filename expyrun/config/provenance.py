@@ -17,6 +17,8 @@ class Provenance:
         self.trial_paths: set[Path] = set()
         self.sweep_paths: set[Path] = set()
         self.env_used: dict[Path, list[str]] = {}
+        # A stored resolved config (`config.yml`): the only paths it still interpolates; None otherwise.
+        self.stored_pending: set[Path] | None = None
         self._lines: dict[Path, tuple[str, int]] | None = None
 
     def _line_map(self) -> dict[Path, tuple[str, int]]:

@@ -84,7 +84,6 @@ class ResolvedConfig:
         self.warnings = warnings if warnings is not None else []
         self.secret_paths = secret_paths if secret_paths is not None else set()
         self.secret_values = secret_values if secret_values is not None else {}
-
         self.stored_pending: set[Path] | None = None  # read from a stored config: what it interpolated
 
     def config_text(self) -> str:
@@ -101,6 +100,7 @@ class ResolvedConfig:
         if self.stored_pending is None:
             return dump_yaml(self.raw)
         return dump_resolved(self.raw, self.stored_pending | self.secret_paths)
+
     def for_disk(self) -> dict:
         """The resolved values as written to `config.yml`: secrets stay references."""
         written = copy_tree(self.values)
@@ -177,8 +177,8 @@ def _resolve(
     loaded = load_config(config_file, cwd)
     raw = loaded.data
     provenance = Provenance(loaded.sources)
-    provenance.cli_paths = apply_overrides(raw, overrides)
     provenance.stored_pending = _stored_pending(config_file, raw)
+    provenance.cli_paths = apply_overrides(raw, overrides)
     _check_sections(raw, provenance)
     run_raw = _run_section(raw, str(config_file))
     _check_run_keys(run_raw, provenance)
@@ -209,10 +209,10 @@ def interpolate(
     """
     secrets = _secret_patterns(raw["__run__"], provenance)
     interpolator = Interpolator(copy_tree(raw), environ, secrets, provenance.where)
-    values = interpolator.resolve_all()
     pending = _pending_paths(provenance)
     if pending is not None:  # a stored config: its values are final, except these
         interpolator.done.update(_settled_paths(raw, pending))
+    values = interpolator.resolve_all()
     provenance.env_used = interpolator.env_used
     if ("__run__", "__name__") in interpolator.secret_paths:
         raise ConfigError(
@@ -227,7 +227,6 @@ def interpolate(
     resolved = ResolvedConfig(
         raw, values, provenance, run, all_warnings, interpolator.secret_paths, interpolator.secret_values
     )
-
     resolved.stored_pending = pending
     return resolved
 
@@ -279,6 +278,7 @@ def _settled_paths(tree: dict, pending: set[Path]) -> set[Path]:
 
     visit(tree, ())
     return settled
+
 
 def _run_section(raw: dict, display: str) -> dict:
     run = raw.get("__run__")

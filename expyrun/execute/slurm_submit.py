@@ -198,14 +198,14 @@ class _Batch:
         """The git state of the code as it was copied (here, now), in every folder: the node runs the copy."""
         if self.debug:
             return  # the node runs `__code__` as it is then, and reads its state then
-        from expyrun.run.git_state import DIFF_FILE, write_diff
+        from expyrun.run.git_state import DIFF_FILE
 
         state = self.git.state()
         if state is None:
             return
         first = self.prepared[0]
         if state.dirty:
-            write_diff(self.git.code, first.run_dir)
+            self.git.write_diff(first.run_dir)
         for prepared in self.prepared:
             prepared.record["git"] = state.as_record()
             if prepared is not first and (first.run_dir / DIFF_FILE).exists():

@@ -43,6 +43,20 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _search_path() -> list[str]:
+    """The folders of sys.path where the interpreter's distributions are installed.
+
+    The current folder is left out: `python -m expyrun` (and `-c`) puts it first on sys.path and the
+    `expyrun` script does not, so a project's own `*.egg-info` in the launch folder would turn the
+    editable install into `name==version` for one of them. One interpreter, one frozen list.
+    """
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the current folder was removed
+        here = None
+    return [entry for entry in sys.path if entry and os.path.realpath(entry) != here]
+
+
 def _distributions() -> list[Path]:
     """The `.dist-info` / `.egg-info` folders on sys.path, in path order.
 
@@ -50,12 +64,12 @@ def _distributions() -> list[Path]:
     the import of importlib.metadata and the e-mail parser it runs over every METADATA file.
     """
     found = []
-    for entry in sys.path or ["."]:
+    for entry in _search_path():
         try:
-            names = sorted(os.listdir(entry or "."))
+            names = sorted(os.listdir(entry))
         except OSError:
             continue
-        found += [Path(entry or ".", n) for n in names if n.endswith((".dist-info", ".egg-info"))]
+        found += [Path(entry, n) for n in names if n.endswith((".dist-info", ".egg-info"))]
     return found
 
 
@@ -147,9 +161,9 @@ def _environment_key() -> str:
     import hashlib
 
     parts = [sys.executable]
-    for entry in sys.path or ["."]:
+    for entry in _search_path():
         try:
-            parts.append(f"{entry}\0{os.stat(entry or '.').st_mtime_ns}")
+            parts.append(f"{entry}\0{os.stat(entry).st_mtime_ns}")
         except OSError:
             parts.append(f"{entry}\0-")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

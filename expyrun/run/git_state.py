@@ -5,11 +5,17 @@ GitPython would add a fifth of a second of imports to every launch for the same 
 calls of a launch start together, before the snapshot, and are read when needed, so their
 latency overlaps expyrun's own work; outside a work tree (no `.git` above the code, no `GIT_DIR`)
 git is not called at all.
+
+The state describes the code that runs. Files of the snapshotted package that git does not track
+(and does not ignore) are copied and run: they make the state dirty and are added to `git.diff`
+as new files. A rerun of a stored config runs an earlier run's snapshot, not the work tree that
+holds it: its state is that run's recorded state (and `git.diff`), whatever HEAD is today.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,6 +25,9 @@ if TYPE_CHECKING:
     import subprocess
 
 DIFF_FILE = "git.diff"
+RUN_FILE = "run.json"  # (expyrun.run.record's name; not imported: this module is on every launch's path)
+CODE_FOLDER = "code"  # a command run's copy of `__code__` inside its run folder
+MAX_UNTRACKED_DIFFS = 1000  # untracked files added to git.diff one by one; more are only named
 
 
 class GitState(NamedTuple):
@@ -45,6 +54,14 @@ def in_work_tree(folder: Path) -> bool:
         current = parent
 
 
+def origin_run(code: Path) -> Path | None:
+    """The run folder whose snapshot `code` is (a stored config's `__run__.__code__`), else None."""
+    for folder in (code, code.parent if code.name == CODE_FOLDER else None):
+        if folder is not None and (folder / RUN_FILE).is_file() and (folder / "config.yml").is_file():
+            return folder
+    return None
+
+
 class GitProbe:
     """The git calls of one launch, started at once and read when needed."""
 
@@ -53,8 +70,9 @@ class GitProbe:
         self.package = package
         self.calls: dict[str, subprocess.Popen[bytes]] = {}
         self.outputs: dict[str, bytes | None] = {}
-        if not in_work_tree(code):
-            return
+        self.origin = origin_run(code)
+        if self.origin is not None or not in_work_tree(code):
+            return  # an earlier run's snapshot: its record says where it came from
         import shutil
         import subprocess
 
@@ -73,6 +91,9 @@ class GitProbe:
             start(
                 "ignored", package, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory", "."
             )
+        if package is not None and package.exists():  # a package folder, or a single module file
+            folder, name = (package, ".") if package.is_dir() else (package.parent, package.name)
+            start("untracked", folder, "ls-files", "-z", "--others", "--exclude-standard", "--full-name", "--", name)
 
     def _output(self, key: str) -> bytes | None:
         if key not in self.outputs:
@@ -93,8 +114,18 @@ class GitProbe:
             if entry
         }
 
+    def untracked(self) -> list[str]:
+        """Files of the package that git neither tracks nor ignores (copied, so part of what runs),
+        relative to the repository's top folder."""
+        listed = self._output("untracked")
+        if not listed:
+            return []
+        return sorted(entry for entry in listed.decode(errors="surrogateescape").split("\0") if entry)
+
     def state(self) -> GitState | None:
-        """The state of the work tree holding the code; None outside a repository or without git."""
+        """The state of the code that runs; None outside a repository or without git."""
+        if self.origin is not None:
+            return _recorded_state(self.origin)
         status = self._output("status")
         if status is None:
             return None
@@ -109,6 +140,7 @@ class GitProbe:
                 branch = None if head == "(detached)" else head
             elif not line.startswith("#"):
                 dirty = True
+        dirty = dirty or bool(self.untracked())
         remote_out = (self._output("remote") or b"").decode().strip()
         remote = strip_credentials(remote_out) if remote_out else None
         return GitState(commit, branch, dirty, remote)
@@ -120,11 +152,46 @@ class GitProbe:
                 call.kill()
                 call.wait(timeout=10)
 
+    def write_diff(self, run_dir: Path) -> None:
+        """`git.diff` of the code that runs (only called when dirty): the earlier run's for a rerun,
+        else `git diff HEAD` plus the untracked files of the package as new files."""
+        if self.origin is not None:
+            import shutil
 
-def write_diff(code: Path, run_dir: Path) -> None:
-    """`git diff HEAD` of the repository into the run folder (only called when dirty)."""
+            if (self.origin / DIFF_FILE).is_file():
+                shutil.copyfile(self.origin / DIFF_FILE, run_dir / DIFF_FILE)
+            return
+        write_diff(self.code, run_dir, self.untracked())
+
+
+def _recorded_state(run_dir: Path) -> GitState | None:
+    """The git state an earlier run recorded for its snapshot."""
+    import json
+
+    try:
+        recorded = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("git")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    return GitState(recorded.get("commit"), recorded.get("branch"), bool(recorded.get("dirty")), recorded.get("remote"))
+
+
+def write_diff(code: Path, run_dir: Path, untracked: Sequence[str] = ()) -> None:
+    """`git diff HEAD` of the repository into the run folder (only called when dirty), followed by
+    each untracked file of the package as a new file (`git apply` recreates them)."""
     import subprocess
 
     diff = subprocess.run(["git", "-C", str(code), "diff", "HEAD", "--binary"], capture_output=True, check=False)
-    if diff.returncode == 0 and diff.stdout:
-        (run_dir / DIFF_FILE).write_bytes(diff.stdout)
+    text = diff.stdout if diff.returncode == 0 else b""
+    if untracked:
+        top = subprocess.run(["git", "-C", str(code), "rev-parse", "--show-toplevel"], capture_output=True,
+                             check=False).stdout.decode(errors="surrogateescape").strip()  # fmt: skip
+        for name in untracked[:MAX_UNTRACKED_DIFFS]:  # `--no-index` exits 1 when the files differ
+            new = subprocess.run(["git", "-C", top, "diff", "--no-index", "--binary", "--", "/dev/null", name],
+                                 capture_output=True, check=False)  # fmt: skip
+            text += new.stdout
+        if len(untracked) > MAX_UNTRACKED_DIFFS:
+            text += f"# expyrun: {len(untracked) - MAX_UNTRACKED_DIFFS} more untracked files not shown\n".encode()
+    if text:
+        (run_dir / DIFF_FILE).write_bytes(text)

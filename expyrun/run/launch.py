@@ -153,8 +153,6 @@ def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) ->
 
 def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path | None = None) -> None:
     """Git state and frozen requirements, gathered while the run already works."""
-    from expyrun.run.git_state import write_diff
-
     run_dir, record = prepared.run_dir, prepared.record
     if not prepared.debug:
         from expyrun.run.freeze import FROZEN_FILE, requirement_drift, write_frozen_requirements
@@ -174,7 +172,7 @@ def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path |
     if state is not None:
         record["git"] = state.as_record()
         if state.dirty:
-            write_diff(git.code, run_dir)
+            git.write_diff(run_dir)
 
 
 def report(outcome: Outcome, run_dir: Path) -> None:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig, RunSection
-from expyrun.config.dump import dump_yaml
 from expyrun.errors import UsageError
 from expyrun.run.entry_point import top_level_path
 from expyrun.run.folder import allocate_run_dir, discard_run_dir, missing_parents, remove_created
@@ -125,11 +124,12 @@ def _fill(
     elif not debug:
         for section in (resolved.raw, resolved.values):
             section["__run__"]["__code__"] = str(run_dir)
-    (run_dir / "raw_config.yml").write_text(dump_yaml(resolved.raw), encoding="utf-8")
-    (run_dir / "config.yml").write_text(dump_yaml(resolved.for_disk()), encoding="utf-8")
+    (run_dir / "raw_config.yml").write_text(resolved.raw_text(), encoding="utf-8")
+    (run_dir / "config.yml").write_text(resolved.config_text(), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd, status="queued")
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
+    _note_rerun(record, original_code)
     if not debug and clone_of is not None and clone_of.snapshot is not None:
         from expyrun.run.snapshot import clone_snapshot
 
@@ -163,6 +163,16 @@ def _fill(
     prepared.write_record()
     _reserve(run_dir / RESERVE_FILE, (run_dir / RUN_FILE).stat().st_size + 16 * 1024)
     return prepared
+
+
+def _note_rerun(record: dict[str, Any], code: Path) -> None:
+    """`rerun_of`: the earlier run whose snapshot this run executes (a stored config run again);
+    its git state, not today's HEAD, is the state of the code that runs (`GitProbe`)."""
+    from expyrun.run.git_state import origin_run
+
+    origin = origin_run(code)
+    if origin is not None:
+        record["rerun_of"] = str(origin)
 
 
 def _with_code(resolved: ResolvedConfig, code: Path, cwd: Path) -> ResolvedConfig:

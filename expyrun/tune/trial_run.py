@@ -136,8 +136,8 @@ class TrialContext:
                 log.symlink_to(os.path.relpath(Path(batch["dir"]) / "outputs.log", trial_dir))
         trial.set_user_attr("run_dir", str(trial_dir))  # the dashboard shows where each trial's files are
         config = trial_config(self.resolved, params, self.spec, self.study_dir)
-        (trial_dir / "raw_config.yml").write_text(dump_yaml(config.raw), encoding="utf-8")
-        (trial_dir / "config.yml").write_text(dump_yaml(config.for_disk()), encoding="utf-8")
+        (trial_dir / "raw_config.yml").write_text(config.raw_text(), encoding="utf-8")
+        (trial_dir / "config.yml").write_text(config.config_text(), encoding="utf-8")
         if config.run.templates:  # rendered with the trial's values (a command reads them from its folder)
             from expyrun.run.templates import render_templates
 
