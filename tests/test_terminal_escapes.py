@@ -74,6 +74,18 @@ def test_a_single_runs_failure_and_dry_run_explain_show_escapes_as_text(project)
     assert data_escapes(shown) == [], shown.decode(errors="replace")
 
 
+def test_env_check_shows_a_runs_requirement_names_escaped(project):
+    write(project / "run.yml", RUN_SECTION + "x: 1\n")
+    assert run_expyrun(["run.yml"], project).returncode == 0
+    frozen = project / "outputs" / "demo" / "exp.0" / "frozen_requirements.txt"
+    with frozen.open("a", encoding="utf-8") as requirements:  # a run folder received from someone else
+        requirements.write("evil\x1b]0;pwned-title\x07pkg==1.0\n")
+    code, shown = run_in_terminal(["env", str(frozen.parent), "--check"], project)
+    assert code == 1, shown.decode(errors="replace")
+    assert data_escapes(shown) == [], shown.decode(errors="replace")
+    assert rb"- evil\x1b]0;pwned-title\x07pkg==1.0" in shown, shown.decode(errors="replace")
+
+
 def study_config(objective: str, study_name: str = HOSTILE_YAML) -> str:
     return (
         RUN_SECTION.replace("demo", "tune")
@@ -142,3 +154,14 @@ def test_slurm_progress_shows_a_failed_points_exception_escaped(project, slurm, 
     assert data_escapes(shown) == [], shown.decode(errors="replace")
     shown_line = b"point 1 failed (RuntimeError: boom: " + rb"\x1b]0;pwned-title\x07"  # rich wraps at 80 columns
     assert shown_line in shown, shown.decode(errors="replace")
+
+
+def test_slurm_dry_run_shows_the_job_scripts_control_bytes_escaped(project, slurm, monkeypatch):
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    launch = f"__launch__:\n  launcher: slurm\n  slurm:\n    setup: [{HOSTILE_YAML}]\n"
+    write(project / "c.yml", RUN_SECTION + "x: 1\n" + launch)
+    code, shown = run_in_terminal(["c.yml", "--dry-run"], project)
+    assert code == 0, shown.decode(errors="replace")
+    assert data_escapes(shown) == [], shown.decode(errors="replace")
+    assert SHOWN_AS in shown and b"#SBATCH" in shown, shown.decode(errors="replace")
+    assert not (project / "outputs").exists()

@@ -38,8 +38,8 @@ def check(run_dir: Path) -> int:
     """Differences between the run's requirements and this interpreter; exit 1 when any."""
     frozen = _frozen(run_dir)
     drift = requirement_drift(frozen)
-    for line in drift:
-        sys.stdout.write(line + "\n")
+    for line in drift:  # names and versions read from the run's file: shown, never acting on the terminal
+        sys.stdout.write(console.visible(line, one_line=True) + "\n")
     if drift:
         console.warning(f"{len(drift)} differences with {frozen} (+ here only, - run only, ~ other version)")
         return 1

@@ -53,7 +53,8 @@ def submit(
     if "--dry-run" in flags:
         folders, home, name, array = _planned(resolved, launch, sweep, study, debug, cwd)
         output = home / ("slurm-%A_%a.out" if array else "slurm-%j.out")
-        sys.stdout.write(job_script(options, folders, name, str(output), cwd, array))
+        script = job_script(options, folders, name, str(output), cwd, array)
+        sys.stdout.write(console.visible(script))  # for people: a setup line's control bytes shown, not acting
         return 0
     sbatch = shutil.which("sbatch")
     if sbatch is None:

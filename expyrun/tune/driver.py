@@ -611,7 +611,7 @@ def _plots(study: Any, run_dir: Path, spec: StudySpec, counts: dict[str, int]) -
             figure = visualization.plot_pareto_front(study, target_names=list(spec.labels))
             figure.write_html(plots / "pareto_front.html")
         except (ValueError, RuntimeError) as error:  # Optuna draws two or three objectives
-            print(f"expyrun: no Pareto front plot: {error}", flush=True)
+            print(visible(f"expyrun: no Pareto front plot: {error}"), flush=True)
 
 
 def _file_part(label: str) -> str:
