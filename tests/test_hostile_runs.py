@@ -4,12 +4,13 @@ exit statuses, the snapshot store, GPU ids. Each test runs the real `expyrun`.""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import files_under, run_expyrun, write
+from conftest import files_under, run_expyrun, start_expyrun, write
 
 SCRIPT = """\
 #!/bin/bash
@@ -168,3 +169,81 @@ def test_a_template_left_out_of_the_snapshot_fails_the_dry_run_too(scripts):
         line = one_error_line(run_expyrun(args, scripts))
         assert "`__run__.__templates__`: out.cfg.j2 is larger than `__run__.__max_file_mb__` (0.001 MB)" in line, line
     assert files_under(scripts) == before
+
+
+# --- 2. command runs: what the result file is, and how the program ended ----------------------------
+
+
+def command_run(tmp_path: Path, script: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run `script` as a command run whose result file is `result.json`; expyrun's answer and the record."""
+    write(tmp_path / "scripts" / "run.sh", "#!/bin/bash\n" + script)
+    write(tmp_path / "c.yml", CONFIG.replace("  __templates__: [out.cfg.j2]\n", ""))
+    result = run_expyrun(["c.yml", *extra], tmp_path, timeout=60)
+    runs = sorted((tmp_path / "outputs" / "hostile").iterdir(), key=lambda p: int(p.suffix[1:]))
+    return result, record(runs[-1])
+
+
+@pytest.mark.parametrize(
+    ("script", "fragment"),
+    [
+        ("mkfifo result.json\n", "the result file result.json is a FIFO, not a regular file"),
+        ("ln -s /dev/zero result.json\n", "the result file result.json is a character device, not a regular file"),
+        (
+            "python3 -c \"print('9' * 5000)\" > result.json\n",
+            "the result file result.json holds an integer of 5000 digits",
+        ),
+        (
+            "python3 -c \"print('{\\\"a\\\": [' + '7' * 5000 + ']}')\" > result.json\n",
+            "the result file result.json holds an integer of 5000 digits",
+        ),
+        ("truncate -s 17M result.json\n", "the result file result.json is larger than 16 MB"),
+    ],
+    ids=["fifo", "dev-zero", "5000-digits", "5000-digits-inside", "17MB"],
+)
+def test_a_result_file_that_is_not_a_bounded_regular_file_fails_the_run_saying_why(tmp_path, script, fragment):
+    started = time.monotonic()
+    result, run = command_run(tmp_path, script)
+    assert time.monotonic() - started < 50, "reading a result file must never hang"
+    assert result.returncode == 1, result.stderr
+    assert run["status"] == "failed" and run["exception"] == {"type": "ResultFile", "message": fragment}, run
+    assert fragment in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_a_program_exiting_130_or_143_by_itself_failed_and_its_code_may_be_ignored(tmp_path, code):
+    result, run = command_run(tmp_path, f"echo 2 > result.json\nexit {code}\n")
+    assert result.returncode == 1, result.stderr
+    assert run["status"] == "failed" and run["exception"]["message"] == f"the run exited with code {code}", run
+    ignored, run = command_run(
+        tmp_path, f"echo 2 > result.json\nexit {code}\n", "--+__run__.__ignore_exit_code__", "true"
+    )
+    assert ignored.returncode == 0, ignored.stderr
+    assert run["status"] == "completed" and run["result"] == 2 and run["exit_code"] == 0, run
+
+
+@pytest.mark.parametrize("signal_name", ["KILL", "SEGV", "ABRT"])
+def test_a_program_killed_by_a_signal_failed_even_with_ignore_exit_code(tmp_path, signal_name):
+    result, run = command_run(
+        tmp_path, f"echo 2 > result.json\nkill -{signal_name} $$\n", "--+__run__.__ignore_exit_code__", "true"
+    )
+    assert result.returncode == 1, result.stderr
+    assert run["status"] == "failed" and run["exception"]["message"] == f"the run was killed by SIG{signal_name}", run
+
+
+def test_expyrun_stopping_a_command_run_is_still_an_interruption(tmp_path):
+    """The other side of the rule: SIGTERM to expyrun stops the program, which exits 143: interrupted."""
+    write(
+        tmp_path / "scripts" / "run.sh",
+        "#!/bin/bash\ntrap 'exit 143' TERM\necho ready\nwhile true; do sleep 0.1; done\n",
+    )
+    write(tmp_path / "c.yml", CONFIG.replace("  __templates__: [out.cfg.j2]\n", ""))
+    process = start_expyrun(["c.yml"], tmp_path)
+    log = tmp_path / "outputs" / "hostile" / "exp.0" / "outputs.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "ready" in log.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None, "the command run did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143, stderr
+    assert record(log.parent)["status"] == "interrupted"

@@ -27,6 +27,7 @@ class Outcome:
         self.exception = exception
         self.log_error = log_error
         self.returncode = returncode  # the run process's exit status (negative: killed by that signal)
+        self.stopped = False  # expyrun stopped it (a stop signal it received and passed on)
 
     def __repr__(self) -> str:
         return f"Outcome({self.status!r}, {self.exit_code}, exception={self.exception!r})"
@@ -40,6 +41,7 @@ def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) 
     """
     outcome = _classify(wait_status, message, stopped_by)
     outcome.returncode = os.waitstatus_to_exitcode(wait_status)
+    outcome.stopped = stopped_by is not None
     return outcome
 
 

@@ -37,8 +37,10 @@ class Tee:
         self.exited = False
 
     def watch(self, run_pgid: int) -> None:
-        """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
-        os.write(self.control, f"{run_pgid}\n".encode())
+        """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL). A run
+        that already ended (a program killed at once) may have let the tee exit: nothing to watch."""
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self.control, f"{run_pgid}\n".encode())
 
     def close_writers(self) -> None:
         """The run child holds its own copies of the write ends: the launcher lets go of them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -98,8 +99,7 @@ def exec_spec(resolved: ResolvedConfig, run_dir: Path, import_root: Path) -> Exe
 
 def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcome:
     """A command run's outcome: its exit status (ignored on request) and its `__result__` file."""
-    if run.ignore_exit_code and outcome.status == "failed" and outcome.returncode is not None:
-        outcome = Outcome("completed", 0, log_error=outcome.log_error, returncode=outcome.returncode)
+    outcome = _exit_status(outcome, run)
     if run.result_file is None or outcome.status != "completed":
         return outcome
     try:
@@ -112,17 +112,42 @@ def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcom
     return outcome
 
 
+def _exit_status(outcome: Outcome, run: RunSection) -> Outcome:
+    """Only expyrun's own stop interrupts a command run: a program that exits 130 or 143 by itself
+    failed with that code, which `__ignore_exit_code__` ignores like any other. A program killed by
+    a signal (SIGKILL, SIGSEGV, SIGABRT, ...) did not end: that is never ignored."""
+    code = outcome.returncode
+    if code is None or outcome.stopped:
+        return outcome
+    if outcome.status == "interrupted":
+        outcome = Outcome(
+            "failed", 1, exception={"type": "Exit", "message": f"the run exited with code {code}"},
+            log_error=outcome.log_error, returncode=code,
+        )  # fmt: skip
+    if run.ignore_exit_code and outcome.status == "failed" and code > 0:
+        return Outcome("completed", 0, log_error=outcome.log_error, returncode=code)
+    return outcome
+
+
+MAX_RESULT_MB = 16  # a result is a number, a list or a mapping of them: more is not a result
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket"}  # fmt: skip
+
+
 def read_result(path: Path) -> Any:
-    """A result file: JSON (a number, a list, a mapping) or one bare number."""
+    """A result file: JSON (a number, a list, a mapping) or one bare number.
+
+    The program chose what the path is: it is read only if it is a regular file (a FIFO would block
+    for ever, `/dev/zero` never ends), at most `MAX_RESULT_MB`, and an integer too long to be a
+    number is refused rather than read as infinity."""
+    text = _result_text(path)
     try:
-        text = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ValueError(f"the result file {path.name} was not written") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"the result file {path.name} cannot be read: {error}") from None
-    try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_bounded_int)
+    except _TooManyDigits as error:
+        raise ValueError(f"the result file {path.name} holds {error}") from None
     except ValueError:
+        if text.lstrip("+-").isdigit():  # an integer JSON refused: too long for Python to read
+            raise ValueError(f"the result file {path.name} holds an integer of {len(text)} digits") from None
         try:
             return float(text)
         except ValueError:
@@ -130,6 +155,41 @@ def read_result(path: Path) -> Any:
     if isinstance(value, str):
         raise ValueError(f"the result file {path.name} holds a string, not a number, list or mapping: {value[:80]!r}")
     return value
+
+
+def _result_text(path: Path) -> str:
+    """The text of a regular file of at most `MAX_RESULT_MB`; a ValueError saying what is wrong."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # never blocks on a FIFO
+    except FileNotFoundError:
+        raise ValueError(f"the result file {path.name} was not written") from None
+    except OSError as error:
+        raise ValueError(f"the result file {path.name} cannot be read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as reader:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            raise ValueError(f"the result file {path.name} is {_KINDS.get(kind, 'not a file')}, not a regular file")
+        data = reader.read(MAX_RESULT_MB * 1024 * 1024 + 1)
+    if len(data) > MAX_RESULT_MB * 1024 * 1024:
+        raise ValueError(f"the result file {path.name} is larger than {MAX_RESULT_MB} MB")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"the result file {path.name} is not UTF-8 text") from None
+
+
+class _TooManyDigits(ValueError):
+    """An integer in a result too long to be a number anything would compare."""
+
+
+MAX_INT_DIGITS = 4300  # Python's own limit for reading an integer from text
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooManyDigits(f"an integer of {digits} digits")
+    return int(text)
 
 
 def run_in_place(run: RunSection, run_dir: Path) -> Any:
@@ -140,6 +200,6 @@ def run_in_place(run: RunSection, run_dir: Path) -> Any:
     assert run.command is not None
     environment = {**os.environ, "EXPYRUN_RUN_DIR": str(run_dir), "EXPYRUN_CONFIG": str(run_dir / "config.yml")}
     completed = subprocess.run(list(run.command), cwd=run_dir, env=environment, check=False)
-    if completed.returncode != 0 and not run.ignore_exit_code:
+    if completed.returncode < 0 or (completed.returncode != 0 and not run.ignore_exit_code):
         raise RuntimeError(f"the command exited with status {completed.returncode}")
     return None if run.result_file is None else read_result(run_dir / run.result_file)
