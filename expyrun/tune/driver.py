@@ -45,6 +45,7 @@ from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated
 from expyrun.run.record import now, write_json_atomic
 from expyrun.tune import optuna_compat as compat
+from expyrun.tune import seeds
 from expyrun.tune.liveness import Liveness, owner_of
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
@@ -120,6 +121,8 @@ class Driver:
         self.last_reclaim = -math.inf
         self.storage: Any = None
         self.progress: _Progress | None = None
+        self.sampler_seed = seeds.given_seed(spec.sampler)  # this launch's (see expyrun/tune/seeds.py)
+        self.seeded = False  # the launch's sampler gets its seed when it asks for its first new trial
 
     # -- storage ---------------------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class Driver:
                 os.close(fd)
             if self.progress:
                 self.progress.close()
-            summary = write_summary(study, run_dir, self.spec)
+            summary = write_summary(study, run_dir, self.spec, self.sampler_seed)
         if self.signalled:
             raise _EXCEPTIONS[self.signalled[0]]()
         if not summary["counts"].get("COMPLETE"):
@@ -259,6 +262,7 @@ class Driver:
             asked = self._ask(study)
             if not asked:
                 return None
+            context.sampler_seed = self.sampler_seed
             suggested = []
             for trial in asked:
                 try:
@@ -287,6 +291,7 @@ class Driver:
         asked: list[Any] = []
         with self._lock():
             trials = study.get_trials(deepcopy=False)  # once: reading a journal back costs per call
+            self._seed_launch(study, len(trials))  # the number the next new trial gets
             waiting = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING)  # retries to run
             room = self.spec.batch_size or 1
             if self.spec.n_trials is not None:
@@ -300,6 +305,20 @@ class Driver:
                 self._claim(study, trial._trial_id)
                 asked.append(trial)
         return asked
+
+    def _seed_launch(self, study: Any, first_number: int) -> None:
+        """Give this launch's sampler its own seed, derived from the given one and the number of its
+        first new trial (expyrun/tune/seeds.py), before it asks for that trial: a resumed study and
+        launches sharing it never replay one another's points. Once per launch."""
+        if self.seeded or self.sampler_seed is None:
+            return
+        import optuna
+
+        self.seeded = True
+        seed = seeds.launch_seed(self.spec.sampler, first_number)
+        if seed != self.sampler_seed:
+            study.sampler = compat.build_named(seeds.seeded(self.spec.sampler, seed), optuna.samplers)
+            self.sampler_seed = seed
 
     def _prepare_batch(
         self, study: Any, context: TrialContext, suggested: list[tuple[Any, dict[str, Any]]]
@@ -402,7 +421,7 @@ class Driver:
             detail = (outcome.error or {}).get("message", "")
             outcome.error = {"type": "Interrupted", "message": f"the study was stopped ({stopped_by}): {detail}"}
             outcome.interrupted = outcome.interrupted or stopped_by
-        context.finish(prepared, outcome)
+        context.finish(prepared, outcome, _suggested_in_trial(study, prepared))
         for key, value in (outcome.metrics or {}).items():  # extra metrics of named objectives
             if key != "run_dir":
                 prepared.trial.set_user_attr(key, value)
@@ -491,6 +510,16 @@ def _outcomes(finished: Finished, count: int) -> list[TrialOutcome]:
     return outcomes
 
 
+def _suggested_in_trial(study: Any, prepared: PreparedTrial) -> dict[str, Any]:
+    """What the trial suggested itself (`expyrun.trial().suggest_*()`), read back from the storage:
+    a trial worker wrote it there."""
+    try:
+        stored = study._storage.get_trial(prepared.trial._trial_id).params
+    except Exception:  # the storage is unreachable: the trial is recorded without them
+        return {}
+    return {key: value for key, value in stored.items() if key not in prepared.params}
+
+
 def _mark_dead(run_dir: str | None, owner: str) -> None:
     """The run.json of a trial whose driver died says so (it said `running` for good)."""
     if not run_dir:
@@ -536,8 +565,9 @@ class _Heartbeat:
             self.thread.join(timeout=5)
 
 
-def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
-    """study.json (best trial or Pareto front, counts by state) and, with plotly, plots/."""
+def write_summary(study: Any, run_dir: Path, spec: StudySpec, sampler_seed: int | None = None) -> dict[str, Any]:
+    """study.json (best trial or Pareto front, counts by state, the seed of this launch's sampler)
+    and, with plotly, plots/."""
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
     for trial in trials:
@@ -564,6 +594,8 @@ def write_summary(study: Any, run_dir: Path, spec: StudySpec) -> dict[str, Any]:
     summary.update(n_trials=len(trials), counted_trials=compat.counted_trials(trials), counts=counts, best=best)
     if spec.batched:
         summary["batch_size"] = spec.batch_size
+    if sampler_seed is not None:
+        summary["sampler_seed"] = sampler_seed
     if len(spec.directions) > 1:
         summary["pareto_front"] = best
     write_json_atomic(run_dir / STUDY_FILE, summary)

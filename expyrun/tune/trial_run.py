@@ -23,7 +23,7 @@ from expyrun.console import visible  # objective names and values are the config
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 from expyrun.run.prepare import CODE_FOLDER
 from expyrun.run.record import now, start_record, write_json_atomic
-from expyrun.tune.current import set_trial, set_trials
+from expyrun.tune.current import TRIAL_SECTION, set_trial, set_trials
 from expyrun.tune.objective import Objective, ObjectiveError, read_batch, read_objective
 from expyrun.tune.spec import StudySpec
 
@@ -85,7 +85,8 @@ class PreparedTrial:
         """What a worker process needs to evaluate it. The config travels pickled: YAML gives it
         dates, bytes and sets that JSON would change."""
         blob = pickle.dumps((self.config.run, self.config.user_config()), protocol=pickle.HIGHEST_PROTOCOL)
-        return {"trial_id": self.trial._trial_id, "config": base64.b64encode(blob).decode("ascii")}
+        config = base64.b64encode(blob).decode("ascii")
+        return {"trial_id": self.trial._trial_id, "number": self.number, "config": config}
 
 
 @dataclass
@@ -106,7 +107,8 @@ class PreparedBatch:
         """What a worker process needs to evaluate the batch: its trials and their configs."""
         configs = [member.config.user_config() for member in self.members]
         blob = pickle.dumps((self.members[0].config.run, configs), protocol=pickle.HIGHEST_PROTOCOL)
-        return {"trial_ids": [m.trial._trial_id for m in self.members], "config": base64.b64encode(blob).decode()}
+        trial_ids = [m.trial._trial_id for m in self.members]
+        return {"trial_ids": trial_ids, "number": self.number, "config": base64.b64encode(blob).decode()}
 
 
 @dataclass
@@ -117,6 +119,7 @@ class TrialContext:
     spec: StudySpec
     study_dir: Path
     import_root: Path
+    sampler_seed: int | None = None  # the seed of the launch's sampler, once it has one (seeds.py)
 
     def batch_folder(self, index: int) -> Path:
         """`batches/batch.{index}/`, where a batch call runs and logs."""
@@ -147,6 +150,8 @@ class TrialContext:
         record["config"] = config.user_config_for_disk()
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
                            "state": "RUNNING", "values": None}  # fmt: skip
+        if self.sampler_seed is not None:
+            record["trial"]["sampler_seed"] = self.sampler_seed
         if batch is not None:
             record["batch"] = batch
         write_json_atomic(trial_dir / "run.json", record)
@@ -160,7 +165,11 @@ class TrialContext:
         prepared.started = time.monotonic()
         write_json_atomic(prepared.run_dir / "run.json", prepared.record)
 
-    def finish(self, prepared: PreparedTrial, outcome: TrialOutcome) -> None:
+    def finish(self, prepared: PreparedTrial, outcome: TrialOutcome, suggested: dict[str, Any] | None = None) -> None:
+        """The trial's end in its `run.json`; `suggested`: the values it suggested itself, recorded
+        in `trial.params` and in its configs (see `record_suggested`)."""
+        if suggested:
+            record_suggested(prepared, suggested, self.spec.study_name)
         status = {"COMPLETE": "completed", "PRUNED": "pruned"}.get(outcome.state, "failed")
         exit_code = 0 if status != "failed" else SIGNAL_EXIT.get(outcome.interrupted or "", 1)
         record = prepared.record
@@ -174,6 +183,26 @@ class TrialContext:
             record["trial"].update(objectives=named, metrics=outcome.metrics or {})
             record["result"] = None if named is None else {**named, **(outcome.metrics or {})}
         write_json_atomic(prepared.run_dir / "run.json", record)
+
+
+def record_suggested(prepared: PreparedTrial, suggested: dict[str, Any], study_name: str) -> None:
+    """Values a trial suggested itself (`expyrun.trial().suggest_float("y", ...)`) join its params
+    (`run.json` `trial.params`, the driver's log line) and are appended to its `config.yml` and
+    `raw_config.yml` as `__trial__: {study, number, params}`: rerun alone, `expyrun.trial()` is then
+    a FixedTrial giving the same values (expyrun/tune/current.py). Appended, not rewritten: the
+    configs stay byte for byte what the trial received, plus this section."""
+    prepared.params.update(suggested)
+    prepared.record["trial"]["suggested_in_trial"] = sorted(suggested)
+    section = {TRIAL_SECTION: {"study": study_name, "number": prepared.number, "params": dict(prepared.params)}}
+    text = dump_yaml(section)
+    for name in ("config.yml", "raw_config.yml"):
+        path = prepared.run_dir / name
+        try:
+            with path.open("a", encoding="utf-8") as config:
+                config.write(text)
+        except OSError as error:
+            print(f"expyrun: trial {prepared.number}: could not record its own suggestions in {path}: {error}",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOutcome | None]:
@@ -274,6 +303,7 @@ class WorkerRunner:
     def __call__(self, task: dict[str, Any]) -> dict[str, Any]:
         import optuna
 
+        self._seed(task.get("number"))
         run, config = pickle.loads(base64.b64decode(task["config"]))
         if "trial_ids" in task:  # a batch: one call, one outcome per trial
             lives = [optuna.trial.Trial(self.study, trial_id) for trial_id in task["trial_ids"]]
@@ -281,3 +311,17 @@ class WorkerRunner:
             return {"outcomes": [outcome.as_reply() for outcome in outcomes]}
         live = optuna.trial.Trial(self.study, task["trial_id"])
         return evaluate(live, run, self.import_root, config, self.spec).as_reply()
+
+    def _seed(self, number: int | None) -> None:
+        """A seeded study: what trial `number` suggests itself is drawn by a sampler with a seed of
+        its own (expyrun/tune/seeds.py). The study process's sampler drew the config's values from
+        the given seed: a worker's sampler built with that seed would replay its draws."""
+        import optuna
+
+        from expyrun.tune import seeds
+        from expyrun.tune.optuna_compat import build_named
+
+        if number is None or seeds.given_seed(self.spec.sampler) is None:
+            return
+        section = seeds.seeded(self.spec.sampler, seeds.in_trial_seed(self.spec.sampler, number))
+        self.study.sampler = build_named(section, optuna.samplers)
