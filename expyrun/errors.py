@@ -35,6 +35,12 @@ class EntryPointError(ExpyrunError):
     """The entry point named by `__run__.__main__` cannot be found or called."""
 
 
+class Quiet:
+    """Mixed into an exception expyrun's own run body raises on purpose (a study stopped by Ctrl-C,
+    or ended with no completed trial): the launcher's one line says it, and a traceback through
+    expyrun's modules would only look like a bug. An entry point's exceptions keep their traceback."""
+
+
 def did_you_mean(
     word: str,
     choices: Iterable[str],

@@ -141,3 +141,65 @@ def test_help_lists_every_flag(expyrun):
     shown = expyrun("--help").stdout
     for flag in ("--debug", "--dry-run", "--explain", "--needed"):
         assert f"[{flag}]" in shown.splitlines()[0] and f"  {flag} " in shown
+
+
+STUDY_ENTRY = """\
+import os
+import time
+
+
+def main(name, config):
+    if config["fail"]:
+        raise ValueError("every trial fails")
+    open(os.path.join(os.environ["EXPYRUN_CWD"], "trial-started"), "w").close()
+    time.sleep(60)
+    return config["x"]
+"""
+
+
+def write_study(project, isolation: str, fail: bool) -> None:
+    write(project / "pkg" / "study.py", STUDY_ENTRY)
+    run = RUN.replace("pkg.main:main", "pkg.study:main")
+    write(project / "s.yml", run + f"fail: {str(fail).lower()}\n" + STUDY + f"  isolation: {isolation}\n")
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_a_study_with_no_completed_trial_ends_with_one_line_and_exit_1(project, expyrun, isolation):
+    write_study(project, isolation, fail=True)
+    result = expyrun("s.yml")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("expyrun: error:")]
+    assert len(errors) == 1 and "the study has no completed trial" in errors[0], result.stderr
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_ctrl_c_of_a_study_ends_with_one_line_and_exit_130(project, isolation):
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import clean_env
+
+    write_study(project, isolation, fail=False)
+    process = subprocess.Popen(  # its own process group, as a shell's foreground job: Ctrl-C reaches all of it
+        [sys.executable, "-m", "expyrun", "s.yml"], cwd=project, env=clean_env(), start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (project / "trial-started").exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"no trial started within 60 s: {process.communicate()}")
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stdout + stderr, stdout + stderr
+    assert [line for line in stderr.splitlines() if "interrupted" in line] == [
+        f"expyrun: warning: interrupted: {project / 'outputs' / 'demo' / 'exp.0'}"
+    ], stderr
+    record = json.loads((project / "outputs" / "demo" / "exp.0" / "run.json").read_text())
+    assert record["status"] == "interrupted" and (project / "outputs" / "demo" / "exp.0" / "study.json").is_file()

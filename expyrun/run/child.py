@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from expyrun.errors import Quiet
 from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 
@@ -198,7 +199,10 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
 
 
 def _print_traceback() -> None:
-    """The traceback on stderr, if there still is one (an entry point may have closed fd 2)."""
+    """The traceback on stderr, if there still is one (an entry point may have closed fd 2); none
+    for an end expyrun's own body raised on purpose (`errors.Quiet`)."""
+    if isinstance(sys.exc_info()[1], Quiet):
+        return
     with contextlib.suppress(Exception):
         import traceback
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from expyrun.config import ResolvedConfig
 from expyrun.console import visible
-from expyrun.errors import ConfigError
+from expyrun.errors import ConfigError, Quiet
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated
@@ -61,8 +61,12 @@ _EXCEPTIONS: dict[int, type[BaseException]] = {signal.SIGINT: KeyboardInterrupt,
 Unit = PreparedTrial | PreparedBatch  # what one slot executes: a trial, or a batch of them in one call
 
 
-class NoCompletedTrial(Exception):
-    """The study ended without a single completed trial."""
+class NoCompletedTrial(Quiet, Exception):
+    """The study ended without a single completed trial (exit 1; the trials' lines say why)."""
+
+
+class StudyStopped(Quiet, KeyboardInterrupt):
+    """The study was stopped by SIGINT after recording its trials (exit 130, no traceback)."""
 
 
 class Executor(Protocol):
@@ -205,7 +209,7 @@ class Driver:
                 self.progress.close()
             summary = write_summary(study, run_dir, self.spec, self.sampler_seed)
         if self.signalled:
-            raise _EXCEPTIONS[self.signalled[0]]()
+            raise StudyStopped() if self.signalled[0] == signal.SIGINT else _EXCEPTIONS[self.signalled[0]]()
         if not summary["counts"].get("COMPLETE"):
             raise NoCompletedTrial("the study has no completed trial")
         return summary["best"]
