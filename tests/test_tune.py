@@ -204,7 +204,7 @@ X_LINE = "    x: {type: float, low: -4, high: 4}"
     [
         (X_LINE, X_LINE.replace("x:", "y:"), "`__optuna__.search_space.y`: `y` is not a key of the config"),
         (X_LINE, "    x: {type: float, low: 4, high: -4}", "low (4) is greater than high (-4)"),
-        (X_LINE, "    x: {type: floot, low: -4, high: 4}", "expected {type: float|int|categorical"),
+        (X_LINE, "    x: {type: floot, low: -4, high: 4}", "unknown type 'floot' (did you mean `float`?)"),
         (X_LINE, "    x: {type: float, low: 0, high: 1, log: true}", "a log scale needs low > 0"),
         (X_LINE, "    x: {type: int, low: 0, high: 1.5}", "search_space.x.high`: expected an int"),
         ("name: TPESampler", "name: TPESamplr", "optuna.samplers has no 'TPESamplr'"),

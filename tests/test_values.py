@@ -151,3 +151,141 @@ def test_sweep_values_are_converted_to_the_type_they_replace(project, expyrun):
     config = record["result"]["config"]
     assert config["lr"] == 1.0 and isinstance(config["lr"], float)
     assert config["model"]["name"] == "7" and config["flag"] is True and config["eval_batch"] == 64
+
+
+# --- Studies: null settings, search-space types, samplers of one's own -------------------------
+
+STUDY_MAIN = """\
+def main(name, config):
+    if config["named"]:
+        return {"loss": config["x"] ** 2, "acc": config["x"]}
+    return config["x"] + config["y"] + config["z"]
+"""
+STUDY = RUN_SECTION.replace("demo", "study") + "x: 0.0\ny: 0.5\nz: 0.0\nnamed: false\n"
+SPACE = "  search_space:\n    x: {type: float, low: -1, high: 1}\n"
+
+
+def study_summary(project: Path, name: str = "study") -> dict:
+    return json.loads(next((project / "outputs" / name).glob("exp.*/study.json")).read_text())
+
+
+def test_a_child_config_unsets_an_inherited_direction_with_null_and_names_objectives(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_MAIN)
+    write(project / "base.yml", STUDY + "__optuna__:\n  n_trials: 2\n  direction: maximize\n" + SPACE)
+    write(
+        project / "child.yml",
+        "__default__: base.yml\nnamed: true\n"
+        "__optuna__:\n  direction: null\n  objectives: {loss: minimize, acc: maximize}\n",
+    )
+    result = expyrun("child.yml")
+    assert result.returncode == 0, result.stderr
+    assert study_summary(project)["directions"] == ["minimize", "maximize"]
+
+
+def test_a_null_setting_on_the_command_line_is_not_given(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_MAIN)
+    write(project / "c.yml", STUDY + "__optuna__:\n  n_trials: 2\n  direction: maximize\n" + SPACE)
+    result = expyrun("c.yml", "--__optuna__.direction", "null")
+    assert result.returncode == 0, result.stderr
+    assert study_summary(project)["directions"] == ["minimize"]
+
+
+def test_stexus_search_space_types_and_a_sampler_class_of_ones_own_run_a_study(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_MAIN)
+    write(
+        project / "pkg" / "samplers.py",
+        """\
+        import optuna
+
+
+        class LowSampler(optuna.samplers.BaseSampler):
+            '''Proposes each parameter's low bound plus `offset`: what a run received shows it was used.'''
+
+            def __init__(self, offset=0.0):
+                self.offset = offset
+
+            def infer_relative_search_space(self, study, trial):
+                return {}
+
+            def sample_relative(self, study, trial, search_space):
+                return {}
+
+            def sample_independent(self, study, trial, name, distribution):
+                return distribution.low + self.offset
+        """,
+    )
+    write(
+        project / "c.yml",
+        STUDY + "__optuna__:\n  n_trials: 2\n  sampler: {name: 'pkg.samplers:LowSampler', offset: 0.5}\n"
+        "  search_space:\n    x: {type: uniform, low: 1, high: 2}\n"
+        "    y: {type: loguniform, low: 1.0e-3, high: 1}\n"
+        "    z: {type: discrete_uniform, low: 0, high: 1, q: 0.25}\n",
+    )
+    result = expyrun("c.yml")
+    assert result.returncode == 0, result.stderr
+    assert study_summary(project)["best"]["params"] == {"x": 1.5, "y": 0.501, "z": 0.5}
+    import optuna
+
+    journal = optuna.storages.journal.JournalFileBackend(str(project / "outputs" / "study" / "study.journal"))
+    trial = optuna.load_study(study_name="study", storage=optuna.storages.JournalStorage(journal)).trials[0]
+    assert trial.distributions == {
+        "x": optuna.distributions.FloatDistribution(1, 2),
+        "y": optuna.distributions.FloatDistribution(1e-3, 1, log=True),
+        "z": optuna.distributions.FloatDistribution(0, 1, step=0.25),
+    }
+
+
+def test_a_sampler_class_that_does_not_exist_is_refused_before_anything(project, expyrun):
+    write(project / "pkg" / "samplers.py", "class LowSampler:\n    pass\n")
+    for name, fragment in (
+        ("pkg.samplers:HighSampler", "`HighSampler` is not defined in"),
+        ("pkg.nowhere:LowSampler", "module `pkg.nowhere` not found in"),
+        ("pkg.samplers:", "is not package.module:Class"),
+    ):
+        write(project / "c.yml", STUDY + f"__optuna__:\n  sampler: {{name: '{name}'}}\n" + SPACE)
+        line = refused(expyrun, project, "c.yml", "--dry-run")
+        assert "`__optuna__.sampler.name`" in line and fragment in line
+
+
+def test_misspelt_types_and_directions_get_one_line_with_did_you_mean(project, expyrun):
+    write(project / "c.yml", STUDY + "__optuna__:\n  search_space:\n    x: {type: flaot, low: 0, high: 1}\n")
+    line = refused(expyrun, project, "c.yml")
+    assert line.endswith("`__optuna__.search_space.x.type`: unknown type 'flaot' (did you mean `float`?)")
+    write(project / "c.yml", STUDY + "__optuna__:\n  direction: minimise\n" + SPACE)
+    line = refused(expyrun, project, "c.yml")
+    assert line.endswith(
+        "`__optuna__.direction`: expected minimize or maximize, got 'minimise' (did you mean `minimize`?)"
+    )
+    write(project / "c.yml", STUDY + "__optuna__:\n  directions: [minimize, maximise]\n" + SPACE)
+    assert "`__optuna__.directions.1`: expected minimize or maximize, got 'maximise' (did you mean `maximize`?)" in (
+        refused(expyrun, project, "c.yml")
+    )
+
+
+# --- Numbers YAML 1.1 reads as text -----------------------------------------------------------------
+
+
+def test_a_number_yaml_reads_as_text_is_refused_with_the_fix(project, expyrun):
+    write(project / "c.yml", STUDY + "__optuna__:\n  search_space:\n    x: {type: float, low: 1e-5, high: 1.0e10}\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "`__optuna__.search_space.x.low`: `1e-5` is read by YAML as text" in line and "write 1.0e-5" in line
+    write(project / "c.yml", STUDY + "__sweep__:\n  grid:\n    x: [0.5, 1.0e10]\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "`__sweep__.grid.x`: `1.0e10` is read by YAML as text" in line and "write 1.0e+10" in line
+    write(project / "c.yml", STUDY + "__sweep__:\n  grid:\n    +lr: [1E-3]\n")
+    assert "write 1.0e-3" in refused(expyrun, project, "c.yml")
+    write(project / "base.yml", STUDY)
+    write(project / "child.yml", "__default__: base.yml\nx: 2e-4\n")
+    line = refused(expyrun, project, "child.yml")
+    assert "child.yml:2: `x` replaces a number with text: `2e-4` is read by YAML as text" in line
+    assert "write 2.0e-4" in line
+
+
+def test_numbers_yaml_reads_as_numbers_and_quoted_text_of_a_text_key_are_taken(project, expyrun):
+    write(project / "c.yml", STUDY + "name: a\n__sweep__:\n  grid:\n    x: [1.0e+10, '1.0e-3']\n    name: [1e5]\n")
+    result = expyrun("c.yml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    points = yaml.safe_load(result.stdout)["points"]
+    assert [point["values"] for point in points] == [{"x": 1e10, "name": "1e5"}, {"x": 0.001, "name": "1e5"}]
+    write(project / "c.yml", STUDY)
+    assert dry_run(expyrun, "c.yml", "--x", "1.0e10")["x"] == 1e10  # the command line reads them as people do

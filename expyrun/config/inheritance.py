@@ -10,6 +10,7 @@ import os
 from pathlib import Path as FsPath
 from typing import Any, NamedTuple
 
+from expyrun.config.overrides import misread_number
 from expyrun.config.tree import Path, dotted
 from expyrun.config.yaml_reader import YamlFile, read_yaml
 from expyrun.errors import ConfigError
@@ -133,7 +134,7 @@ def merge_into(base: dict, child: dict, policy: str, file: YamlFile, prefix: Pat
     for key, value in child.items():
         path = (*prefix, key)
         if key not in base:
-            if policy != "pass" and not key.startswith("__"):
+            if policy != "pass" and not str(path[0]).startswith("__"):  # reserved sections check their keys
                 _new_key(base, path, policy, file, warnings)
             base[key] = value
             continue
@@ -142,6 +143,9 @@ def merge_into(base: dict, child: dict, policy: str, file: YamlFile, prefix: Pat
             merge_into(previous, value, policy, file, path, warnings)
             continue
         old_kind, new_kind = _kind(previous), _kind(value)
+        if old_kind == "number" and misread_number(value) is not None:
+            where = f"{file.display}:{file.line_of(path)}"
+            raise ConfigError(f"{where}: `{dotted(path)}` replaces a number with text: {misread_number(value)}")
         if old_kind and new_kind and old_kind != new_kind:
             warnings.append(
                 f"{file.display}:{file.line_of(path)}: `{dotted(path)}` changes type "

@@ -24,6 +24,7 @@ _FALSE = {"false", "no", "0"}
 _DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
 _DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+_NULLS = {"null", "Null", "NULL", "~"}
 _SPECIAL_FLOATS = {".inf", "+.inf", "-.inf", ".nan"}
 
 
@@ -68,9 +69,17 @@ def apply_overrides(data: dict, overrides: list[Override]) -> set[Path]:
             touched.add(add_key(data, override.key, read_value(override.text, override.flag), override.flag))
             continue
         path, old = existing_key(data, override.key, override.flag)
-        set_at(data, path, convert(referenced(data, old), override.text, override.flag))
+        if _is_setting(path) and override.text.strip() in _NULLS:
+            set_at(data, path, None)  # `--__optuna__.direction null`: not given, as in a config file
+        else:
+            set_at(data, path, convert(referenced(data, old), override.text, override.flag))
         touched.add(path)
     return touched
+
+
+def _is_setting(path: Path) -> bool:
+    """A setting of a reserved section (`__optuna__.direction`), whose null means "not given"."""
+    return len(path) > 1 and isinstance(path[0], str) and path[0].startswith("__") and path[0].endswith("__")
 
 
 def referenced(data: dict, old: Any) -> Any:

@@ -166,6 +166,8 @@ class Driver:
     def run(self, run_dir: Path, import_root: Path) -> dict[str, Any]:
         if self.spec.isolation == "inline" and self.launch.gpus is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = self.launch.gpus[0]
+        if str(import_root) not in sys.path:  # a `package.module:Class` sampler or pruner is the user's
+            sys.path.insert(0, str(import_root))  # (trial workers start with this sys.path)
         study = self.create_study()
         compat.enter_driver_loop(study)
         if self.spec.storage is None and self.journal is not None:  # the study folder shows its journal

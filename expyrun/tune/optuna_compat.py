@@ -119,7 +119,18 @@ def build_named(section: dict[str, Any], module: Any) -> Any:
     if not section:
         return None
     kwargs = {k: v for k, v in section.items() if k != "name"}
-    return getattr(module, section["name"])(**kwargs)
+    return named_class(section["name"], module)(**kwargs)
+
+
+def named_class(name: str, module: Any) -> Any:
+    """`module`'s class `name`, or the user's `package.module:Class` (imported as the entry point is:
+    its folder is on `sys.path` in the study process and in the trial workers it starts)."""
+    if ":" not in name:
+        return getattr(module, name)
+    import importlib
+
+    module_name, _, class_name = name.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def set_metric_names(study: Any, names: list[str]) -> None:

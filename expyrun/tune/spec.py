@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
+from pathlib import Path as FsPath
 from typing import Any
 
+from expyrun.config.overrides import misread_number
 from expyrun.config.tree import Path, all_keys, dotted, lookup
 from expyrun.errors import ConfigError, did_you_mean
 
 DIRECTIONS = ("minimize", "maximize")
 TYPES = ("float", "int", "categorical")
+# Stexus's (and Optuna 2's `suggest_uniform`...) names, read as the float parameters they are
+ALIASES = {"uniform": "float", "loguniform": "float", "discrete_uniform": "float"}
+_FIELDS = {"type", "low", "high", "log", "step", "choices", "q"}
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _KNOWN = {
     "study_name", "storage", "direction", "directions", "n_trials", "n_jobs", "timeout", "isolation",
     "max_consecutive_failures", "sampler", "pruner", "search_space", "heartbeat_interval", "grace_period",
@@ -92,13 +99,17 @@ def _number(section: dict, key: str, default: Any, kind: type, minimum: float | 
     return value
 
 
-def _named(section: dict, key: str, module: str) -> dict:
+def _named(section: dict, key: str, module: str, code: FsPath | None) -> dict:
+    """`{name: Class, **keyword arguments}` naming a class of `module` (`TPESampler`) or one of the
+    user's (`package.module:Class`, found in `__code__` or installed)."""
     value = section.get(key) or {}
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, dict) or ("name" not in value and value):
         raise _err(key, f"expected {{name: ClassName, ...keyword arguments}}, got {value!r}")
-    if value:
+    if value and isinstance(value["name"], str) and ":" in value["name"]:
+        _check_user_class(key, value["name"], code)
+    elif value:
         import importlib
 
         namespace = importlib.import_module(module)
@@ -106,9 +117,35 @@ def _named(section: dict, key: str, module: str) -> dict:
             names = [n for n in dir(namespace) if n[0].isupper() and not n.startswith("Base")]
             close = difflib.get_close_matches(str(value["name"]), names, n=3)
             hint = f"did you mean {', '.join(close)}?" if close else f"one of {', '.join(names)}"
+            hint += ", or a class of yours as package.module:Class"
             raise _err(f"{key}.name", f"{module} has no {value['name']!r}", hint)
         _check_keywords(key, getattr(namespace, value["name"]), [k for k in value if k != "name"])
     return dict(value)
+
+
+def _check_user_class(key: str, name: str, code: FsPath | None) -> None:
+    """`package.module:Class` names a class defined in a module of `__code__` (checked without
+    importing it: `--dry-run` never runs user code; the study imports it from its snapshot) or of an
+    installed package."""
+    import importlib.util
+
+    from expyrun.run.entry_point import _defined_at_top as defines  # the entry point's own static check
+    from expyrun.run.entry_point import module_file
+
+    module, _, cls = name.partition(":")
+    if not _DOTTED_NAME.fullmatch(module) or not cls.isidentifier():
+        raise _err(f"{key}.name", f"{name!r} is not package.module:Class")
+    path = module_file(code, module) if code is not None else None
+    if path is not None:
+        if not defines(path.read_bytes(), cls):
+            raise _err(f"{key}.name", f"`{cls}` is not defined in {path}")
+        return
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _err(f"{key}.name", f"module `{module}` not found in {code} (`__run__.__code__`) nor installed")
 
 
 def _check_keywords(key: str, cls: type, keywords: list[str]) -> None:
@@ -136,55 +173,94 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
         keys = [dotted(p) for p in all_keys({k: v for k, v in raw.items() if k != "__optuna__"})]
         close = difflib.get_close_matches(key, keys, n=3)
         raise _err(where, f"`{key}` is not a key of the config", f"did you mean {', '.join(close)}?" if close else None)
-    if not isinstance(definition, dict) or definition.get("type") not in TYPES:
-        raise _err(where, f"expected {{type: {'|'.join(TYPES)}, ...}}, got {definition!r}")
-    kind = definition["type"]
-    unknown = set(definition) - {"type", "low", "high", "log", "step", "choices"}
+    kind = _kind(where, definition)
+    unknown = set(definition) - _FIELDS
     if unknown:
-        raise _err(where, f"unknown field {sorted(unknown)[0]!r}")
+        raise _err(where, f"unknown field {sorted(unknown)[0]!r}", did_you_mean(sorted(unknown)[0], _FIELDS))
     if kind == "categorical":
         choices = definition.get("choices")
         if not isinstance(choices, list) or not choices:
             raise _err(where, "a categorical parameter needs a non-empty `choices` list")
         return Param(key, found[0], kind, choices=tuple(choices))
-    low: Any = definition.get("low")  # checked to be numbers just below
-    high: Any = definition.get("high")
-    number = int if kind == "int" else (int, float)
-    for name, bound in (("low", low), ("high", high)):
-        if isinstance(bound, bool) or not isinstance(bound, number):
-            raise _err(f"{where}.{name}", f"expected {'an int' if kind == 'int' else 'a number'}, got {bound!r}")
+    if "q" in definition and definition["type"] != "discrete_uniform":
+        raise _err(f"{where}.q", "`q` is the step of a discrete_uniform parameter", "write step")
+    low, high = _bound(where, "low", definition, kind), _bound(where, "high", definition, kind)
     if low > high:
         raise _err(where, f"low ({low}) is greater than high ({high})")
-    log, step = bool(definition.get("log", False)), definition.get("step")
+    log = bool(definition.get("log", definition["type"] == "loguniform"))
+    step_name = "q" if definition["type"] == "discrete_uniform" else "step"
+    step = None if definition.get(step_name) is None else _bound(where, step_name, definition, kind)
     if log and low <= 0:
         raise _err(where, "a log scale needs low > 0")
     if log and step is not None:
         raise _err(where, "`step` and `log: true` cannot be combined")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, number) or step <= 0):
-        raise _err(f"{where}.step", f"expected a positive {'int' if kind == 'int' else 'number'}, got {step!r}")
+    if step is not None and step <= 0:
+        raise _err(f"{where}.{step_name}", f"expected a positive {'int' if kind == 'int' else 'number'}, got {step!r}")
     return Param(key, found[0], kind, low, high, log, step)
+
+
+def _kind(where: str, definition: Any) -> str:
+    """`float`, `int` or `categorical`, Stexus's `uniform`, `loguniform` and `discrete_uniform`
+    being floats (a log scale, a step `q`)."""
+    if not isinstance(definition, dict):
+        raise _err(where, f"expected {{type: {'|'.join(TYPES)}, ...}}, got {definition!r}")
+    kind = definition.get("type")
+    if kind in TYPES:
+        return str(kind)
+    if kind in ALIASES:
+        return ALIASES[kind]
+    if kind is None:
+        raise _err(where, f"no `type`: expected {{type: {'|'.join(TYPES)}, ...}}")
+    raise _err(
+        f"{where}.type",
+        f"unknown type {kind!r}",
+        did_you_mean(str(kind), (*TYPES, *ALIASES), f"use {', '.join((*TYPES, *ALIASES))}"),
+    )
+
+
+def _bound(where: str, name: str, definition: dict, kind: str) -> Any:
+    """A number of the definition (`low`, `high`, `step`): an int for an int parameter."""
+    value = definition.get(name)
+    if isinstance(value, bool) or not isinstance(value, int if kind == "int" else (int, float)):
+        fix = misread_number(value)
+        if fix is not None:
+            raise _err(f"{where}.{name}", fix)
+        raise _err(f"{where}.{name}", f"expected {'an int' if kind == 'int' else 'a number'}, got {value!r}")
+    return value
 
 
 def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[str]]:
     """The objective names (None when unnamed) and directions, from `objectives: {name: direction}`
-    or `direction` / `directions`; giving two of them is an error (which one would win?)."""
-    given = [key for key in ("objectives", "direction", "directions") if key in section]
+    or `direction` / `directions`; giving two of them is an error (which one would win?). A null
+    is not given: a child config unsets its parent's `direction` with `direction: null`."""
+    given = [key for key in ("objectives", "direction", "directions") if section.get(key) is not None]
     if len(given) > 1:
         raise _err(given[1], f"give one of `objectives`, `direction` or `directions`, not {' and '.join(given)}")
-    if "objectives" in section:
+    if section.get("objectives") is not None:
         objectives = section["objectives"]
         if not isinstance(objectives, dict) or not objectives:
             raise _err("objectives", f"expected a mapping of names to minimize or maximize, got {objectives!r}")
         for name, direction in objectives.items():
             if not isinstance(name, str) or not name:
                 raise _err("objectives", f"an objective name must be a non-empty string, got {name!r}")
-            if direction not in DIRECTIONS:
-                raise _err(f"objectives.{name}", f"expected minimize or maximize, got {direction!r}")
+            _direction(f"objectives.{name}", direction)
         return tuple(objectives), list(objectives.values())
-    directions = section.get("directions") or [section.get("direction", "minimize")]
-    if not isinstance(directions, list) or any(d not in DIRECTIONS for d in directions):
-        raise _err("direction", f"expected minimize or maximize, got {directions!r}")
-    return None, directions
+    if section.get("directions") is not None:
+        directions = section["directions"]
+        if not isinstance(directions, list) or not directions:
+            raise _err("directions", f"expected a list of minimize or maximize, got {directions!r}")
+        for index, direction in enumerate(directions):
+            _direction(f"directions.{index}", direction)
+        return None, directions
+    direction = section.get("direction")
+    return None, [_direction("direction", "minimize" if direction is None else direction)]
+
+
+def _direction(key: str, value: Any) -> str:
+    if value not in DIRECTIONS:
+        hint = did_you_mean(str(value), DIRECTIONS) if isinstance(value, str) else None
+        raise _err(key, f"expected minimize or maximize, got {value!r}", hint)
+    return str(value)
 
 
 def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
@@ -194,6 +270,9 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
     unknown = sorted(set(section) - _KNOWN)
     if unknown:
         raise _err(unknown[0], "unknown setting", did_you_mean(unknown[0], _KNOWN))
+    # a null setting is not given (a child config unsets its parent's); only `n_trials: null` says
+    # something: no cap on the number of trials
+    section = {key: value for key, value in section.items() if value is not None or key == "n_trials"}
     names, directions = _directions(section)
     space = section.get("search_space")
     if not isinstance(space, dict) or not space:
@@ -213,8 +292,8 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         timeout=_number(section, "timeout", None, float, 0),
         isolation=isolation,
         max_consecutive_failures=_number(section, "max_consecutive_failures", 5, int, 1),
-        sampler=_named(section, "sampler", "optuna.samplers"),
-        pruner=_named(section, "pruner", "optuna.pruners"),
+        sampler=_named(section, "sampler", "optuna.samplers", _code(raw)),
+        pruner=_named(section, "pruner", "optuna.pruners", _code(raw)),
         params=tuple(_param(str(key), definition, raw) for key, definition in space.items()),
         heartbeat_interval=_number(section, "heartbeat_interval", 10, int, 1),
         grace_period=_number(section, "grace_period", None, int, 1),
@@ -222,6 +301,7 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
         objective_names=names,
         batch_size=_number(section, "batch_size", None, int, 1),
     )
+    _check_heartbeat(spec)
     run_section = raw.get("__run__")
     if spec.batched and isinstance(run_section, dict) and run_section.get("__command__") is not None:
         raise _err(
@@ -249,6 +329,31 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
     if spec.is_rdb and storage is not None:
         _check_database_driver(storage)
     return spec
+
+
+def _code(raw: dict) -> FsPath | None:
+    """The `__code__` folder (absolute once the config is resolved) holding the user's classes."""
+    run = raw.get("__run__")
+    code = run.get("__code__") if isinstance(run, dict) else None
+    return FsPath(code) if isinstance(code, str) else None
+
+
+MAX_HEARTBEAT_S = 86400  # a dead driver's trials are noticed after a few intervals: more than a day helps nobody
+
+
+def _check_heartbeat(spec: StudySpec) -> None:
+    """A heartbeat interval a thread can wait (and a dead driver is noticed within days), and a grace
+    period longer than it: a live trial's heartbeat is only renewed every interval, so a shorter grace
+    would fail and retry trials that are running."""
+    if spec.heartbeat_interval > MAX_HEARTBEAT_S:
+        raise _err("heartbeat_interval", f"must be at most {MAX_HEARTBEAT_S} (a day), got {spec.heartbeat_interval!r}")
+    if spec.grace_period is not None and spec.grace_period <= spec.heartbeat_interval:
+        raise _err(
+            "grace_period",
+            f"must be longer than heartbeat_interval ({spec.heartbeat_interval}), got {spec.grace_period!r}: "
+            "running trials would be taken for dead between two heartbeats",
+            "leave it out (3 intervals with a journal or SQLite file, 2 on a database server) or give more",
+        )
 
 
 def _check_database_driver(url: str) -> None:
