@@ -3,14 +3,17 @@ exit statuses, the snapshot store, GPU ids. Each test runs the real `expyrun`.""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import files_under, run_expyrun, start_expyrun, write
+from conftest import RUN_SECTION, clean_env, files_under, run_expyrun, start_expyrun, write
 
 SCRIPT = """\
 #!/bin/bash
@@ -247,3 +250,60 @@ def test_expyrun_stopping_a_command_run_is_still_an_interruption(tmp_path):
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 143, stderr
     assert record(log.parent)["status"] == "interrupted"
+
+
+# --- 4. the snapshot store ---------------------------------------------------------------------------
+
+
+def store_file_of(outputs: Path, content: bytes) -> Path:
+    digest = hashlib.sha256(content).hexdigest()
+    return outputs / ".expyrun" / "store" / digest[:2] / digest
+
+
+def test_a_store_file_corrupted_with_its_mtime_restored_is_never_served(project, expyrun):
+    write(project / "c.yml", RUN_SECTION)
+    assert expyrun("c.yml").returncode == 0
+    source = (project / "pkg" / "main.py").read_bytes()
+    stored = store_file_of(project / "outputs", source)
+    assert stored.exists() and stored.stat().st_mtime_ns == 0
+    stored.chmod(0o644)  # a bit flip, then the mtime put back as it was (what `cp -a` or a careful tool leaves)
+    stored.write_bytes(source.replace(b"running", b"rXnning"))
+    os.utime(stored, ns=(0, 0))
+    stored.chmod(0o444)
+    result = expyrun("c.yml")
+    assert result.returncode == 0, result.stderr
+    first, second = project / "outputs" / "demo" / "exp.0", project / "outputs" / "demo" / "exp.1"
+    assert (second / "pkg" / "main.py").read_bytes() == source
+    assert "running demo" in (second / "outputs.log").read_text()
+    assert record(second)["snapshot"]["sha256"] == record(first)["snapshot"]["sha256"]
+    assert stored.read_bytes() == source  # the store holds what its name says again
+
+
+LINK_REFUSED = """\
+import errno, os, runpy, sys
+real_link = os.link
+def link(source, target, *args, **kwargs):
+    if "/.expyrun/store/" in os.fspath(source):
+        raise OSError(errno.EMLINK, "Too many links", os.fspath(source))
+    return real_link(source, target, *args, **kwargs)
+os.link = link
+runpy.run_module("expyrun", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_store_file_that_cannot_take_another_link_is_copied(project):
+    """ext4 gives a file at most 65,000 links (every run links the one empty `__init__.py`): once the
+    file system refuses a link (EMLINK, injected here), each launch copies instead of failing."""
+    write(project / "c.yml", RUN_SECTION)
+    for _ in range(2):  # the second launch links what the first stored (the path that failed)
+        result = subprocess.run(
+            [sys.executable, "-c", LINK_REFUSED, "c.yml"], cwd=project, env=clean_env(), capture_output=True,
+            text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    for run_dir in sorted((project / "outputs" / "demo").iterdir()):
+        for name in ("__init__.py", "main.py"):
+            copied = run_dir / "pkg" / name
+            assert copied.read_bytes() == (project / "pkg" / name).read_bytes()
+            assert copied.stat().st_nlink == 1  # a copy, not a link
+        assert record(run_dir)["status"] == "completed"

@@ -4,7 +4,15 @@ Files are stored once, read-only, in a content-addressed store beside the runs
 (`{output_dir}/.expyrun/store/`) and hard-linked into each run folder: a sweep of hundreds of
 launches of unchanged code costs directory entries, not copies, and every run folder still
 holds complete files that survive deleting any other run (or the store). A stat index skips
-re-hashing files whose size, mtime and inode did not change.
+re-hashing files whose size, mtime, inode and ctime did not change.
+
+A store file is trusted only while it is as expyrun last saw it: mtime 0, its size, and the inode
+and ctime recorded after expyrun last linked it. An edit that restores the mtime (a bit flip then
+`touch`, a `cp -a` over it) still changes the ctime, so the file is hashed again before it is
+served, and replaced when its bytes are not its name. Linking changes the ctime too, so after a
+sweep (or a launch beside this one) the next launch re-reads the store files once: the price of
+never serving a corrupted file. A link the file system refuses (ext4's 65,000 links to the one
+empty file, another file system) is replaced by a copy: a run folder is complete either way.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ class Snapshot:
 
 
 class _Store:
-    """Read-only files named by the sha256 of their bytes, plus a stat index (path -> signature, digest).
+    """Read-only files named by the sha256 of their bytes, plus a stat index: source path -> signature
+    and digest, and store file -> (inode, ctime) as expyrun last left it.
 
     The digest is always that of the bytes copied into the store, computed while copying them: a
     source replaced or edited while it is read (an editor's temp file + rename, `git checkout`) can
@@ -77,8 +86,8 @@ class _Store:
         cached = self.index.get(source)
         if cached is not None and cached[:4] == _signature(info):
             stored = self._stored(cached[4], executable)
-            if _link_if_intact(stored, target, info.st_size):
-                return cached[4]
+            if self._link_if_intact(stored, str(cached[4]), target, info.st_size, executable):
+                return str(cached[4])
         for attempt in range(_ATTEMPTS):
             try:
                 return self._copy_in(source, target, executable)
@@ -116,7 +125,7 @@ class _Store:
                 digest = _copy_hashing(reader, temporary)
                 after = os.fstat(reader.fileno())
             stored = self._stored(digest, executable)
-            if _link_if_intact(stored, target, after.st_size):
+            if self._link_if_intact(stored, digest, target, after.st_size, executable):
                 return digest
             os.chmod(temporary, 0o555 if executable else 0o444)
             os.utime(temporary, ns=(0, 0))
@@ -125,17 +134,44 @@ class _Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
-        try:
-            os.link(stored, target)
-        except OSError as error:  # another file system, or too many links: a plain copy is still complete
-            if isinstance(error, (FileNotFoundError, FileExistsError)):
-                raise
-            shutil.copyfile(stored, target)
-            os.chmod(target, 0o555 if executable else 0o444)
+        self._link(stored, target, executable)
         if _signature(before) == _signature(after) and os.stat(source).st_ino == after.st_ino:
             self.index[source] = [*_signature(after), digest]
             self.changed = True
         return digest
+
+    def _link_if_intact(self, stored: str, digest: str, target: str, size: int, executable: bool) -> bool:
+        """Link (or copy) `stored` to `target` when it still holds the bytes its name says; False when
+        it is missing or was changed (it is then replaced by a fresh copy of the source)."""
+        try:
+            info = os.stat(stored)
+        except FileNotFoundError:
+            return False
+        if info.st_mtime_ns != 0 or info.st_size != size:  # edited in place (root ignores the mode)
+            return False
+        seen = self.index.get(stored)
+        if seen != [info.st_ino, info.st_ctime_ns] and _sha256(stored) != digest:  # changed, mtime restored
+            return False
+        try:
+            self._link(stored, target, executable)
+        except FileNotFoundError:  # the store was deleted meanwhile
+            return False
+        return True
+
+    def _link(self, stored: str, target: str, executable: bool) -> None:
+        """Hard-link `stored` to `target` and note the store file's inode and ctime (linking changes
+        it); a link the file system refuses becomes a copy."""
+        try:
+            os.link(stored, target)
+        except OSError as error:  # too many links (EMLINK), another file system: a copy is as complete
+            if isinstance(error, (FileNotFoundError, FileExistsError)):
+                raise
+            shutil.copyfile(stored, target)
+            os.chmod(target, 0o555 if executable else 0o444)
+            return
+        linked = os.stat(target)
+        self.index[stored] = [linked.st_ino, linked.st_ctime_ns]
+        self.changed = True
 
     def save(self) -> None:
         """The index is a cache: losing it (store deleted, disk full) only costs re-reading next time."""
@@ -171,17 +207,16 @@ def _copy_hashing(reader: BinaryIO, destination: str) -> str:
     return hasher.hexdigest()
 
 
-def _link_if_intact(stored: str, target: str, size: int) -> bool:
-    """Hard-link `stored` to `target` when it exists untouched (mtime 0, the expected size)."""
+def _sha256(path: str) -> str | None:
+    """The sha256 of a file's bytes; None when it cannot be read."""
+    hasher = hashlib.sha256()
     try:
-        os.link(stored, target)
-    except FileNotFoundError:
-        return False
-    linked = os.stat(target)
-    if linked.st_mtime_ns == 0 and linked.st_size == size:
-        return True
-    os.unlink(target)  # the store file was edited in place: it is replaced by a fresh copy
-    return False
+        with open(path, "rb") as reader:
+            while chunk := reader.read(1 << 20):
+                hasher.update(chunk)
+    except OSError:
+        return None
+    return hasher.hexdigest()
 
 
 class _Copy:
