@@ -190,8 +190,12 @@ def _run_config(args: list[str]) -> int:
     except ConfigError:
         _refuse_misspelt_flags(config_file, suspects)
         raise
+    sweeping = isinstance(resolved.raw.get("__sweep__"), dict)
+    if sweeping:
+        from expyrun.sweep.references import point_only
     for message in resolved.warnings:
-        console.warning(message)
+        if not (sweeping and point_only(message)):  # resolved per point
+            console.warning(message)
 
     launch_spec, sweep, spec = _check(resolved, config_file)
     if launch_spec.launcher == "slurm" and "--explain" not in flags:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from expyrun.errors import UsageError
-from expyrun.run.record import host_name
+from expyrun.run.record import RUN_FILE, host_name, load_record, record_problem
 
-RUN_FILE = "run.json"
+__all__ = ["RUN_FILE", "effective_status", "iter_runs", "load_record", "record_problem", "require_run", "slurm_jobs"]
 _NOT_RUNS = {".expyrun", "__pycache__", ".git"}
+_HOST = host_name()
 
 
 def iter_runs(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -38,46 +38,6 @@ def iter_runs(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except OSError:
             continue
         stack.extend(sorted(children, reverse=True))
-
-
-def load_record(run_dir: Path | str) -> dict[str, Any] | None:
-    """The run.json of a folder; None when there is none, `{}` when it is unreadable."""
-    try:
-        fd = os.open(os.path.join(run_dir, RUN_FILE), os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, 1 << 16)
-        if len(data) == 1 << 16:  # a large record: read the rest
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-            data = b"".join(chunks)
-        record = json.loads(data)
-    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested 100,000 levels deep
-        return {}
-    finally:
-        os.close(fd)
-    return record if isinstance(record, dict) else {}
-
-
-_HOST = host_name()
-# The fields browsing reads, with the types expyrun writes them in (None is always allowed).
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "status": str, "name": str, "started_at": str, "ended_at": str, "duration_s": (int, float),
-    "git": dict, "trial": dict, "config": dict, "pid": int, "host": str, "study": str,
-}  # fmt: skip
-
-
-def record_problem(record: dict[str, Any]) -> str | None:
-    """Why a run.json is not one expyrun wrote (a foreign or damaged file), or None when it fits."""
-    if not record:
-        return "not a JSON object"
-    for key, kind in _FIELD_TYPES.items():
-        value = record.get(key)
-        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-            return f"`{key}` is a {type(value).__name__}"
-    return None
 
 
 def slurm_jobs(records: list[dict[str, Any]]) -> Any:

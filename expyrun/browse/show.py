@@ -10,6 +10,7 @@ from typing import Any
 
 from expyrun.browse.runs import effective_status, load_record, record_problem
 from expyrun.browse.table import printable
+from expyrun.errors import UsageError
 from expyrun.run.capture import LOG_FILE
 
 LOG_LINES = 20
@@ -63,15 +64,26 @@ def _tail(log: Path) -> list[str]:
     return [line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + "…" for line in lines[-LOG_LINES:]]
 
 
+def _not_a_sweep(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, (KeyError, TypeError)):
+        return "no list of points"
+    return "not JSON"
+
+
 def render_sweep(folder: Path) -> str:
     """`expyrun show SWEEP`: one row per point (status, result, values, run folder), then the counts."""
+    from expyrun.browse.results import result_text
     from expyrun.browse.table import render
 
+    path = folder / "sweep.json"
     try:
-        data = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         points = data["points"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{folder}: sweep.json is unreadable\n"
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:  # damaged, foreign or crafted
+        why = error.strerror if isinstance(error, OSError) else _not_a_sweep(error)
+        raise UsageError(f"{path}: not a sweep record ({why})") from None
     rows, styles = [], []
     for point in points if isinstance(points, list) else []:
         if not isinstance(point, dict):
@@ -80,7 +92,7 @@ def render_sweep(folder: Path) -> str:
         values = values if isinstance(values, dict) else {}
         shown = " ".join(f"{key}={_value(value)}" for key, value in values.items())
         status = str(point.get("status"))
-        result = "-" if point.get("result") is None else _value(point.get("result"))[:24]
+        result = result_text(point.get("result"))
         run_dir = str(point.get("reused") or point.get("run_dir") or "-")
         rows.append([str(point.get("index")), status, result, shown, run_dir])
         styles.append({"failed": "red", "interrupted": "yellow"}.get(status))

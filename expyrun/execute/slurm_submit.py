@@ -155,7 +155,7 @@ class _Batch:
 
     def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> PreparedRun:
         self._note_parents(run_base(resolved, self.debug))
-        fields["launcher"] = "slurm"
+        fields.update(launcher="slurm", attempt=None)  # the node counts attempts
         first = self.prepared[0] if self.prepared else None
         prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self.git, first)
         self.prepared.append(prepared)
@@ -179,12 +179,11 @@ class _Batch:
         for point, config in points:
             self.sweep_record.points[point.index]["name"] = config.run.name
             if digest is not None:
-                from expyrun.run.needed import find_done
+                from expyrun.run.needed import find_done_run
 
-                done = find_done(config, digest)
+                done = find_done_run(config, digest)
                 if done is not None:
-                    self.sweep_record.points[point.index].update(status="skipped", reused=str(done), run_dir=str(done))
-                    self.sweep_record.ended(point.index, f"point {point.index} skipped: {done} is done (--needed)")
+                    self.sweep_record.skip(point.index, done)
                     continue
             fields = {"sweep": {"dir": str(self.sweep_folder), "point": point.index, "overrides": point.values}}
             prepared = self.prepare(config, fields)

@@ -8,14 +8,15 @@ re-reading unchanged files).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.config.tree import copy_tree
 from expyrun.run.prepare import CODE_FOLDER, STORE_FOLDER, run_base, snapshot_source
+from expyrun.run.record import RUN_FILE
 
 
 def code_digest(resolved: ResolvedConfig, ignored: set[str] | None = None) -> str:
@@ -40,11 +41,25 @@ def comparable(config: Any) -> Any:
     return config
 
 
+class Done(NamedTuple):
+    """A completed run `--needed` reuses: its folder and its record (whose result a sweep shows)."""
+
+    run_dir: Path
+    record: dict[str, Any]
+
+
 def find_done(resolved: ResolvedConfig, digest: str) -> Path | None:
     """The newest completed run in the name folder with the same config and code, if any."""
-    from expyrun.config.yaml_reader import read_yaml
-    from expyrun.errors import ConfigError
+    done = find_done_run(resolved, digest)
+    return None if done is None else done.run_dir
 
+
+def find_done_run(resolved: ResolvedConfig, digest: str) -> Done | None:
+    """`find_done` with the reused run's record.
+
+    A name folder may hold folders expyrun did not write (another tool's `run.json`, a damaged or
+    crafted one): they are not runs, so they are passed over with a warning, never trusted.
+    """
     base = run_base(resolved, debug=False)
     try:
         names = os.listdir(base)
@@ -54,17 +69,36 @@ def find_done(resolved: ResolvedConfig, digest: str) -> Path | None:
     indexed = sorted((int(n[4:]), n) for n in names if n.startswith("exp.") and n[4:].isdigit())
     for _, name in reversed(indexed):
         run_dir = base / name
-        try:
-            record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        record = _run_record(run_dir)
+        if record is None or record.get("status") != "completed" or record["snapshot"].get("sha256") != digest:
             continue
-        snapshot = record.get("snapshot") if isinstance(record, dict) else None
-        if record.get("status") != "completed" or not isinstance(snapshot, dict) or snapshot.get("sha256") != digest:
-            continue
-        try:
-            stored = read_yaml(run_dir / "config.yml", str(run_dir / "config.yml")).data
-        except ConfigError:
-            continue
-        if comparable(stored) == wanted:
-            return run_dir
+        if _stored_config(run_dir) == wanted:
+            return Done(run_dir, record)
     return None
+
+
+def _run_record(run_dir: Path) -> dict[str, Any] | None:
+    """The record of a run folder with a snapshot; None (with a warning when a run.json is there but
+    is not a run record) otherwise."""
+    from expyrun.run.record import load_record, record_problem
+
+    record = load_record(run_dir)
+    if record is None:
+        return None
+    problem = record_problem(record)
+    if problem is not None:
+        console.warning(f"{run_dir / RUN_FILE} is not a run record ({problem}): not reused (--needed)")
+        return None
+    snapshot = record.get("snapshot")
+    return record if isinstance(snapshot, dict) else None
+
+
+def _stored_config(run_dir: Path) -> Any:
+    """A run's stored `config.yml` as `comparable` gives it; None when it cannot be read."""
+    from expyrun.config.yaml_reader import read_yaml
+    from expyrun.errors import ConfigError
+
+    try:
+        return comparable(read_yaml(run_dir / "config.yml", str(run_dir / "config.yml")).data)
+    except (ConfigError, RecursionError):
+        return None

@@ -119,8 +119,9 @@ def _fill(
 ) -> PreparedRun:
     run = resolved.run
     original_code = run.code
-    if not debug and run.is_command:  # `{__run__.__code__}` in the command and templates names the copy
-        resolved = _with_code(resolved, run_dir / CODE_FOLDER, cwd)
+    if run.is_command:  # `{__run__.__code__}` in the command and templates names the copy (--debug: the
+        # original, absolute: the command runs in the run folder)
+        resolved = _with_code(resolved, original_code if debug else run_dir / CODE_FOLDER, cwd)
     elif not debug:
         for section in (resolved.raw, resolved.values):
             section["__run__"]["__code__"] = str(run_dir)

@@ -107,9 +107,20 @@ def _platform() -> str:
 
 
 def start_record(
-    name: str, run_dir: Path, debug: bool, argv: list[str], cwd: Path, status: str = "running"
+    name: str,
+    run_dir: Path,
+    debug: bool,
+    argv: list[str],
+    cwd: Path,
+    status: str = "running",
+    launcher: str = "local",
 ) -> dict[str, Any]:
-    """The fields known when the run is prepared or starts; the rest are filled as the run goes."""
+    """The fields known when the run is prepared or starts; the rest are filled as the run goes.
+
+    `launcher` says where the run executes (SPEC 3.1: local, slurm or ray). `attempt` is 1: a folder
+    is executed again only by a Slurm node, whose submission records `null` (no attempt yet) and
+    where each attempt counts one more.
+    """
     from expyrun import __version__
 
     return {
@@ -133,4 +144,49 @@ def start_record(
         "result": None,
         "git": None,
         "snapshot": None,
+        "launcher": launcher,
+        "attempt": 1,
     }
+
+
+# The fields readers of a record use, with the types expyrun writes them in (None is always allowed).
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "status": str, "name": str, "started_at": str, "ended_at": str, "duration_s": (int, float),
+    "git": dict, "trial": dict, "config": dict, "pid": int, "host": str, "study": str, "snapshot": dict,
+}  # fmt: skip
+
+
+def load_record(run_dir: Path | str) -> dict[str, Any] | None:
+    """The run.json of a folder; None when there is none, `{}` when it is unreadable or not a JSON object.
+
+    Any folder may hold a `run.json` that expyrun did not write (another tool's, a damaged or crafted
+    file): it is read without trusting its shape. A run costs one open and no other system call.
+    """
+    try:
+        fd = os.open(os.path.join(run_dir, RUN_FILE), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 1 << 16)
+        if len(data) == 1 << 16:  # a large record: read the rest
+            chunks = [data]
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+        record = json.loads(data)
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested 100,000 levels deep
+        return {}
+    finally:
+        os.close(fd)
+    return record if isinstance(record, dict) else {}
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """Why a run.json is not one expyrun wrote (a foreign or damaged file), or None when it fits."""
+    if not record:
+        return "not a JSON object"
+    for key, kind in _FIELD_TYPES.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"`{key}` is a {type(value).__name__}"
+    return None

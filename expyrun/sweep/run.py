@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
@@ -28,7 +28,11 @@ from expyrun.run.git_state import DIFF_FILE, GitProbe
 from expyrun.run.launch import complete_outcome, finish_record, record_environment, record_start, run_work
 from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
 from expyrun.run.record import now, write_json_atomic
+from expyrun.sweep.references import set_point_references
 from expyrun.sweep.spec import Point, SweepSpec
+
+if TYPE_CHECKING:
+    from expyrun.run.needed import Done
 
 SWEEP_FILE = "sweep.json"
 SWEEP_LOG = "outputs.log"
@@ -36,7 +40,8 @@ _WRITE_EVERY_S = 0.2  # sweep.json is rewritten at most this often while points 
 
 
 def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedConfig:
-    """The point's config: its values set in the raw config, as overrides are, then interpolated."""
+    """The point's config: its values set in the raw config, as overrides are, and its variant and
+    index where `{__sweep__.variant}` and `{__sweep__.point}` name them; then interpolated."""
     raw = copy_tree(resolved.raw)
     raw.pop("__sweep__", None)
     paths = set()
@@ -49,6 +54,7 @@ def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedC
             set_at(raw, path, copy_tree(value))
             paths.add(path)
     resolved.provenance.sweep_paths |= paths
+    set_point_references(raw, point.variant, point.index, resolved.provenance.where)
     return interpolate(raw, resolved.provenance, cwd, resolution_environ(cwd), [])
 
 
@@ -82,6 +88,16 @@ class SweepRecord:
         self.points[index].update(fields)
         self.changed = True
         self.write()
+
+    def skip(self, index: int, done: Done) -> None:
+        """A point `--needed` does not run: `skipped`, with the run it reuses and that run's result, so
+        the table of a sweep whose points were all done before is complete."""
+        self.points[index].update(
+            status="skipped", reused=str(done.run_dir), run_dir=str(done.run_dir), result=done.record.get("result")
+        )
+        self.changed = True
+        self.write()
+        self.ended(index, f"point {index} skipped: {done.run_dir} is done (--needed)")
 
     def ended(self, index: int, line: str) -> None:
         """The point's line, on the terminal and in the sweep's log: values and exception texts
@@ -137,12 +153,11 @@ def run_sweep(
             config = point_config(resolved, point, cwd)
             record.update(point.index, name=config.run.name)
             if digest is not None:
-                from expyrun.run.needed import find_done
+                from expyrun.run.needed import find_done_run
 
-                done = find_done(config, digest)
+                done = find_done_run(config, digest)
                 if done is not None:
-                    record.update(point.index, status="skipped", reused=str(done), run_dir=str(done))
-                    record.ended(point.index, f"point {point.index} skipped: {done} is done (--needed)")
+                    record.skip(point.index, done)
                     continue
             fields = {"sweep": {"dir": str(folder), "point": point.index, "overrides": point.values}}
             prepared = prepare_run(config, debug, argv, cwd, fields, git, shared.first)

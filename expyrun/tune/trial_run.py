@@ -145,7 +145,9 @@ class TrialContext:
             from expyrun.run.templates import render_templates
 
             render_templates(config, config.run.code, into=trial_dir)
-        record = start_record(config.run.name, trial_dir, False, [], self.study_dir)
+        launch = config.values.get("__launch__")  # a Slurm study's trials run in its array tasks
+        launcher = str(launch.get("launcher") or "local") if isinstance(launch, dict) else "local"
+        record = start_record(config.run.name, trial_dir, False, [], self.study_dir, launcher=launcher)
         record["status"] = "queued"
         record["config"] = config.user_config_for_disk()
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
