@@ -307,3 +307,45 @@ def test_a_store_file_that_cannot_take_another_link_is_copied(project):
             assert copied.read_bytes() == (project / "pkg" / name).read_bytes()
             assert copied.stat().st_nlink == 1  # a copy, not a link
         assert record(run_dir)["status"] == "completed"
+
+
+# --- 5. GPUs: one GPU never serves two runs at once ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gpus", "environment", "fragment"),
+    [
+        ('["0,1", "1"]', {}, "`__launch__.gpus`: an id is listed twice in ['0,1', '1'] (GPU 1)"),
+        ('[0, "0"]', {}, "`__launch__.gpus`: an id is listed twice in [0, '0'] (GPU 0)"),
+        ('["0, 2", "3", " 2"]', {}, "(GPU 2): one GPU runs one run at a time"),
+        (
+            "auto",
+            {"CUDA_VISIBLE_DEVICES": "0,0"},
+            "`__launch__.gpus`: auto: CUDA_VISIBLE_DEVICES=0,0 lists GPU 0 twice",
+        ),
+        ('["0,", "1"]', {}, "`__launch__.gpus`: an empty id in ['0,', '1']"),
+    ],
+    ids=["group-and-single", "int-and-str", "spaces", "auto-visible-twice", "empty-id"],
+)
+def test_a_gpu_listed_twice_is_refused(project, gpus, environment, fragment):
+    write(
+        project / "c.yml",
+        RUN_SECTION + f"__launch__: {{jobs: 2, gpus: {gpus}}}\n__sweep__: {{grid: {{x: [1, 2]}}}}\nx: 0\n",
+    )
+    before = files_under(project)
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        line = one_error_line(run_expyrun(args, project, env=environment))
+        assert fragment in line, line
+    assert files_under(project) == before
+
+
+def test_gpu_groups_that_share_no_id_are_given_one_per_run(project):
+    write(
+        project / "pkg" / "main.py",
+        "import os\ndef main(name, config):\n    return os.environ['CUDA_VISIBLE_DEVICES']\n",
+    )
+    write(project / "c.yml", RUN_SECTION + '__launch__: {gpus: ["0,1", "2"]}\n')
+    result = run_expyrun(["c.yml"], project)
+    assert result.returncode == 0, result.stderr
+    run = record(project / "outputs" / "demo" / "exp.0")
+    assert run["gpu"] == "0,1" and run["result"] == "0,1"

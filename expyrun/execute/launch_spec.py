@@ -103,6 +103,12 @@ def _gpus(value: Any) -> tuple[str, ...] | None:
                 "auto found no GPU (CUDA_VISIBLE_DEVICES is not set and nvidia-smi -L lists none)",
                 "remove `gpus` to run without assigning GPUs, or list ids: gpus: [0, 1]",
             )
+        twice = _listed_twice(found)
+        if twice is not None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise _err(
+                "gpus", f"auto: CUDA_VISIBLE_DEVICES={visible} lists GPU {twice} twice: one GPU runs one run at a time"
+            )
         return found
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
@@ -113,9 +119,24 @@ def _gpus(value: Any) -> tuple[str, ...] | None:
     ):
         raise _err("gpus", f"expected auto or a list of GPU ids such as [0, 1], got {value!r}")
     ids = tuple(str(v).strip() for v in value)
-    if len(set(ids)) != len(ids):
-        raise _err("gpus", f"an id is listed twice in {value!r}: one GPU runs one run at a time")
+    if any(not part.strip() for entry in ids for part in entry.split(",")):
+        raise _err("gpus", f"an empty id in {value!r}", 'a run\'s GPUs are written `"0,1"`')
+    twice = _listed_twice(ids)
+    if twice is not None:
+        raise _err("gpus", f"an id is listed twice in {value!r} (GPU {twice}): one GPU runs one run at a time")
     return ids
+
+
+def _listed_twice(ids: tuple[str, ...]) -> str | None:
+    """A GPU id that two entries share (an entry `"0,1"` gives one run two GPUs), if any: the runs
+    given those entries would execute on one GPU at once."""
+    seen: set[str] = set()
+    for entry in ids:
+        for part in (part.strip() for part in entry.split(",")):
+            if part in seen:
+                return part
+            seen.add(part)
+    return None
 
 
 def detect_gpus() -> tuple[str, ...]:
