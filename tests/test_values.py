@@ -247,6 +247,23 @@ def test_a_sampler_class_that_does_not_exist_is_refused_before_anything(project,
         assert "`__optuna__.sampler.name`" in line and fragment in line
 
 
+def test_a_keyword_the_sampler_class_of_ones_own_does_not_take_is_refused_before_anything(project, expyrun):
+    write(
+        project / "pkg" / "samplers.py",
+        "import optuna\n\n\nclass Annealing(optuna.samplers.BaseSampler):\n"
+        "    def __init__(self, temperature=100, *, seed=None):\n        pass\n",
+    )
+    write(
+        project / "c.yml", STUDY + "__optuna__:\n  sampler: {name: 'pkg.samplers:Annealing', temprature: 5}\n" + SPACE
+    )
+    line = refused(expyrun, project, "c.yml", "--dry-run")
+    assert line.endswith(
+        "`__optuna__.sampler.temprature`: Annealing takes no argument 'temprature' (did you mean `temperature`?)"
+    )
+    write(project / "c.yml", STUDY + "__optuna__:\n  sampler: {name: 'pkg.samplers:Annealing', seed: 5}\n" + SPACE)
+    assert expyrun("c.yml", "--dry-run").returncode == 0
+
+
 def test_misspelt_types_and_directions_get_one_line_with_did_you_mean(project, expyrun):
     write(project / "c.yml", STUDY + "__optuna__:\n  search_space:\n    x: {type: flaot, low: 0, high: 1}\n")
     line = refused(expyrun, project, "c.yml")
@@ -289,3 +306,29 @@ def test_numbers_yaml_reads_as_numbers_and_quoted_text_of_a_text_key_are_taken(p
     assert [point["values"] for point in points] == [{"x": 1e10, "name": "1e5"}, {"x": 0.001, "name": "1e5"}]
     write(project / "c.yml", STUDY)
     assert dry_run(expyrun, "c.yml", "--x", "1.0e10")["x"] == 1e10  # the command line reads them as people do
+
+
+exponent_numbers = st.builds(
+    lambda sign, whole, dot, fraction, e, exponent_sign, exponent: (
+        f"{sign}{whole}{dot}{fraction}{e}{exponent_sign}{exponent}"
+    ),
+    st.sampled_from(["", "-", "+"]),
+    st.integers(0, 999).map(str),
+    st.sampled_from(["", "."]),
+    st.sampled_from(["", "5", "25"]),
+    st.sampled_from(["e", "E"]),
+    st.sampled_from(["", "+", "-"]),
+    st.integers(0, 30).map(str),
+)
+
+
+@given(exponent_numbers)
+def test_the_form_expyrun_asks_for_is_the_number_yaml_read_as_text(text):
+    from expyrun.config.overrides import misread_number
+
+    fix = misread_number(yaml.safe_load(f"x: {text}")["x"])
+    if isinstance(yaml.safe_load(f"x: {text}")["x"], float):
+        assert fix is None  # YAML read the number: nothing to say
+        return
+    written = fix.split("(write ")[1].split(":")[0]
+    assert yaml.safe_load(f"x: {written}")["x"] == float(text)

@@ -108,7 +108,7 @@ def _named(section: dict, key: str, module: str, code: FsPath | None) -> dict:
     if not isinstance(value, dict) or ("name" not in value and value):
         raise _err(key, f"expected {{name: ClassName, ...keyword arguments}}, got {value!r}")
     if value and isinstance(value["name"], str) and ":" in value["name"]:
-        _check_user_class(key, value["name"], code)
+        _check_user_class(key, value["name"], code, [k for k in value if k != "name"])
     elif value:
         import importlib
 
@@ -123,7 +123,7 @@ def _named(section: dict, key: str, module: str, code: FsPath | None) -> dict:
     return dict(value)
 
 
-def _check_user_class(key: str, name: str, code: FsPath | None) -> None:
+def _check_user_class(key: str, name: str, code: FsPath | None, keywords: list[str]) -> None:
     """`package.module:Class` names a class defined in a module of `__code__` (checked without
     importing it: `--dry-run` never runs user code; the study imports it from its snapshot) or of an
     installed package."""
@@ -137,8 +137,14 @@ def _check_user_class(key: str, name: str, code: FsPath | None) -> None:
         raise _err(f"{key}.name", f"{name!r} is not package.module:Class")
     path = module_file(code, module) if code is not None else None
     if path is not None:
-        if not defines(path.read_bytes(), cls):
+        source = path.read_bytes()
+        if not defines(source, cls):
             raise _err(f"{key}.name", f"`{cls}` is not defined in {path}")
+        accepted = _init_keywords(source, cls)
+        unknown = [keyword for keyword in keywords if accepted is not None and keyword not in accepted]
+        if accepted is not None and unknown:
+            hint = did_you_mean(unknown[0], accepted, f"it takes {', '.join(accepted) or 'no arguments'}")
+            raise _err(f"{key}.{unknown[0]}", f"{cls} takes no argument {unknown[0]!r}", hint)
         return
     try:
         found = importlib.util.find_spec(module) is not None
@@ -146,6 +152,25 @@ def _check_user_class(key: str, name: str, code: FsPath | None) -> None:
         found = False
     if not found:
         raise _err(f"{key}.name", f"module `{module}` not found in {code} (`__run__.__code__`) nor installed")
+
+
+def _init_keywords(source: bytes, cls: str) -> list[str] | None:
+    """The keyword arguments the `__init__` written in class `cls` of `source` takes; None when they
+    cannot be known without running the module (no `__init__` of its own, `**kwargs`, not a class)."""
+    import ast
+
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef) or node.name != cls:
+            continue
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                arguments = item.args
+                if arguments.kwarg is not None:
+                    return None
+                named = arguments.args if arguments.posonlyargs else arguments.args[1:]  # not `self`
+                return [a.arg for a in (*named, *arguments.kwonlyargs)]
+        return None if node.bases else []
+    return None
 
 
 def _check_keywords(key: str, cls: type, keywords: list[str]) -> None:
