@@ -239,6 +239,16 @@ def test_list_and_show_read_foreign_run_records_without_a_traceback(records_proj
         assert "run.json is not a run record" in shown.stderr
 
 
+def test_diff_against_a_foreign_run_record_compares_what_it_can(records_project, expyrun):
+    write(records_project / "c.yml", RUN_SECTION + "lr: 0.1\n")
+    assert expyrun("c.yml").returncode == 0
+    for index, text in ((1, '{"git": 3, "status": "completed"}'), (2, DEEP)):
+        write(records_project / "outputs" / "demo" / f"exp.{index}" / "run.json", text)
+        result = expyrun("diff", "outputs/demo/exp.0", f"outputs/demo/exp.{index}")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        assert "# commit" in result.stderr and "internal error" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [(DEEP, "nested too deeply"), ('{"points": 3', "not JSON"), ('["points"]', "no list of points")],

@@ -54,13 +54,19 @@ def requirement_changes(a: Path, b: Path) -> list[str]:
 
 
 def commit_change(a: Path, b: Path) -> str | None:
-    left = (load_record(a) or {}).get("git") or {}
-    right = (load_record(b) or {}).get("git") or {}
+    left, right = _git(a), _git(b)
     before, after = left.get("commit"), right.get("commit")
     dirty = (left.get("dirty"), right.get("dirty"))
     if before == after and dirty[0] == dirty[1]:
         return None
     return f"{_commit_label(before, dirty[0])} -> {_commit_label(after, dirty[1])}"
+
+
+def _git(run_dir: Path) -> dict[str, Any]:
+    """The `git` of a run's record; empty when there is none or the record is not expyrun's (any
+    folder may hold a foreign or crafted run.json)."""
+    git = (load_record(run_dir) or {}).get("git")
+    return git if isinstance(git, dict) else {}
 
 
 def _commit_label(commit: str | None, dirty: bool | None) -> str:
