@@ -349,3 +349,34 @@ def test_gpu_groups_that_share_no_id_are_given_one_per_run(project):
     assert result.returncode == 0, result.stderr
     run = record(project / "outputs" / "demo" / "exp.0")
     assert run["gpu"] == "0,1" and run["result"] == "0,1"
+
+
+def test_a_study_trial_killed_by_a_signal_failed_even_with_ignore_exit_code(tmp_path):
+    write(
+        tmp_path / "scripts" / "score.sh",
+        '#!/bin/bash\necho 0.5 > score.txt\nif [ "$KILL" = 1 ]; then kill -KILL $$; fi\nexit 143\n',
+    )
+    write(
+        tmp_path / "tune.yml",
+        """\
+        __run__:
+          __command__: "bash {__run__.__code__}/score.sh"
+          __code__: scripts
+          __name__: study
+          __output_dir__: outputs
+          __result__: score.txt
+          __ignore_exit_code__: true
+        x: 0.0
+        __optuna__:
+          n_trials: 2
+          search_space:
+            x: {type: float, low: -5, high: 5}
+        """,
+    )
+    exited = run_expyrun(["tune.yml"], tmp_path, timeout=180)  # exit 143 by itself: ignored
+    assert exited.returncode == 0, exited.stderr
+    study = tmp_path / "outputs" / "study" / "exp.0"
+    assert json.loads((study / "study.json").read_text())["counts"] == {"COMPLETE": 2}
+    killed = run_expyrun(["tune.yml", "--__run__.__name__", "killed"], tmp_path, env={"KILL": "1"}, timeout=180)
+    study = tmp_path / "outputs" / "killed" / "exp.0"
+    assert json.loads((study / "study.json").read_text())["counts"] == {"FAIL": 2}, killed.stderr
