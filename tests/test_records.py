@@ -77,13 +77,15 @@ def test_a_sweep_rerun_with_needed_lists_the_result_of_every_reused_run(records_
     assert expyrun("grid.yml").returncode == 0
     again = expyrun("grid.yml", "--needed")
     assert again.returncode == 0, again.stderr
-    points = sweep_data(records_project, "grid", 1)["points"]
+    data = sweep_data(records_project, "grid", 1)
+    assert (data["status"], data["counts"]) == ("completed", {"skipped": 2})
+    points = data["points"]
     assert [(p["status"], p["result"]) for p in points] == [("skipped", pytest.approx(1.0)), ("skipped", 5.0)]
     assert points[0]["reused"] == str(records_project / "outputs" / "grid" / "lr0.1" / "exp.0")
     shown = expyrun("show", "outputs/grid/sweep.1")
     assert shown.returncode == 0, shown.stderr
     rows = [line.split() for line in shown.stderr.splitlines()[2:]]
-    assert [(row[1], row[2]) for row in rows] == [("skipped", "1.0"), ("skipped", "5.0")], shown.stderr
+    assert [(row[1], float(row[2])) for row in rows] == [("skipped", 1.0), ("skipped", 5.0)], shown.stderr
 
 
 # launcher and attempt of local runs (SPEC 3.1)
