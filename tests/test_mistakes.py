@@ -5,10 +5,15 @@ expyrun's own ends (Ctrl-C of a study, a study with no completed trial) are one 
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
-from conftest import RUN_SECTION, files_under, write
+from conftest import RUN_SECTION, clean_env, files_under, write
 
 RUN = RUN_SECTION
 STUDY = """\
@@ -175,14 +180,6 @@ def test_a_study_with_no_completed_trial_ends_with_one_line_and_exit_1(project, 
 
 @pytest.mark.parametrize("isolation", ["process", "inline"])
 def test_ctrl_c_of_a_study_ends_with_one_line_and_exit_130(project, isolation):
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from conftest import clean_env
-
     write_study(project, isolation, fail=False)
     process = subprocess.Popen(  # its own process group, as a shell's foreground job: Ctrl-C reaches all of it
         [sys.executable, "-m", "expyrun", "s.yml"], cwd=project, env=clean_env(), start_new_session=True,
@@ -203,3 +200,41 @@ def test_ctrl_c_of_a_study_ends_with_one_line_and_exit_130(project, isolation):
     ], stderr
     record = json.loads((project / "outputs" / "demo" / "exp.0" / "run.json").read_text())
     assert record["status"] == "interrupted" and (project / "outputs" / "demo" / "exp.0" / "study.json").is_file()
+
+
+MAPPING_ENTRY = """\
+def main(name, config):
+    return {"validation_loss": config["lr"] / 7, "validation_accuracy": 0.987654321, "epochs": 10}
+"""
+
+
+def test_list_and_show_a_sweep_give_every_value_of_a_mapping_result(project, expyrun):
+    write(project / "pkg" / "mapping.py", MAPPING_ENTRY)
+    run = RUN.replace("pkg.main:main", "pkg.mapping:main")
+    write(project / "sweep.yml", run + "lr: 0.1\n__sweep__: {grid: {lr: [0.1, 0.2]}}\n")
+    assert expyrun("sweep.yml").returncode == 0
+    listed = expyrun("list", "outputs").stderr
+    shown = expyrun("show", "outputs/sweep/sweep.0").stderr
+    for lr, row in ((0.1, "demo/exp.0"), (0.2, "demo/exp.1")):
+        values = f"val_loss={lr / 7:.6g} val_accuracy=0.987654 epochs=10"  # keys abbreviated, values whole
+        assert any(line.startswith(row) and values in line for line in listed.splitlines()), listed
+        assert any(line.endswith(row) and values in line for line in shown.splitlines()), shown
+
+
+def test_list_gives_the_value_of_a_studys_best_trial_and_every_named_objective(project, expyrun):
+    write(
+        project / "pkg" / "mapping.py", MAPPING_ENTRY + "\n\ndef single(name, config):\n    return config['lr'] * 3\n"
+    )
+    space = "  search_space:\n    lr: {type: float, low: 0.1, high: 0.2}\n"
+    named = "  objectives: {validation_loss: minimize, validation_accuracy: maximize}\n"
+    write(project / "named.yml", RUN.replace("pkg.main:main", "pkg.mapping:main").replace("demo", "named")
+          + "lr: 0.1\n__optuna__:\n  n_trials: 1\n" + named + space)  # fmt: skip
+    write(project / "single.yml", RUN.replace("pkg.main:main", "pkg.mapping:single").replace("demo", "single")
+          + "lr: 0.1\n__optuna__:\n  n_trials: 1\n  direction: minimize\n" + space)  # fmt: skip
+    assert expyrun("named.yml").returncode == 0 and expyrun("single.yml").returncode == 0
+    rows = {line.split()[0]: line for line in expyrun("list", "outputs").stderr.splitlines()[1:-1]}
+    trial = json.loads((project / "outputs" / "named" / "exp.0" / "trials" / "trial.0" / "run.json").read_text())
+    loss, accuracy = trial["trial"]["objectives"].values()
+    assert f"val_loss={loss:.6g} val_accuracy={accuracy:.6g}" in rows["named/exp.0/trials/trial.0"]
+    best = json.loads((project / "outputs" / "single" / "exp.0" / "study.json").read_text())["best"]
+    assert f"{best['value']:.6g} (trial 0)" in rows["single/exp.0"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
+from expyrun.browse.results import pairs_text, result_text
 from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
 from expyrun.browse.table import render
 
@@ -134,10 +135,10 @@ def _result(row: dict[str, Any]) -> str:
     result = row.get("result")
     named = trial.get("objectives") or (result.get("objectives") if isinstance(result, dict) else None)
     if isinstance(named, dict):
-        return _short(" ".join(f"{k}={_short(v, 12)}" for k, v in named.items()), 40)
-    if isinstance(result, list) and result and all(isinstance(t, dict) and "objectives" in t for t in result):
+        return pairs_text(list(named.items()))
+    if isinstance(result, list) and result and all(isinstance(t, dict) and "params" in t for t in result):
         return f"{len(result)} on the Pareto front"
-    return _short(trial.get("values") if trial.get("values") is not None else result)
+    return result_text(trial.get("values") if trial.get("values") is not None else result)
 
 
 _STYLES = {"failed": "red", "died": "red", "interrupted": "yellow"}
