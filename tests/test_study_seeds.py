@@ -116,3 +116,114 @@ def test_a_value_suggested_inside_a_trial_is_drawn_independently_and_recorded_fo
     assert rerun.returncode == 0, rerun.stderr
     rerun_dir = max((seeded / "outputs" / "seeded").glob("exp.*"), key=lambda p: int(p.suffix[1:]))
     assert json.loads((rerun_dir / "run.json").read_text())["result"] == pytest.approx(trial.value)
+
+
+BATCH_ENTRY = """
+def main(name, configs):
+    return {float(i) for i, _ in enumerate(configs)}
+"""
+
+
+def test_a_batch_returning_a_set_fails_its_trials_saying_a_set_has_no_order(seeded):
+    write(seeded / "pkg" / "main.py", BATCH_ENTRY)
+    write(seeded / "tune.yml", study_config(6) + "  batch_size: 3\n")
+    result = run_expyrun(["tune.yml"], seeded, timeout=120)
+    assert result.returncode == 1, result.stderr
+    records = trial_records(seeded / "outputs" / "seeded" / "exp.0")
+    assert sorted(records) == list(range(6))
+    for record in records.values():
+        assert record["status"] == "failed" and record["result"] is None
+        assert "a set has no order" in record["exception"]["message"], record["exception"]
+    assert all(t.state.name == "FAIL" for t in journal(seeded).trials)
+
+
+THREAD_ENTRY = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import expyrun
+
+def helper(step):
+    trial = expyrun.trial()
+    trial.report(float(step), step)
+    return trial.number, trial.should_prune()
+
+def main(name, config):
+    number = expyrun.trial().number
+    thread_seen = []
+    thread = threading.Thread(target=lambda: thread_seen.append(helper(0)))
+    thread.start()
+    thread.join()
+    with ThreadPoolExecutor(2) as pool:
+        seen = thread_seen + list(pool.map(helper, [1, 2]))
+    assert [n for n, _ in seen] == [number] * 3, seen
+    return config["x"]
+"""
+
+AMBIGUOUS_ENTRY = """
+import os, time
+from concurrent.futures import ThreadPoolExecutor
+import expyrun
+
+def meet(what, number):
+    # both inline trials are running while each of their helper threads asks
+    folder = os.environ["RENDEZVOUS"]
+    open(os.path.join(folder, f"{what}.{number}"), "w").close()
+    deadline = time.monotonic() + 30
+    while len([f for f in os.listdir(folder) if f.startswith(what)]) < 2:
+        assert time.monotonic() < deadline, f"the other trial never {what}"
+        time.sleep(0.01)
+
+def main(name, config):
+    number = expyrun.trial().number
+    meet("started", number)
+    with ThreadPoolExecutor(1) as pool:
+        error = pool.submit(expyrun.trial).exception()
+    meet("asked", number)
+    if error is not None:
+        raise error
+    return config["x"]
+"""
+
+
+@pytest.mark.parametrize("isolation", ["process", "inline"])
+def test_threads_a_trial_starts_report_to_that_trial(seeded, isolation):
+    write(seeded / "pkg" / "main.py", THREAD_ENTRY)
+    write(seeded / "tune.yml", study_config(3) + f"  isolation: {isolation}\n")
+    launch(seeded)
+    trials = journal(seeded).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert all(t.intermediate_values == {0: 0.0, 1: 1.0, 2: 2.0} for t in trials), [
+        t.intermediate_values for t in trials
+    ]
+
+
+def test_a_thread_of_no_trial_asking_for_its_trial_while_inline_trials_run_at_once_fails_the_trial(seeded, tmp_path):
+    write(seeded / "pkg" / "main.py", AMBIGUOUS_ENTRY)
+    write(seeded / "tune.yml", study_config(2) + "  isolation: inline\n  n_jobs: 2\n")
+    (tmp_path / "rendezvous").mkdir()
+    result = run_expyrun(["tune.yml"], seeded, env={"RENDEZVOUS": str(tmp_path / "rendezvous")}, timeout=120)
+    assert result.returncode == 1, result.stderr
+    for record in trial_records(seeded / "outputs" / "seeded" / "exp.0").values():
+        assert record["status"] == "failed"
+        assert record["exception"]["type"] == "AmbiguousTrial", record["exception"]
+        assert "which evaluates no trial, while 2 inline trials run" in record["exception"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "message"),
+    [
+        ("heartbeat_interval: 1000000000000", "heartbeat_interval", "must be at most 86400 (a day)"),
+        ("heartbeat_interval: 10\n  grace_period: 5", "grace_period", "must be longer than heartbeat_interval (10)"),
+        ("heartbeat_interval: 10\n  grace_period: 10", "grace_period", "must be longer than heartbeat_interval (10)"),
+    ],
+)
+def test_a_heartbeat_interval_no_thread_can_wait_or_a_grace_period_shorter_than_it_is_refused(
+    seeded, setting, key, message
+):
+    write(seeded / "tune.yml", study_config(2) + f"  {setting}\n")
+    for args in (["tune.yml"], ["tune.yml", "--dry-run"]):
+        result = run_expyrun(args, seeded, timeout=60)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert f"`__optuna__.{key}`: {message}" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (seeded / "outputs").exists()

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, MappingView
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,14 +60,25 @@ def shown(value: Any) -> str:
 
 def as_sequence(value: Any) -> list[Any] | None:
     """The items of a list, tuple, 1-d array or tensor; None for a mapping, a string or a scalar
-    (a 0-d array has no `len`)."""
-    if isinstance(value, (str, bytes, Mapping)):
+    (a 0-d array has no `len`), and for a set: its order is not the order of the directions or
+    configs, so no item can be matched to one."""
+    if isinstance(value, (str, bytes, Mapping)) or unordered(value):
         return None
     try:
         len(value)
         return list(value)
     except TypeError:
         return None
+
+
+def unordered(value: Any) -> bool:
+    """A set or frozenset (any `Set` but a dict's ordered views): sized and iterable, but in an order
+    of its own, not the one its items were computed in."""
+    return isinstance(value, AbstractSet) and not isinstance(value, MappingView)
+
+
+def _unordered_hint(value: Any) -> str:
+    return f"; a {type(value).__name__} has no order, so its items cannot be matched" if unordered(value) else ""
 
 
 def _finite(values: list[float], labels: tuple[str, ...], value: Any) -> list[float]:
@@ -95,7 +107,9 @@ def read_objective(value: Any, spec: StudySpec) -> Objective:
     found = [as_number(item) for item in items] if items is not None and len(items) == count else None
     if found is None or any(number is None for number in found):
         expected = "a number" if count == 1 else f"a sequence of {count} numbers (one per direction)"
-        raise ObjectiveError(f"the entry point returned {shown(value)}; the objective must be {expected}")
+        raise ObjectiveError(
+            f"the entry point returned {shown(value)}{_unordered_hint(value)}; the objective must be {expected}"
+        )
     return Objective(_finite([n for n in found if n is not None], spec.labels, value))
 
 
@@ -132,7 +146,10 @@ def read_batch(value: Any, count: int, spec: StudySpec) -> list[Objective | Obje
     items = as_sequence(value)
     if items is None:
         raise ObjectiveError(
-            f"the batch entry point returned {shown(value)}; it must return a list of {count} objectives, "
+            f"the batch entry point returned {shown(value)}{_unordered_hint(value)} to the configs; it must "
+            f"return a list of {count} objectives, one per config, in the order of the configs"
+            if unordered(value)
+            else f"the batch entry point returned {shown(value)}; it must return a list of {count} objectives, "
             "one per config"
         )
     if len(items) != count:
