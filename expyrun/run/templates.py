@@ -70,11 +70,12 @@ def render_templates(
     run = resolved.run
     environment = _environment(int(run.max_file_mb * 1024 * 1024))
     context, secret_keys = _context(resolved)
+    files = _template_files(run.templates, code)
+    if snapshotted:
+        _check_snapshotted(code, files, run.max_file_mb)
     written = []
-    for relative in _template_files(run.templates, code):
+    for relative in files:
         target = _target(relative)
-        if snapshotted:
-            _check_snapshotted(code, relative, run.max_file_mb)
         used: list[str] = []
         text = _render(environment, code, relative, context, used)
         if warn and used:
@@ -287,8 +288,9 @@ def _template_files(templates: tuple[str, ...], code: Path) -> list[str]:
         path = code / template
         if Path(template).is_absolute() or ".." in Path(template).parts:
             raise ConfigError(f"`__run__.__templates__`: {template} is not inside {code}", "name it relative to it")
-        if path.is_dir():
-            files += sorted(str(p.relative_to(code)) for p in path.rglob("*") if p.is_file())
+        if path.is_dir():  # what a snapshot never holds (caches) is not a template either
+            found = (p.relative_to(code) for p in path.rglob("*") if p.is_file() and not _cache(p.relative_to(code)))
+            files += sorted(str(relative) for relative in found)
         elif path.is_file():
             files.append(template)
         else:
@@ -300,7 +302,7 @@ def _target(relative: str) -> str:
     """Where a template is written in the run folder: its path without `.j2`; never a name expyrun writes."""
     target = relative[: -len(TEMPLATE_SUFFIX)] if relative.endswith(TEMPLATE_SUFFIX) else relative
     first = Path(target).parts[0]
-    if first in WRITTEN_BY_EXPYRUN:
+    if first.lower() in WRITTEN_BY_EXPYRUN:  # (lower case: a case-insensitive file system has one name)
         raise ConfigError(
             f"`__run__.__templates__`: {relative} would be written as {target}, "
             "a name expyrun writes in the run folder",
@@ -309,41 +311,48 @@ def _target(relative: str) -> str:
     return target
 
 
-def _check_snapshotted(code: Path, relative: str, max_file_mb: float) -> None:
-    """A command run's folder is rendered from its snapshot: a template left out of it (too large,
-    git-ignored, in a cache folder) would pass `--dry-run`, then fail the launch."""
+def _cache(relative: Path) -> bool:
+    """A file the snapshot leaves out whatever git says: `__pycache__/`, `.git/`, `*.pyc`."""
     from expyrun.run.snapshot import SKIPPED_DIRS
 
-    path = code / relative
-    if path.stat().st_size > max_file_mb * 1024 * 1024:
-        raise ConfigError(
-            f"`__run__.__templates__`: {relative} is larger than `__run__.__max_file_mb__` ({max_file_mb:g} MB): "
-            "it would not be in the snapshot the run is rendered from",
-            "raise `__max_file_mb__`",
-        )
-    parts = Path(relative).parts
-    if any(part in SKIPPED_DIRS for part in parts) or relative.endswith(".pyc") or _git_ignores(code, relative):
-        raise ConfigError(
-            f"`__run__.__templates__`: {relative} is left out of the snapshot of {code} (git ignores it, or a cache): "
-            "the run is rendered from the snapshot",
-            "keep templates in files git does not ignore",
-        )
+    return relative.suffix == ".pyc" or any(part in SKIPPED_DIRS for part in relative.parts)
 
 
-def _git_ignores(code: Path, relative: str) -> bool:
-    """Whether git ignores `relative` in `code` as the snapshot's listing of ignored files does."""
+def _check_snapshotted(code: Path, files: list[str], max_file_mb: float) -> None:
+    """A command run's folder is rendered from its snapshot: a template left out of it (too large,
+    git-ignored, in a cache folder) would pass `--dry-run`, then fail the launch."""
+    for relative in files:
+        if (code / relative).stat().st_size > max_file_mb * 1024 * 1024:
+            raise ConfigError(
+                f"`__run__.__templates__`: {relative} is larger than `__run__.__max_file_mb__` ({max_file_mb:g} MB): "
+                "it would not be in the snapshot the run is rendered from",
+                "raise `__max_file_mb__`",
+            )
+    ignored = _git_ignored(code, files)
+    for relative in files:
+        if _cache(Path(relative)) or relative in ignored:
+            raise ConfigError(
+                f"`__run__.__templates__`: {relative} is left out of the snapshot of {code} "
+                "(git ignores it, or a cache): the run is rendered from the snapshot",
+                "keep templates in files git does not ignore",
+            )
+
+
+def _git_ignored(code: Path, files: list[str]) -> set[str]:
+    """Which of `files` (relative to `code`) git ignores, as the snapshot's listing of ignored files
+    does (tracked files are never ignored): one `git check-ignore` for all of them."""
     import shutil
     import subprocess
 
     from expyrun.run.git_state import in_work_tree
 
-    if not in_work_tree(code) or shutil.which("git") is None:
-        return False
+    if not files or not in_work_tree(code) or shutil.which("git") is None:
+        return set()
     try:
         answer = subprocess.run(
-            ["git", "-C", str(code), "check-ignore", "-q", "--", relative],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False,
+            ["git", "-C", str(code), "check-ignore", "-z", "--stdin"], input="\0".join(files).encode(),
+            capture_output=True, timeout=60, check=False,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return answer.returncode == 0
+        return set()
+    return {entry for entry in answer.stdout.decode(errors="surrogateescape").split("\0") if entry}
