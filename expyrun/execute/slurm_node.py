@@ -3,8 +3,10 @@ it when Slurm warns of a time limit or a preemption.
 
 `python -m expyrun.execute.slurm_node RUN_DIR` is the last line of the job script (`exec`ed, so
 this process is the batch shell and receives `--signal=B:USR2`). The folder's `config.yml` is
-resolved again here (secrets come from the job's environment, as a rerun of `config.yml` does)
-and executed by the local executor: the same run child, tee, signals and record as on a laptop.
+read back as the values it records (a resolved config is never interpolated again; its secrets
+come from the job's environment, as a rerun of `config.yml` does), only if it is still the file
+submitted (its sha256 in `run.json`), and executed by the local executor: the same run child,
+tee, signals and record as on a laptop.
 `run.json` gets `running` with this node's host, pid and interpreter, the job's ids, `attempt`,
 and the frozen requirements of the interpreter that runs it here.
 
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
-from expyrun.errors import ExpyrunError
+from expyrun.errors import ConfigError, ExpyrunError
 from expyrun.execute.local import LocalExecutor
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.record import RUN_FILE, host_name, now, write_json_atomic
@@ -80,6 +82,7 @@ def execute_folder(run_dir: Path) -> int:
 
     attempt = int(record.get("attempt") or 0) + 1
     try:
+        _check_as_submitted(run_dir, record)
         resolved = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
         section = resolved.values.get("__launch__") or {}
         options = parse_slurm(section.get("slurm"))
@@ -88,6 +91,29 @@ def execute_folder(run_dir: Path) -> int:
         _fail_before_start(run_dir, record, attempt, type(error).__name__, str(error))
         raise
     return _Attempt(run_dir, record, resolved, options, launch_spec, attempt).execute()
+
+
+def _check_as_submitted(run_dir: Path, record: dict[str, Any]) -> None:
+    """The folder's `config.yml` is the one submitted: `run.json` records it, and it is what runs.
+
+    An edit made while the job waited in the queue would run values that the record (written at
+    submission) does not hold: the attempt fails instead, saying so.
+    """
+    expected = (record.get("slurm") or {}).get("config_sha256")
+    if not expected:
+        return
+    from expyrun.execute.slurm_submit import config_digest
+
+    try:
+        found = config_digest(run_dir)
+    except OSError:
+        return  # resolving it says what is wrong
+    if found != expected:
+        raise ConfigError(
+            f"{run_dir / 'config.yml'} was changed after the job was submitted: not executed",
+            f"a prepared folder runs only as submitted; run the edited file as a new run: "
+            f"expyrun {run_dir / 'config.yml'}",
+        )
 
 
 def _fail_before_start(run_dir: Path, record: dict[str, Any], attempt: int, kind: str, message: str) -> None:

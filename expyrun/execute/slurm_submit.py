@@ -30,7 +30,7 @@ from expyrun.config import ResolvedConfig
 from expyrun.errors import ConfigError, UsageError
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.slurm_options import SlurmOptions
-from expyrun.execute.slurm_script import SCRIPT_FILE, job_script
+from expyrun.execute.slurm_script import SCRIPT_FILE, job_script, output_pattern
 from expyrun.run.folder import missing_parents, remove_created
 from expyrun.run.prepare import STORE_FOLDER, PreparedRun, prepare_run, run_base, snapshot_source
 
@@ -50,10 +50,10 @@ def submit(
     debug = "--debug" in flags
     cwd = Path.cwd()
     _check(resolved, launch, sweep, study)
+    options, hidden, shown = script_options(resolved, options)
     if "--dry-run" in flags:
         folders, home, name, array = _planned(resolved, launch, sweep, study, debug, cwd)
-        output = home / ("slurm-%A_%a.out" if array else "slurm-%j.out")
-        script = job_script(options, folders, name, str(output), cwd, array)
+        script = job_script(options, folders, name, output_pattern(home, array), cwd, array, on_command_line=shown)
         sys.stdout.write(console.visible(script))  # for people: a setup line's control bytes shown, not acting
         return 0
     sbatch = shutil.which("sbatch")
@@ -77,7 +77,7 @@ def submit(
         batch.record_git()
         array = sweep is not None or study is not None
         name = sweep.name if sweep is not None else study.study_name if study is not None else resolved.run.name
-        batch.submit(sbatch, options, name, array)
+        batch.submit(sbatch, options, name, array, hidden, shown)
     except BaseException:
         batch.discard()
         raise
@@ -211,20 +211,23 @@ class _Batch:
             if prepared is not first and (first.run_dir / DIFF_FILE).exists():
                 os.link(first.run_dir / DIFF_FILE, prepared.run_dir / DIFF_FILE)
 
-    def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool) -> None:
+    def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool,
+               hidden: dict[str, str | None], shown: dict[str, str | None]) -> None:  # fmt: skip
+        """Write the job script, submit it held, record the ids (and the digest of each `config.yml`:
+        the node executes a folder only as it was submitted), then release it."""
         home = self.sweep_folder or self.prepared[0].run_dir
-        output = str(home / ("slurm-%A_%a.out" if array else "slurm-%j.out"))
         folders = [prepared.run_dir for prepared in self.prepared]
         script = home / SCRIPT_FILE
-        script.write_text(job_script(options, folders, name, output, self.cwd, array), encoding="utf-8")
-        self.job_id = _sbatch(sbatch, script)
+        text = job_script(options, folders, name, output_pattern(home, array), self.cwd, array, on_command_line=shown)
+        script.write_text(text, encoding="utf-8")
+        self.job_id = _sbatch(sbatch, script, hidden)
         try:
             for index, prepared in enumerate(self.prepared):
+                output = home / (f"slurm-{self.job_id}_{index}.out" if array else f"slurm-{self.job_id}.out")
                 slurm = {"job_id": None if array else _number(self.job_id), "node": None,
                          "array_job_id": _number(self.job_id) if array else None,
-                         "array_task_id": index if array else None, "script": str(script),
-                         "output": output.replace("%j", self.job_id).replace("%A", self.job_id)
-                         .replace("%a", str(index))}  # fmt: skip
+                         "array_task_id": index if array else None, "script": str(script), "output": str(output),
+                         "config_sha256": config_digest(prepared.run_dir)}  # fmt: skip
                 prepared.record["slurm"] = slurm
                 prepared.write_record()
             if self.sweep_record is not None:
@@ -300,10 +303,52 @@ def _slurm_message(text: str) -> str:
     return message.replace("Batch job submission failed: ", "")
 
 
-def _sbatch(sbatch: str, script: Path) -> str:
+def script_options(
+    resolved: ResolvedConfig, options: SlurmOptions
+) -> tuple[SlurmOptions, dict[str, str | None], dict[str, str | None]]:
+    """The options the job script may hold, and the sbatch options it may not (with their values,
+    and as shown with `${NAME}` references).
+
+    The script is a readable file beside the runs and `--dry-run` prints it: a secret (SPEC 2.2)
+    is never written there. A `setup` line that reads one keeps it as `${NAME}`, which the job's
+    shell expands from the job's environment (sbatch passes the submitting environment). `#SBATCH`
+    lines are expanded by nothing, so an option holding a secret goes on sbatch's command line.
+    """
+    secrets = sorted(resolved.secret_values.items(), key=lambda item: -len(item[0]))  # longest first
+    if not secrets:
+        return options, {}, {}
+
+    def referenced(text: str) -> str:
+        for value, reference in secrets:
+            text = text.replace(value, "${" + reference.lstrip("$") + "}")
+        return text
+
+    def carries_secret(path: tuple[str | int, ...]) -> bool:
+        return any(p[: len(path)] == path or path[: len(p)] == p for p in resolved.secret_paths)
+
+    setup = tuple(
+        referenced(line) if carries_secret(("__launch__", "slurm", "setup", index)) else line
+        for index, line in enumerate(options.setup)
+    )
+    hidden = {key: value for key, value in options.options.items()
+              if value is not None and any(secret in value for secret, _ in secrets)}  # fmt: skip
+    kept = {key: value for key, value in options.options.items() if key not in hidden}
+    shown: dict[str, str | None] = {key: referenced(value or "") for key, value in hidden.items()}
+    return options._replace(setup=setup, options=kept), hidden, shown
+
+
+def config_digest(run_dir: Path) -> str:
+    """The sha256 of a prepared folder's `config.yml`, which the node checks before executing it."""
+    import hashlib
+
+    return hashlib.sha256((run_dir / "config.yml").read_bytes()).hexdigest()
+
+
+def _sbatch(sbatch: str, script: Path, hidden: dict[str, str | None] | None = None) -> str:
+    on_line = [f"--{key}" if value is None else f"--{key}={value}" for key, value in (hidden or {}).items()]
     try:
-        answer = subprocess.run([sbatch, "--parsable", "--hold", str(script)], capture_output=True, text=True,
-                                timeout=SBATCH_TIMEOUT_S, check=False)  # fmt: skip
+        answer = subprocess.run([sbatch, "--parsable", "--hold", *on_line, str(script)], capture_output=True,
+                                text=True, timeout=SBATCH_TIMEOUT_S, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise UsageError(f"sbatch did not answer in {SBATCH_TIMEOUT_S:g} s (is the Slurm controller up?)") from None
     except OSError as error:
