@@ -153,7 +153,7 @@ def test_a_sweep_point_names_its_run_and_values_with_its_variant_and_index(recor
     write(records_project / "size.yml", VARIANTS)
     result = expyrun("size.yml")
     assert result.returncode == 0, result.stderr
-    assert "names no key" not in result.stderr  # the sweep's own config does not warn about them
+    assert "__sweep__" not in result.stderr  # the sweep's own config does not warn about them
     points = sweep_data(records_project, "size", 0)["points"]
     assert [p["name"] for p in points] == ["size/small/p0", "size/small/p1", "size/large/p2", "size/large/p3"]
     run_dir = Path(points[2]["run_dir"])
