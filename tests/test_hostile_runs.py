@@ -126,8 +126,9 @@ def test_a_template_rendering_to_a_file_expyrun_writes_is_refused(scripts, name)
         ),
         ("a\nb\n{{ 'x' * 3000000000 }}\n", 3, "`*` would build a value larger than 10 MB"),
         ("a\n{{ 10 ** 1000000000 }}\n", 2, "`**` would build a number larger"),
+        ("a\n" + "{% if true %}" * 3000 + "{% endif %}" * 3000, "?", "too deep"),
     ],
-    ids=["includes-itself", "2GB-loop", "huge-string", "huge-power"],
+    ids=["includes-itself", "2GB-loop", "huge-string", "huge-power", "nested-3000-deep"],
 )
 def test_hostile_templates_are_one_line_errors_naming_file_and_line(scripts, text, line, fragment):
     write(scripts / "scripts" / "out.cfg.j2", text)
@@ -137,6 +138,14 @@ def test_hostile_templates_are_one_line_errors_naming_file_and_line(scripts, tex
     assert time.monotonic() - started < 30, "a hostile template must be refused quickly"
     assert error.startswith(f"expyrun: error: {scripts / 'scripts' / 'out.cfg.j2'}:{line}: template error:"), error
     assert fragment in error and files_under(scripts) == before
+
+
+def test_an_included_file_larger_than_max_file_mb_is_an_error_naming_the_include(scripts):
+    write(scripts / "scripts" / "out.cfg.j2", "a\nb\n{% include 'notes.txt' %}\n")
+    write(scripts / "scripts" / "notes.txt", "n" * 3000)
+    error = one_error_line(run_expyrun(["c.yml", "--dry-run", "--+__run__.__max_file_mb__", "0.002"], scripts))
+    expected = "out.cfg.j2:3: template error: notes.txt is larger than 0.002 MB (`__run__.__max_file_mb__`)"
+    assert expected in error, error
 
 
 def test_a_template_that_is_not_utf8_is_an_error_naming_its_line(scripts):

@@ -7,8 +7,9 @@ A template is text from the user's project (or from a config someone sent), and 
 - a secret (SPEC 2.2: never on disk) reaches it as the reference `config.yml` holds (`$API_TOKEN`):
   the rendered file holds the reference, which the tool expands from its environment, and the
   launch warns naming the template;
-- its output is bounded in size (`__max_file_mb__`) and, in the main thread, in time; a template
-  that includes itself, is not UTF-8 or asks for too much is a one-line error naming file and line;
+- its output and every file it reads are bounded in size (`__max_file_mb__`) and, in the main thread,
+  its rendering in time; a template that includes itself, nests too deep, is not UTF-8 or asks for
+  too much is a one-line error naming file and line;
 - it may not render to a name expyrun writes in the run folder (`config.yml`, `run.json`, ...), and
   a command run's template must be part of the snapshot, as the run folder renders it from there.
 
@@ -19,6 +20,7 @@ Jinja2 is imported only here, and this module only for configs with templates: i
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -106,7 +108,7 @@ def _environment(limit: int) -> jinja2.Environment:
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "*" and _repeated_size(left, right) > limit:
-                raise SecurityError(f"`*` would build a value larger than {limit // (1024 * 1024)} MB")
+                raise SecurityError(f"`*` would build a value larger than {_mb(limit)}")
             if operator == "**" and _power_bits(left, right) > 8 * limit:
                 raise SecurityError("`**` would build a number larger than the template may write")
             return super().call_binop(context, operator, left, right)
@@ -121,6 +123,10 @@ def _power_bits(left: Any, right: Any) -> int:
     if not isinstance(left, int) or not isinstance(right, int) or right <= 0 or abs(left) <= 1:
         return 0
     return abs(left).bit_length() * right
+
+
+def _mb(limit: int) -> str:
+    return f"{limit / (1024 * 1024):.3g} MB"
 
 
 def _repeated_size(left: Any, right: Any) -> int:
@@ -184,13 +190,14 @@ def _render(environment: jinja2.Environment, code: Path, relative: str, context:
     """One template's text, or a ConfigError naming its file and line."""
     import jinja2
 
-    environment.loader = jinja2.FileSystemLoader(str(code))
+    limit: int = environment.output_limit  # type: ignore[attr-defined]
+    environment.loader = _bounded_loader(code, limit)
     where = code / relative
     _rendering.used = used
     try:
         template = environment.get_template(relative)
         with _deadline(RENDER_SECONDS):
-            return _bounded_text(template, context, environment.output_limit)  # type: ignore[attr-defined]
+            return _bounded_text(template, context, limit)
     except jinja2.TemplateSyntaxError as error:
         raise ConfigError(f"{where}:{error.lineno}: template error: {error.message}") from None
     except UnicodeDecodeError as error:
@@ -201,11 +208,28 @@ def _render(environment: jinja2.Environment, code: Path, relative: str, context:
         _rendering.used = None
 
 
+def _bounded_loader(code: Path, limit: int) -> jinja2.BaseLoader:
+    """Templates from `code`, none larger than `limit` bytes (Jinja2 reads a whole file to compile it)."""
+    import jinja2
+    from jinja2.loaders import split_template_path
+    from jinja2.sandbox import SecurityError
+
+    class BoundedLoader(jinja2.FileSystemLoader):
+        def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+            path = os.path.join(str(code), *split_template_path(template))
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) > limit:
+                    raise SecurityError(f"{template} is larger than {_mb(limit)} (`__run__.__max_file_mb__`)")
+            return super().get_source(environment, template)
+
+    return BoundedLoader(str(code))
+
+
 class _TooLarge(Exception):
     """A template's output passed `__max_file_mb__`; `line`: where the template was then."""
 
     def __init__(self, limit: int, line: int | str) -> None:
-        super().__init__(f"renders more than {limit / (1024 * 1024):g} MB (`__run__.__max_file_mb__`)")
+        super().__init__(f"renders more than {_mb(limit)} (`__run__.__max_file_mb__`)")
         self.line = line
 
 
@@ -256,7 +280,7 @@ def _deadline(seconds: float) -> Iterator[None]:
 
 def _describe(error: BaseException) -> str:
     if isinstance(error, RecursionError):
-        return "it includes itself (or templates that include it) without end"
+        return "too deep: it includes itself (or a template that includes it), or nests deeper than Python follows"
     if isinstance(error, MemoryError):
         return "it builds a value larger than memory allows"
     return str(error) or type(error).__name__
