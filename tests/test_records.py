@@ -160,6 +160,7 @@ def test_a_sweep_point_names_its_run_and_values_with_its_variant_and_index(recor
     assert run_dir == records_project / "outputs" / "size" / "large" / "p2" / "exp.0"
     stored = yaml.safe_load((run_dir / "config.yml").read_text())
     assert (stored["tag"], stored["seed"], stored["label"]) == ("large", 2, "large-w64")
+    assert run_record(run_dir)["sweep"]["variant"] == "large"
     raw = yaml.safe_load((run_dir / "raw_config.yml").read_text())
     assert raw["__run__"]["__name__"] == "size/large/p2" and raw["seed"] == 2
     rerun = expyrun(str(run_dir / "raw_config.yml"))  # the point alone, without its sweep

@@ -163,7 +163,7 @@ class _Batch:
 
     def prepare_sweep(self, sweep: Any, needed: bool) -> None:
         from expyrun.run.folder import allocate_run_dir
-        from expyrun.sweep.run import SweepRecord, point_config
+        from expyrun.sweep.run import SweepRecord, point_config, point_fields
 
         run = self.resolved.run
         points = [(point, point_config(self.resolved, point, self.cwd)) for point in sweep.points()]  # exit 2 first
@@ -185,7 +185,7 @@ class _Batch:
                 if done is not None:
                     self.sweep_record.skip(point.index, done)
                     continue
-            fields = {"sweep": {"dir": str(self.sweep_folder), "point": point.index, "overrides": point.values}}
+            fields = point_fields(self.sweep_folder, point)
             prepared = self.prepare(config, fields)
             self.sweep_record.points[point.index].update(run_dir=str(prepared.run_dir), status="queued")
 

@@ -58,6 +58,11 @@ def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedC
     return interpolate(raw, resolved.provenance, cwd, resolution_environ(cwd), [])
 
 
+def point_fields(folder: Path, point: Point) -> dict[str, Any]:
+    """What a point's `run.json` says of its sweep: the sweep folder, the point's index, variant and values."""
+    return {"sweep": {"dir": str(folder), "point": point.index, "variant": point.variant, "overrides": point.values}}
+
+
 def describe_points(resolved: ResolvedConfig, spec: SweepSpec, cwd: Path) -> Iterator[dict[str, Any]]:
     """Each point as `--dry-run` prints it: index, variant, values and the run name it resolves to."""
     for point in spec.points():
@@ -159,7 +164,7 @@ def run_sweep(
                 if done is not None:
                     record.skip(point.index, done)
                     continue
-            fields = {"sweep": {"dir": str(folder), "point": point.index, "overrides": point.values}}
+            fields = point_fields(folder, point)
             prepared = prepare_run(config, debug, argv, cwd, fields, git, shared.first)
             shared.first = shared.first or prepared
             record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
