@@ -157,3 +157,22 @@ def test_python_m_expyrun_and_the_expyrun_script_freeze_the_same_requirements(pr
     by_module, by_script = ((project / "outputs" / "demo" / f"exp.{i}" / "frozen_requirements.txt") for i in (0, 1))
     assert "9.9.9" not in by_module.read_text()
     assert by_module.read_text() == by_script.read_text()
+
+
+def test_a_trial_config_reruns_with_the_values_the_trial_received(project, expyrun):
+    write(project / "pkg" / "main.py", """\
+        import expyrun
+        def main(name, config):
+            if expyrun.trial() is not None:
+                return config["x"] ** 2
+            return config
+        """)  # fmt: skip
+    study = "__optuna__:\n  n_trials: 1\n  search_space:\n    x: {type: float, low: 1, high: 2}\n"
+    write(project / "c.yml", RUN_SECTION + "x: 0.0\nlabel: '!Px={x}'\nwhere: 'x={x}'\n" + study)
+    assert expyrun("c.yml").returncode == 0
+    trial_dir = project / "outputs" / "demo" / "exp.0" / "trials" / "trial.0"
+    x = run_json(trial_dir)["trial"]["params"]["x"]
+    result = expyrun(str(trial_dir / "config.yml"))
+    assert result.returncode == 0, result.stderr
+    received = run_json(project / "outputs" / "demo" / "exp.1")["result"]
+    assert received["x"] == x and received["label"] == "x={x}" and received["where"] == f"x={x}"
