@@ -181,6 +181,14 @@ def test_a_template_left_out_of_the_snapshot_fails_the_dry_run_too(scripts):
         line = one_error_line(run_expyrun(args, scripts))
         assert "`__run__.__templates__`: out.cfg.j2 is larger than `__run__.__max_file_mb__` (0.001 MB)" in line, line
     assert files_under(scripts) == before
+    write(scripts / "c.yml", CONFIG)  # a file a template includes is read from the snapshot too
+    write(scripts / "scripts" / "out.cfg.j2", "lr = {{ lr }}\n{% include 'generated/part.txt' %}\n")
+    write(scripts / "scripts" / "generated" / "part.txt", "part\n")
+    before = files_under(scripts)
+    for args in (["c.yml", "--dry-run"], ["c.yml"]):
+        line = one_error_line(run_expyrun(args, scripts))
+        assert "out.cfg.j2:2: template error: generated/part.txt is left out of the snapshot" in line, line
+    assert files_under(scripts) == before
 
 
 # --- 2. command runs: what the result file is, and how the program ended ----------------------------

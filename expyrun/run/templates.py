@@ -75,11 +75,12 @@ def render_templates(
     files = _template_files(run.templates, code)
     if snapshotted:
         _check_snapshotted(code, files, run.max_file_mb)
+    in_snapshot = set(files) if snapshotted else None  # what an include may load is checked the same way
     written = []
     for relative in files:
         target = _target(relative)
         used: list[str] = []
-        text = _render(environment, code, relative, context, used)
+        text = _render(environment, code, relative, context, used, in_snapshot)
         if warn and used:
             keys = ", ".join(f"`{key}`" for key in dict.fromkeys(used))
             references = ", ".join(sorted({secret_keys[key] for key in used}))
@@ -186,12 +187,19 @@ def _marked(value: Any, key: str) -> Any:
     return value
 
 
-def _render(environment: jinja2.Environment, code: Path, relative: str, context: dict, used: list[str]) -> str:
+def _render(
+    environment: jinja2.Environment,
+    code: Path,
+    relative: str,
+    context: dict,
+    used: list[str],
+    in_snapshot: set[str] | None = None,
+) -> str:
     """One template's text, or a ConfigError naming its file and line."""
     import jinja2
 
     limit: int = environment.output_limit  # type: ignore[attr-defined]
-    environment.loader = _bounded_loader(code, limit)
+    environment.loader = _bounded_loader(code, limit, in_snapshot)
     where = code / relative
     _rendering.used = used
     try:
@@ -208,8 +216,9 @@ def _render(environment: jinja2.Environment, code: Path, relative: str, context:
         _rendering.used = None
 
 
-def _bounded_loader(code: Path, limit: int) -> jinja2.BaseLoader:
-    """Templates from `code`, none larger than `limit` bytes (Jinja2 reads a whole file to compile it)."""
+def _bounded_loader(code: Path, limit: int, in_snapshot: set[str] | None) -> jinja2.BaseLoader:
+    """Templates from `code`, none larger than `limit` bytes (Jinja2 reads a whole file to compile it).
+    `in_snapshot`: the files known to be in the snapshot; any other a template includes must be too."""
     import jinja2
     from jinja2.loaders import split_template_path
     from jinja2.sandbox import SecurityError
@@ -220,6 +229,12 @@ def _bounded_loader(code: Path, limit: int) -> jinja2.BaseLoader:
             with contextlib.suppress(OSError):
                 if os.path.getsize(path) > limit:
                     raise SecurityError(f"{template} is larger than {_mb(limit)} (`__run__.__max_file_mb__`)")
+            if in_snapshot is not None and template not in in_snapshot:
+                if _cache(Path(template)) or _git_ignored(code, [template]):
+                    raise SecurityError(
+                        f"{template} is left out of the snapshot the run is rendered from (git ignores it)"
+                    )
+                in_snapshot.add(template)
             return super().get_source(environment, template)
 
     return BoundedLoader(str(code))
