@@ -176,3 +176,15 @@ def test_a_trial_config_reruns_with_the_values_the_trial_received(project, expyr
     assert result.returncode == 0, result.stderr
     received = run_json(project / "outputs" / "demo" / "exp.1")["result"]
     assert received["x"] == x and received["label"] == "x={x}" and received["where"] == f"x={x}"
+
+
+def test_a_project_holding_its_own_run_json_is_not_taken_for_a_rerun(project, expyrun):
+    write(project / "run.json", json.dumps({"git": {"commit": "not this one", "dirty": False}}))
+    write(project / "config.yml", "mine: true\n")
+    write(project / ".gitignore", "outputs/\n")
+    write(project / "c.yml", RUN_SECTION)
+    git(project, "init", "-q")
+    commit = commit_all(project, "first")
+    assert expyrun("c.yml").returncode == 0
+    record = run_json(project / "outputs" / "demo" / "exp.0")
+    assert "rerun_of" not in record and record["git"]["commit"] == commit

@@ -55,11 +55,25 @@ def in_work_tree(folder: Path) -> bool:
 
 
 def origin_run(code: Path) -> Path | None:
-    """The run folder whose snapshot `code` is (a stored config's `__run__.__code__`), else None."""
+    """The run folder whose snapshot `code` is (a stored config's `__run__.__code__`), else None:
+    a folder whose `run.json` records a snapshot (a project's own `run.json` does not)."""
     for folder in (code, code.parent if code.name == CODE_FOLDER else None):
-        if folder is not None and (folder / RUN_FILE).is_file() and (folder / "config.yml").is_file():
-            return folder
+        if folder is not None and (folder / "config.yml").is_file():
+            record = _record(folder)
+            if record is not None and isinstance(record.get("snapshot"), dict):
+                return folder
     return None
+
+
+def _record(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's `run.json`, or None when there is none (or it is not a record)."""
+    import json
+
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class GitProbe:
@@ -166,12 +180,7 @@ class GitProbe:
 
 def _recorded_state(run_dir: Path) -> GitState | None:
     """The git state an earlier run recorded for its snapshot."""
-    import json
-
-    try:
-        recorded = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("git")
-    except (OSError, ValueError, AttributeError):
-        return None
+    recorded = (_record(run_dir) or {}).get("git")
     if not isinstance(recorded, dict):
         return None
     return GitState(recorded.get("commit"), recorded.get("branch"), bool(recorded.get("dirty")), recorded.get("remote"))
