@@ -182,6 +182,25 @@ def test_a_child_config_unsets_an_inherited_direction_with_null_and_names_object
     assert study_summary(project)["directions"] == ["minimize", "maximize"]
 
 
+def test_a_child_config_unsets_an_inherited_parameter_grid_key_or_variant_with_null(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_MAIN)
+    both = SPACE + "    y: {type: float, low: 0, high: 1}\n"
+    write(project / "base.yml", STUDY + "__optuna__:\n  n_trials: 2\n" + both)
+    write(project / "child.yml", "__default__: base.yml\n__optuna__:\n  search_space:\n    y: null\n")
+    result = expyrun("child.yml")
+    assert result.returncode == 0, result.stderr
+    assert set(study_summary(project)["best"]["params"]) == {"x"}
+    write(
+        project / "grid.yml",
+        STUDY + "__sweep__:\n  grid: {x: [0.1, 0.2], z: [1.0, 2.0]}\n  variants: {a: {y: 0.1}, b: {y: 0.2}}\n",
+    )
+    write(project / "less.yml", "__default__: grid.yml\n__sweep__:\n  grid: {z: null}\n  variants: {b: null}\n")
+    result = expyrun("less.yml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    points = yaml.safe_load(result.stdout)["points"]
+    assert [(p["variant"], p["values"]) for p in points] == [("a", {"y": 0.1, "x": 0.1}), ("a", {"y": 0.1, "x": 0.2})]
+
+
 def test_a_null_setting_on_the_command_line_is_not_given(project, expyrun):
     write(project / "pkg" / "main.py", STUDY_MAIN)
     write(project / "c.yml", STUDY + "__optuna__:\n  n_trials: 2\n  direction: maximize\n" + SPACE)

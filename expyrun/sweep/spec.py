@@ -114,6 +114,7 @@ def _lists(section: dict, part: str) -> dict[str, list[Any]]:
         return {}
     if not isinstance(value, dict):
         raise _err(part, f"expected a mapping of dotted keys to lists, got {value!r}")
+    value = {key: values for key, values in value.items() if values is not None}  # null: a child unsets it
     for key, values in value.items():
         if not isinstance(values, list):
             raise _err(f"{part}.{key}", f"expected a list of values, got {values!r}")
@@ -127,6 +128,7 @@ def _variants(value: Any) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(value, dict) or not value:
         raise _err("variants", f"expected a mapping of names to mappings of values, got {value!r}")
+    value = {name: values for name, values in value.items() if values is not None}  # null: a child unsets it
     for name, values in value.items():
         if not isinstance(values, dict):
             raise _err(f"variants.{name}", f"expected a mapping of dotted keys to values, got {values!r}")

@@ -300,6 +300,8 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
     section = {key: value for key, value in section.items() if value is not None or key == "n_trials"}
     names, directions = _directions(section)
     space = section.get("search_space")
+    if isinstance(space, dict):  # a null parameter is not tuned: a child config unsets its parent's
+        space = {key: definition for key, definition in space.items() if definition is not None}
     if not isinstance(space, dict) or not space:
         raise _err("search_space", "expected a mapping of dotted keys to parameter definitions")
     storage = section.get("storage")
