@@ -254,6 +254,17 @@ def test_stexus_search_space_types_and_a_sampler_class_of_ones_own_run_a_study(p
     }
 
 
+def test_a_stexus_definition_that_does_not_fit_is_refused_before_anything(project, expyrun):
+    for definition, fragment in (
+        ("{type: discrete_uniform, low: 0, high: 1}", "search_space.x`: a discrete_uniform parameter needs"),
+        ("{type: uniform, low: 0, high: 1, q: 0.5}", "`__optuna__.search_space.x.q`: `q` is the step of a discrete"),
+        ("{type: loguniform, low: 0, high: 1}", "`__optuna__.search_space.x`: a log scale needs low > 0"),
+        ("{type: uniform, low: 0, hihg: 1}", "unknown field 'hihg' (did you mean `high`?)"),
+    ):
+        write(project / "c.yml", STUDY + f"__optuna__:\n  search_space:\n    x: {definition}\n")
+        assert fragment in refused(expyrun, project, "c.yml")
+
+
 def test_a_sampler_class_that_does_not_exist_is_refused_before_anything(project, expyrun):
     write(project / "pkg" / "samplers.py", "class LowSampler:\n    pass\n")
     for name, fragment in (

@@ -207,14 +207,16 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
         if not isinstance(choices, list) or not choices:
             raise _err(where, "a categorical parameter needs a non-empty `choices` list")
         return Param(key, found[0], kind, choices=tuple(choices))
-    if "q" in definition and definition["type"] != "discrete_uniform":
-        raise _err(f"{where}.q", "`q` is the step of a discrete_uniform parameter", "write step")
+    if "q" in definition and (definition["type"] != "discrete_uniform" or "step" in definition):
+        raise _err(f"{where}.q", "`q` is the step of a discrete_uniform parameter", "write `step` once, not `q`")
     low, high = _bound(where, "low", definition, kind), _bound(where, "high", definition, kind)
     if low > high:
         raise _err(where, f"low ({low}) is greater than high ({high})")
     log = bool(definition.get("log", definition["type"] == "loguniform"))
-    step_name = "q" if definition["type"] == "discrete_uniform" else "step"
+    step_name = "q" if "q" in definition else "step"
     step = None if definition.get(step_name) is None else _bound(where, step_name, definition, kind)
+    if definition["type"] == "discrete_uniform" and step is None:
+        raise _err(where, "a discrete_uniform parameter needs its step `q`")
     if log and low <= 0:
         raise _err(where, "a log scale needs low > 0")
     if log and step is not None:
