@@ -4,15 +4,32 @@ It reads its entry (import root, module, function, name, config) from the memory
 `EXPYRUN_PAYLOAD_FD`, calls `function(name, config)` with the run folder as current directory, and
 writes `{"result": ...}` or `{"exception": {...}}` on the pipe named by `EXPYRUN_RESULT_FD`; its exit
 status says the rest (0, 1, 130 interrupted, 143 terminated), as expyrun's own run child does.
+
+Its exit steps are a plain run's (`shutdown.py`, whose source it carries): threading's exit hooks,
+non-daemon threads waited for at most the grace, atexit functions, then Python and C stdio flushed.
+A process the entry point forks that returns too never reports a result of its own.
 """
 
 from __future__ import annotations
 
-SOURCE = r"""
-import json, os, signal, sys, traceback
+from pathlib import Path
+
+from expyrun.run import shutdown
+
+_MAIN = r"""
+import faulthandler, json, os, signal, sys, traceback
 
 def _terminated(signum, frame):
     raise SystemExit(143)
+
+def _flush_periodically():  # block-buffered output reaches the log within 0.1 s, as in a plain run
+    event = threading.Event()
+    while not event.wait(0.1):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
 
 def _jsonable(value):
     for candidate in (lambda: value, getattr(value, "tolist", None), getattr(value, "item", None)):
@@ -26,18 +43,7 @@ def _jsonable(value):
             continue
     return None
 
-def _main():
-    with os.fdopen(int(os.environ.pop("EXPYRUN_PAYLOAD_FD")), "rb") as payload:
-        entry = json.loads(payload.read())
-    result_fd = int(os.environ.pop("EXPYRUN_RESULT_FD"))
-    signal.signal(signal.SIGTERM, _terminated)
-    sys.dont_write_bytecode = True
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(line_buffering=True)
-        except Exception:
-            pass
-    sys.path.insert(0, entry["import_root"])
+def _call(entry):  # the entry point's message and exit code, as the run child makes them
     message, code = {}, 0
     try:
         import importlib
@@ -47,18 +53,51 @@ def _main():
         traceback.print_exc()
         code = 130
     except SystemExit as error:
-        code = error.code if error.code in (0, 143) else 1
+        code = error.code if error.code in (None, 0, 143) else 1
+        code = code or 0
         if code == 1:
+            if not isinstance(error.code, int):
+                sys.stderr.write(f"{error.code}\n")
             message["exception"] = {"type": "SystemExit", "message": str(error.code)}
     except BaseException as error:
         traceback.print_exc()
         message["exception"] = {"type": type(error).__name__, "message": str(error)}
         code = 1
+    return message, code
+
+def _main():
+    with os.fdopen(int(os.environ.pop("EXPYRUN_PAYLOAD_FD")), "rb") as payload:
+        entry = json.loads(payload.read())
+    result_fd = int(os.environ.pop("EXPYRUN_RESULT_FD"))
+    os.set_inheritable(result_fd, False)
+    owner = os.getpid()
+    signal.signal(signal.SIGTERM, _terminated)
+    faulthandler.enable()  # a crash's traceback goes to the run's log
+    sys.dont_write_bytecode = True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+    threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
+    sys.path.insert(0, entry["import_root"])
+    message, code = _call(entry)
+    if os.getpid() != owner:  # a process the entry point forked, ending here: it reports nothing
+        flush_all()
+        os._exit(code)
+    try:
+        shut_down(exit_grace())
+    except KeyboardInterrupt:
+        code, message = 130, {}
+    except SystemExit:
+        code, message = 143, {}
     with os.fdopen(result_fd, "w") as stream:
         json.dump(message, stream, default=str)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush_all()
     os._exit(code)
 
 _main()
 """
+
+SOURCE = Path(shutdown.__file__).read_text(encoding="utf-8") + _MAIN
+"""The `-c` code: the exit steps' source, then the bootstrap's."""

@@ -6,7 +6,6 @@ a pipe carries the return value or the exception as one JSON document.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import faulthandler
 import json
@@ -18,13 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from expyrun.errors import Quiet
 from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
+from expyrun.run.shutdown import exit_grace, shut_down
+from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
 
 
 class Terminated(BaseException):
     """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
+
+
+class Quiet:
+    """Mixed into an exception expyrun's own body raises on purpose (a study stopped by Ctrl-C, or
+    with no completed trial): the launcher's one line says it, a traceback through expyrun's
+    modules would only look like a bug. An entry point's exceptions keep their traceback."""
 
 
 Body = Callable[[], Any] | ExecSpec
@@ -192,15 +198,16 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
         code = 1
     if os.getpid() != owner:  # a process the entry point forked, ending here: it reports nothing
         os._exit(code)
-    _finish()
+    stopped = _finish()
+    if stopped is not None:  # a stop signal came while it waited for the exit steps: an interruption
+        return stopped
     with os.fdopen(result_fd, "w") as stream:
         json.dump(message, stream, default=str)
     return code
 
 
 def _print_traceback() -> None:
-    """The traceback on stderr, if there still is one (an entry point may have closed fd 2); none
-    for an end expyrun's own body raised on purpose (`errors.Quiet`)."""
+    """The traceback on stderr, if there still is one (an entry point may have closed fd 2)."""
     if isinstance(sys.exc_info()[1], Quiet):
         return
     with contextlib.suppress(Exception):
@@ -215,40 +222,13 @@ def _write_stderr(text: str) -> None:
         sys.stderr.flush()
 
 
-def _finish() -> None:
-    """What interpreter exit would do: join user threads, run atexit handlers, flush."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    flush_all()
-
-
-def flush_all() -> None:
-    """Flush Python's streams and C `stdio` buffers: `os._exit` skips both, and a C extension's
-    `printf` into a pipe sits in a block buffer until libc's exit would have flushed it.
-
-    Only native code fills C buffers, so libc is asked (through ctypes, a few milliseconds to
-    import) only when an extension module or ctypes was loaded since the process started.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(ValueError, OSError):
-            stream.flush()
-    if "ctypes" not in sys.modules and not (native_modules() - _NATIVE_AT_START):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).fflush(None)
-
-
-def native_modules() -> set[str]:
-    """Names of the loaded extension modules (compiled code that may write through C stdio)."""
-    return {
-        name
-        for name, module in list(sys.modules.items())
-        if (getattr(module, "__file__", None) or "").endswith((".so", ".pyd"))
-    }
-
-
-_NATIVE_AT_START = native_modules()
+def _finish() -> int | None:
+    """What interpreter exit would do (exit hooks, user threads, atexit, flushes), never waiting
+    for a thread without a bound; the exit code when a signal stopped it meanwhile."""
+    try:
+        shut_down(exit_grace())
+    except KeyboardInterrupt:
+        return 130
+    except Terminated:
+        return 143
+    return None

@@ -64,20 +64,35 @@ def _check_program(run: RunSection) -> None:
 
 
 def interpreter_info(python: Path) -> dict[str, str]:
-    """`version` and `executable` of the interpreter `__python__` names (Python >= 3.9), or a ConfigError."""
-    import subprocess
+    """`version` and `executable` of the interpreter `__python__` names (Python >= 3.9), or a ConfigError.
 
-    probe = "import sys; print(sys.version_info >= (3, 9)); print(sys.version.split()[0]); print(sys.executable)"
+    It must prove it runs Python code: it answers the SHA-256 of a random token with `hashlib`, which
+    a script printing fixed lines cannot. Each answer is one line (an executable's path may hold spaces).
+    """
+    import secrets
+    import subprocess
+    from hashlib import sha256
+
+    token = secrets.token_hex(8)
+    probe = (
+        "import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()); "
+        "print(sys.version_info >= (3, 9)); print(sys.version.split()[0]); print(sys.executable)"
+    )
     try:
-        answer = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+        answer = subprocess.run(
+            [str(python), "-c", probe, token], capture_output=True, text=True, timeout=60, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise ConfigError(f"`__run__.__python__`: {python} is not a Python interpreter ({error})") from None
-    lines = answer.stdout.split()
-    if answer.returncode != 0 or len(lines) != 3:
-        raise ConfigError(f"`__run__.__python__`: {python} is not a Python interpreter")
-    if lines[0] != "True":
-        raise ConfigError(f"`__run__.__python__`: {python} is Python {lines[1]}; expyrun needs 3.9 or later")
-    return {"version": lines[1], "executable": lines[2]}
+    lines = answer.stdout.splitlines()
+    if answer.returncode != 0 or len(lines) != 4 or lines[0] != sha256(token.encode()).hexdigest():
+        raise ConfigError(
+            f"`__run__.__python__`: {python} is not a Python interpreter",
+            "name a python executable or a virtual environment folder",
+        )
+    if lines[1] != "True":
+        raise ConfigError(f"`__run__.__python__`: {python} is Python {lines[2]}; expyrun needs 3.9 or later")
+    return {"version": lines[2], "executable": lines[3]}
 
 
 def exec_spec(resolved: ResolvedConfig, run_dir: Path, import_root: Path) -> ExecSpec:
