@@ -207,6 +207,12 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
         if not isinstance(choices, list) or not choices:
             raise _err(where, "a categorical parameter needs a non-empty `choices` list")
         return Param(key, found[0], kind, choices=tuple(choices))
+    return Param(key, found[0], kind, *_range(where, definition, kind))
+
+
+def _range(where: str, definition: dict, kind: str) -> tuple[Any, Any, bool, Any]:
+    """`low`, `high`, `log` and `step` of a float or int parameter (`loguniform`: log; `discrete_uniform`:
+    step `q`), checked as Optuna would check them, but now, before the study folder exists."""
     if "q" in definition and (definition["type"] != "discrete_uniform" or "step" in definition):
         raise _err(f"{where}.q", "`q` is the step of a discrete_uniform parameter", "write `step` once, not `q`")
     low, high = _bound(where, "low", definition, kind), _bound(where, "high", definition, kind)
@@ -223,7 +229,7 @@ def _param(key: str, definition: Any, raw: dict) -> Param:
         raise _err(where, "`step` and `log: true` cannot be combined")
     if step is not None and step <= 0:
         raise _err(f"{where}.{step_name}", f"expected a positive {'int' if kind == 'int' else 'number'}, got {step!r}")
-    return Param(key, found[0], kind, low, high, log, step)
+    return low, high, log, step
 
 
 def _kind(where: str, definition: Any) -> str:
