@@ -92,7 +92,7 @@ def test_a_secret_read_inside_a_fallback_stays_a_reference_in_the_printed_config
 fallback_words = st.text(alphabet="abc/_-. ", max_size=6)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(fallback_words, st.just("{root}"), st.just("${SET_X}")), max_size=4).map("".join))
 def test_a_fallback_resolves_as_the_same_text_written_as_a_value(project, expyrun, text):
     write(project / "c.yml", RUN_SECTION + f"root: /r\nplain: '{text}'\nfallback: '${{UNSET_X:-{text}}}'\n")
