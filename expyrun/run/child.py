@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from expyrun.errors import Quiet
 from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 from expyrun.run.shutdown import exit_grace, shut_down
@@ -25,12 +26,6 @@ from expyrun.run.shutdown import flush_all as flush_all  # where trial runners i
 
 class Terminated(BaseException):
     """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
-
-
-class Quiet:
-    """Mixed into an exception expyrun's own body raises on purpose (a study stopped by Ctrl-C, or
-    with no completed trial): the launcher's one line says it, a traceback through expyrun's
-    modules would only look like a bug. An entry point's exceptions keep their traceback."""
 
 
 Body = Callable[[], Any] | ExecSpec
@@ -182,9 +177,9 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
     except Terminated:
         _write_stderr("expyrun: the run was terminated (SIGTERM)\n")
         code = 143
-    except ConfigMismatch as error:
+    except ConfigMismatch as error:  # or SignatureMismatch: one line, no traceback
         _write_stderr(f"expyrun: {error}\n")
-        message["exception"] = {"type": "ConfigMismatch", "message": str(error)}
+        message["exception"] = {"type": type(error).__name__, "message": str(error)}
         code = 1
     except SystemExit as error:
         code = 0 if error.code in (None, 0) else 1
