@@ -123,6 +123,14 @@ def test_an_override_of_a_whole_reference_takes_the_referenced_type(project, exp
     assert "--eval_batch: expected int, got 'big'" in refused(expyrun, project, "c.yml", "--eval_batch", "big")
 
 
+def test_an_override_of_a_value_made_of_environment_references_is_read_as_environment_text(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "workers: ${N_WORKERS_X:-4}\ncopy: '{workers}'\nflag: $FLAG_X\n")
+    assert dry_run(expyrun, "c.yml", env={"FLAG_X": "true"})["workers"] == 4
+    config = dry_run(expyrun, "c.yml", "--workers", "8", "--copy", "0.5", "--flag", "false", env={"FLAG_X": "true"})
+    assert config["workers"] == 8 and config["copy"] == 0.5 and config["flag"] is False
+    assert dry_run(expyrun, "c.yml", "--workers", "all", env={"FLAG_X": "1"})["workers"] == "all"
+
+
 # --- Sweep values ---------------------------------------------------------------------------------
 
 SWEPT = RUN_SECTION + "model: {depth: 2, name: a}\nlr: 0.1\nflag: false\nbatch: 32\neval_batch: '{batch}'\n"

@@ -43,6 +43,23 @@ def convert_env_text(text: str) -> Any:
     return text
 
 
+def only_environment(text: str) -> bool:
+    """Whether `text` is nothing but environment references (`${N_WORKERS:-4}`, `$A$B`): its value is
+    then `convert_env_text` of what they give, and a value replacing it is read the same way."""
+    position = 0
+    while position < len(text):
+        match = ENV_REFERENCE.match(text, position)
+        if match is None:
+            return False
+        position = match.end()
+        if match.group(2) == ":-":
+            close = _closing_brace(text, position)
+            if close is None:
+                return False
+            position = close + 1
+    return position > 0
+
+
 def is_secret(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
     upper = name.upper()
     return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in patterns)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
-from expyrun.config.interpolation import SELF_REFERENCE
+from expyrun.config.interpolation import SELF_REFERENCE, convert_env_text, only_environment
 from expyrun.config.tree import Path, all_keys, dotted, lookup, set_at, split_dotted, step
 from expyrun.errors import ConfigError, UsageError
 
@@ -24,6 +24,7 @@ _FALSE = {"false", "no", "0"}
 _DECIMAL_INT = re.compile(r"[-+]?[0-9]+")
 _DECIMAL_FLOAT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 _EXPONENT = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+ENVIRONMENT_TEXT = object()  # see `referenced`
 _NULLS = {"null", "Null", "NULL", "~"}
 _SPECIAL_FLOATS = {".inf", "+.inf", "-.inf", ".nan"}
 
@@ -69,10 +70,13 @@ def apply_overrides(data: dict, overrides: list[Override]) -> set[Path]:
             touched.add(add_key(data, override.key, read_value(override.text, override.flag), override.flag))
             continue
         path, old = existing_key(data, override.key, override.flag)
+        model = referenced(data, old)
         if _is_setting(path) and override.text.strip() in _NULLS:
             set_at(data, path, None)  # `--__optuna__.direction null`: not given, as in a config file
+        elif model is ENVIRONMENT_TEXT:
+            set_at(data, path, convert_env_text(override.text))
         else:
-            set_at(data, path, convert(referenced(data, old), override.text, override.flag))
+            set_at(data, path, convert(model, override.text, override.flag))
         touched.add(path)
     return touched
 
@@ -85,7 +89,8 @@ def _is_setting(path: Path) -> bool:
 def referenced(data: dict, old: Any) -> Any:
     """The value whose type a new value for `old` takes: `old`, or, when `old` is one whole self
     reference (`eval_batch: "{batch}"`), the value it copies with its type (followed through chains;
-    a reference to no key, or a cycle, is text)."""
+    a reference to no key, or a cycle, is text); `ENVIRONMENT_TEXT` when that value is made only of
+    environment references (`workers: ${N_WORKERS:-4}`), whose type is read from the text."""
     seen: set[str] = set()
     while isinstance(old, str) and (match := SELF_REFERENCE.fullmatch(old)) and match.group(1) not in seen:
         seen.add(match.group(1))
@@ -93,7 +98,7 @@ def referenced(data: dict, old: Any) -> Any:
         if found is None:
             break
         old = found[1]
-    return old
+    return ENVIRONMENT_TEXT if isinstance(old, str) and only_environment(old) else old
 
 
 def existing_key(data: dict, key: str, label: str) -> tuple[Path, Any]:
@@ -194,7 +199,7 @@ def conform(old: Any, value: Any, label: str) -> Any:
     fix = misread_number(value)
     if fix is not None and not isinstance(old, str):
         raise ConfigError(f"{label}: {fix}")
-    if old is None:
+    if old is None or old is ENVIRONMENT_TEXT:
         return value
     if isinstance(value, (dict, list)):
         if isinstance(old, type(value)):
