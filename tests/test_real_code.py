@@ -249,3 +249,64 @@ def test_a_venv_whose_path_holds_a_space_runs_the_entry_point(project, tool_venv
     assert result.returncode == 0, result.stderr
     run = run_json(only_run(project))
     assert run["result"] == str(tool_venv) and run["python"]["executable"] == str(tool_venv / "bin" / "python")
+
+
+def test_an_entry_point_without_the_name_parameter_is_refused_before_anything_is_created(project):
+    write(project / "pkg" / "main.py", '"""A project\'s own entry point."""\n\n\ndef main(config):\n    return 1\n')
+    write(project / "c.yml", RUN_SECTION)
+    for args in (["c.yml"], ["c.yml", "--dry-run"]):
+        result = launch(project, *args)
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [
+            f"expyrun: error: {project / 'pkg' / 'main.py'}:4: `main(config)` cannot be called as "
+            "`main(name, config)`, which is how expyrun calls the entry point (define it as "
+            "`def main(name, config):` (the run's name and its resolved config))"
+        ]
+        assert "Traceback" not in result.stderr and not (project / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        "name, config",
+        "name: str, config: dict[str, int]",
+        "\n    name,  # the run's name\n    config=None,\n    *,\n    verbose: bool = False,\n",
+        "*arguments",
+        "name, config, extra=(1, 2)",
+    ],
+    ids=["plain", "annotated", "multi-line", "varargs", "default"],
+)
+def test_entry_points_that_can_be_called_with_name_and_config_pass_the_check(project, parameters):
+    write(project / "pkg" / "main.py", f"def main({parameters}):\n    return 1\n")
+    write(project / "c.yml", RUN_SECTION)
+    result = launch(project, "c.yml", "--dry-run")
+    assert result.returncode == 0, result.stderr
+
+
+DECORATED_WRONG_SIGNATURE = """\
+def keep_config(function):
+    def call(config):
+        return function(config)
+
+    return call
+
+
+@keep_config
+def main(config):
+    return config
+"""
+
+
+def test_a_signature_seen_only_once_imported_fails_the_run_with_one_line(project):
+    write(project / "pkg" / "main.py", DECORATED_WRONG_SIGNATURE)
+    write(project / "c.yml", RUN_SECTION)
+    result = launch(project, "c.yml")
+    assert result.returncode == 1
+    run_dir = only_run(project)
+    run = run_json(run_dir)
+    message = (
+        f"`call(config)` cannot be called as `call(name, config)`, which is how expyrun calls the entry point "
+        f"({run_dir / 'pkg' / 'main.py'})"
+    )
+    assert run["status"] == "failed" and run["exception"] == {"type": "SignatureMismatch", "message": message}
+    assert (run_dir / "outputs.log").read_text() == f"expyrun: {message}\n"

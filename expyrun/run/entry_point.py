@@ -53,7 +53,90 @@ def check_entry_point(run: RunSection) -> Path:
         raise EntryPointError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
     if not _defined_at_top(source, run.function):
         raise EntryPointError(f"`__run__.__main__`: `{run.function}` is not defined in {path}")
+    problem = _static_signature_problem(source, run.function)
+    if problem is not None:
+        line, parameters = problem
+        raise EntryPointError(
+            f"{path}:{line}: `{run.function}({parameters})` cannot be called as `{run.function}(name, config)`, "
+            "which is how expyrun calls the entry point",
+            f"define it as `def {run.function}(name, config):` (the run's name and its resolved config)",
+        )
     return path
+
+
+def _static_signature_problem(source: bytes, name: str) -> tuple[int, str] | None:
+    """`(line, parameters)` when the module's own undecorated `def name(...)` cannot take
+    `(name, config)`; None when it can, or when the source does not say (decorated, assigned,
+    imported: the run child checks the function itself before calling it).
+
+    The parameter list is cut out of the source by a pattern; `ast` (a few milliseconds to import)
+    parses it only when it is not two plain names.
+    """
+    match = re.search(rb"^(?:async[ \t]+)?def[ \t]+" + re.escape(name.encode()) + rb"[ \t]*\(", source, re.M)
+    if match is None or _decorated(source, match.start()):
+        return None
+    parameters = _parenthesised(source, match.end())
+    if parameters is None:
+        return None
+    text = parameters.decode("utf-8", "replace")
+    line = source.count(b"\n", 0, match.start()) + 1
+    if re.fullmatch(r"\s*\w+\s*(:\s*[\w.]+\s*)?,\s*\w+\s*(:\s*[\w.]+\s*)?,?\s*", text):
+        return None
+    import ast
+
+    try:
+        arguments = ast.parse(f"def f({text}): pass").body[0].args  # type: ignore[attr-defined]
+    except SyntaxError:
+        return None
+    if _accepts_two_positional(arguments):
+        return None
+    return line, " ".join(text.split())
+
+
+def _decorated(source: bytes, start: int) -> bool:
+    """Whether a decorator precedes the `def` at `start`: the last line before it that starts a
+    statement at the top level (blank lines, comments, indented lines and closing brackets skipped:
+    a decorator's arguments may span lines) starts with `@`."""
+    for previous in reversed(source[:start].splitlines()):
+        stripped = previous.strip()
+        if not stripped or stripped.startswith(b"#") or previous[:1].isspace() or stripped[:1] in b")]}":
+            continue
+        return stripped.startswith(b"@")
+    return False
+
+
+def _parenthesised(source: bytes, start: int) -> bytes | None:
+    """The text from `start` to its closing parenthesis (brackets and strings balanced); None if unclear."""
+    depth, index, quote = 1, start, None
+    while index < len(source):
+        char = source[index : index + 1]
+        if quote is not None:
+            if char == b"\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in (b"'", b'"'):
+            quote = char
+        elif char in (b"(", b"[", b"{"):
+            depth += 1
+        elif char in (b")", b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                return source[start:index]
+        elif char == b"#":
+            end = source.find(b"\n", index)
+            index = len(source) if end < 0 else end
+            continue
+        index += 1
+    return None
+
+
+def _accepts_two_positional(arguments: ast.arguments) -> bool:
+    """Whether parameters like these take exactly two positional arguments and nothing more."""
+    positional = len(arguments.posonlyargs) + len(arguments.args)
+    required = positional - len(arguments.defaults)
+    keyword_only_required = any(default is None for default in arguments.kw_defaults)
+    return (positional >= 2 or arguments.vararg is not None) and required <= 2 and not keyword_only_required
 
 
 def _defined_at_top(source: bytes, name: str) -> bool:
@@ -137,7 +220,30 @@ def _structured(schema: type, config: dict) -> Any:
 
 
 class ConfigMismatch(Exception):
-    """The config does not fit the entry point's dataclass (found after the run folder exists)."""
+    """The config does not fit the entry point's dataclass, or the entry point cannot be called as
+    `function(name, config)`: found after the run folder exists, said in one line, no traceback."""
+
+
+class SignatureMismatch(ConfigMismatch):
+    """The entry point takes other arguments than `(name, config)` (seen only once it is imported:
+    a function assigned, imported or decorated in its module)."""
+
+
+def _signature_problem(function: Callable[..., Any]) -> str | None:
+    """Why a plain Python function cannot be called as `function(name, config)`, read from its
+    code object (no `inspect`: a tenth of a small run's cost); None when it can, or for other callables."""
+    code = getattr(function, "__code__", None)
+    if code is None or not hasattr(function, "__defaults__"):
+        return None
+    positional = code.co_argcount
+    required = positional - len(function.__defaults__ or ())
+    keyword_only = code.co_varnames[positional : positional + code.co_kwonlyargcount]
+    missing_keywords = [name for name in keyword_only if name not in (function.__kwdefaults__ or {})]
+    has_varargs = bool(code.co_flags & 0x04)  # inspect.CO_VARARGS
+    if (positional >= 2 or has_varargs) and required <= 2 and not missing_keywords:
+        return None
+    names = ", ".join(code.co_varnames[:positional])
+    return f"`{function.__name__}({names})` cannot be called as `{function.__name__}(name, config)`"
 
 
 def call_entry_point(run: RunSection, import_root: Path, config: dict) -> Any:
@@ -148,4 +254,7 @@ def call_entry_point(run: RunSection, import_root: Path, config: dict) -> Any:
     function = getattr(module, run.function, None)
     if not callable(function):
         raise AttributeError(f"`{run.function}` is not a function of module `{run.module}` ({module.__file__})")
+    problem = _signature_problem(function)
+    if problem is not None:
+        raise SignatureMismatch(f"{problem}, which is how expyrun calls the entry point ({module.__file__})")
     return function(run.name, _config_argument(function, config))
