@@ -2,7 +2,8 @@
 
 Points are generated lazily, in SPEC order (variants outermost, then the grid with its first key
 outermost, the zip innermost), so a sweep of a million points costs memory for one at a time.
-Keys are checked against the raw config as command-line overrides are (`+key` adds a key).
+Keys are checked against the raw config, and values converted to the type they replace, as
+command-line overrides are (`+key` adds a key); a null unsets a part's key or variant.
 """
 
 from __future__ import annotations
