@@ -1,7 +1,9 @@
 """Command-line overrides: `--a.b VALUE`, `--a.b=VALUE`, `--+new.key VALUE`.
 
 A value is converted to the type of the value it replaces, so `--epochs 10` stays an int and
-`--epochs ten` is refused before anything runs.
+`--epochs ten` is refused before anything runs (an int widens to a float, never the reverse). The
+value a whole reference copies (`eval_batch: "{batch}"`) gives that type. Sweep values, which YAML
+already read, are checked and converted the same way (`conform`).
 """
 
 from __future__ import annotations
