@@ -42,16 +42,6 @@ ACTIVE_STATUSES = ("queued", "running")
 SCONTROL_TIMEOUT_S = 30.0
 
 
-class _NoGit:
-    """Git state was recorded where the snapshot was taken (it describes the copied code)."""
-
-    def __init__(self, code: Path) -> None:
-        self.code = code
-
-    def state(self) -> None:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # until the run starts (its default would kill the job)
     args = sys.argv[1:] if argv is None else argv
@@ -227,7 +217,7 @@ class _Attempt:
 
         prepared = self.prepared
         if not prepared.debug:
-            record_environment(prepared, _NoGit(prepared.resolved.run.code), None)
+            record_environment(prepared, None, None)  # git state was recorded where the snapshot was taken
             return
         from expyrun.run.git_state import GitProbe
 
@@ -357,7 +347,9 @@ def _show_job(job_id: str) -> dict[str, str]:
     return fields
 
 
-def _being_requeued(job_id: str) -> bool:
+def _being_requeued(job_id: str | None) -> bool:
+    if job_id is None:
+        return False
     return _show_job(job_id).get("JobState", "") in ("REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PENDING")
 
 

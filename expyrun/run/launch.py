@@ -151,8 +151,9 @@ def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) ->
         console.error(f"cannot write {prepared.run_dir / RUN_FILE}: {error.strerror} (was the run folder removed?)")
 
 
-def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path | None = None) -> None:
-    """Git state and frozen requirements, gathered while the run already works."""
+def record_environment(prepared: PreparedRun, git: GitProbe | None, config_file: Path | None = None) -> None:
+    """Git state and frozen requirements, gathered while the run already works; `git` None: the
+    git state was recorded where the snapshot was taken (a Slurm node runs the copied code)."""
     run_dir, record = prepared.run_dir, prepared.record
     if not prepared.debug:
         from expyrun.run.freeze import FROZEN_FILE, requirement_drift, write_frozen_requirements
@@ -168,8 +169,8 @@ def record_environment(prepared: PreparedRun, git: GitProbe, config_file: Path |
                     + "; ".join(drift[:20])
                     + (" ..." if len(drift) > 20 else "")
                 )
-    state = git.state()
-    if state is not None:
+    state = git.state() if git is not None else None
+    if git is not None and state is not None:
         record["git"] = state.as_record()
         if state.dirty:
             git.write_diff(run_dir)
