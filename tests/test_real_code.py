@@ -310,3 +310,25 @@ def test_a_signature_seen_only_once_imported_fails_the_run_with_one_line(project
     )
     assert run["status"] == "failed" and run["exception"] == {"type": "SignatureMismatch", "message": message}
     assert (run_dir / "outputs.log").read_text() == f"expyrun: {message}\n"
+
+
+def test_a_rerun_and_env_check_compare_a_tool_runs_requirements_with_its_own_interpreter(tmp_path):
+    venv = tmp_path / "tool env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean_env())
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "main.py", "def main(name, config):\n    return 1\n")
+    write(tmp_path / "c.yml", RUN_SECTION + f"  __python__: {venv}\n")
+    assert launch(tmp_path, "c.yml").returncode == 0
+    first = only_run(tmp_path)
+    rerun = launch(tmp_path, str(first / "config.yml"))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "installed packages differ" not in rerun.stderr
+    check = launch(tmp_path, "env", str(first), "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"{venv / 'bin' / 'python'} matches" in check.stderr
+    site = next((venv / "lib").glob("python*/site-packages"))
+    write(site / "extra-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: extra\nVersion: 1.0\n\n")
+    rerun = launch(tmp_path, str(first / "config.yml"))
+    assert "installed packages differ from" in rerun.stderr and "(1): + extra==1.0" in rerun.stderr
+    check = launch(tmp_path, "env", str(first), "--check")
+    assert check.returncode == 1 and check.stdout.splitlines() == ["+ extra==1.0"]

@@ -35,16 +35,36 @@ def _frozen(run_dir: Path) -> Path:
 
 
 def check(run_dir: Path) -> int:
-    """Differences between the run's requirements and this interpreter; exit 1 when any."""
+    """Differences between the run's requirements and its interpreter (`__python__`'s, else this
+    one); exit 1 when any."""
     frozen = _frozen(run_dir)
-    drift = requirement_drift(frozen)
+    python = _run_interpreter(run_dir)
+    drift = requirement_drift(frozen, python)
     for line in drift:  # names and versions read from the run's file: shown, never acting on the terminal
         sys.stdout.write(console.visible(line, one_line=True) + "\n")
     if drift:
         console.warning(f"{len(drift)} differences with {frozen} (+ here only, - run only, ~ other version)")
         return 1
-    console.info(f"this interpreter matches {frozen}")
+    console.info(f"{'this interpreter' if python is None else python} matches {frozen}")
     return 0
+
+
+def _run_interpreter(run_dir: Path) -> Path | None:
+    """The `__python__` interpreter a run recorded (`run.json`'s `python.executable`), if any; a
+    UsageError when it is gone (its packages cannot be listed)."""
+    from expyrun.browse.runs import load_record
+
+    record = load_record(run_dir)
+    recorded = record.get("python") if isinstance(record, dict) else None
+    executable = recorded.get("executable") if isinstance(recorded, dict) else None
+    if not isinstance(executable, str) or not executable:
+        return None
+    python = Path(executable)
+    if not os.access(python, os.X_OK):
+        raise UsageError(
+            f"{run_dir}: the run's interpreter {python} (__python__) is gone", "its requirements cannot be compared"
+        )
+    return python
 
 
 def _local_path(line: str) -> Path | None:

@@ -202,10 +202,12 @@ def compare_pins(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changes
 
 
-def requirement_drift(frozen_file: Path) -> list[str]:
-    """Differences between a run's frozen requirements and this interpreter, one line each."""
+def requirement_drift(frozen_file: Path, python: Path | None = None) -> list[str]:
+    """Differences between a run's frozen requirements and the interpreter that runs it, one line
+    each: this one, or `python` (a run's `__python__`, whose list is not expyrun's own)."""
     stored = parse_requirements(frozen_file.read_text(encoding="utf-8"))
-    return compare_pins(stored, parse_requirements("\n".join(frozen_requirements())))
+    current = frozen_requirements() if python is None else frozen_requirements_of(python)
+    return compare_pins(stored, parse_requirements("\n".join(current)))
 
 
 def frozen_requirements_of(python: Path) -> list[str]:

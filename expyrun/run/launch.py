@@ -162,7 +162,7 @@ def record_environment(prepared: PreparedRun, git: GitProbe | None, config_file:
         write_frozen_requirements(run_dir, run.output_dir / ".expyrun" / "frozen", run.python)
         stored = config_file.parent / FROZEN_FILE if config_file is not None else None
         if stored is not None and stored.is_file() and stored != run_dir / FROZEN_FILE:
-            drift = requirement_drift(stored)
+            drift = requirement_drift(stored, run.python)  # the run's interpreter, not expyrun's
             if drift:
                 console.warning(
                     f"installed packages differ from {stored} ({len(drift)}): "
