@@ -208,6 +208,12 @@ WAYS_TO_FAIL = {
         "the run was killed by SIGSEGV",
         "Fatal Python error",
     ),
+    "os-exit": ("import os\ndef main(name, config):\n    os._exit(5)\n", "the run exited with code 5", ""),
+    "closed-stderr": (
+        "import os\ndef main(name, config):\n    os.close(2)\n    raise ValueError('lost?')\n",
+        "lost?",
+        "",
+    ),
     "sys-exit-message": (
         "import sys\ndef main(name, config):\n    sys.exit('fatal: no data')\n",
         "fatal: no data",

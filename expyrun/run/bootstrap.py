@@ -43,6 +43,16 @@ def _jsonable(value):
             continue
     return None
 
+def _say(text=None):  # on stderr if there still is one (an entry point may have closed fd 2)
+    try:
+        if text is None:
+            traceback.print_exc()
+        else:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+    except Exception:
+        pass
+
 def _call(entry):  # the entry point's message and exit code, as the run child makes them
     message, code = {}, 0
     try:
@@ -50,17 +60,17 @@ def _call(entry):  # the entry point's message and exit code, as the run child m
         module = importlib.import_module(entry["module"])
         message["result"] = _jsonable(getattr(module, entry["function"])(entry["name"], entry["config"]))
     except KeyboardInterrupt:
-        traceback.print_exc()
+        _say()
         code = 130
     except SystemExit as error:
         code = error.code if error.code in (None, 0, 143) else 1
         code = code or 0
         if code == 1:
             if not isinstance(error.code, int):
-                sys.stderr.write(f"{error.code}\n")
+                _say(f"{error.code}\n")
             message["exception"] = {"type": "SystemExit", "message": str(error.code)}
     except BaseException as error:
-        traceback.print_exc()
+        _say()
         message["exception"] = {"type": type(error).__name__, "message": str(error)}
         code = 1
     return message, code
