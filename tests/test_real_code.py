@@ -5,13 +5,14 @@ a wrong signature, C stdio, forked helpers, and the same behaviours under anothe
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RUN_SECTION, clean_env, run_expyrun, write
+from conftest import RUN_SECTION, clean_env, run_expyrun, start_expyrun, write
 
 EXPYRUN_RUN_TIMEOUT_S = 60
 
@@ -338,3 +339,33 @@ def test_a_rerun_and_env_check_compare_a_tool_runs_requirements_with_its_own_int
     assert "installed packages differ from" in rerun.stderr and "(1): + extra==1.0" in rerun.stderr
     check = launch(tmp_path, "env", str(first), "--check")
     assert check.returncode == 1 and check.stdout.splitlines() == ["+ extra==1.0"]
+
+
+WAITING_FOR_A_THREAD = """\
+import threading, time
+
+
+def main(name, config):
+    threading.Thread(target=time.sleep, args=(600,), name="endless-sleeper").start()
+    print("RETURNING", flush=True)
+    return 1
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_while_the_run_waits_for_its_threads_interrupts_it_at_once(project, interpreter, signum, code):
+    write(project / "pkg" / "main.py", WAITING_FOR_A_THREAD)
+    write(project / "c.yml", RUN_SECTION + interpreter)
+    process = start_expyrun(["c.yml"], project)
+    try:
+        log = project / "outputs" / "demo" / "exp.0" / "outputs.log"
+        deadline = time.monotonic() + 30
+        while not (log.exists() and "RETURNING" in log.read_text()):
+            assert time.monotonic() < deadline, "the entry point never said it was returning"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        assert process.wait(timeout=20) == code
+    finally:
+        process.kill()
+        process.communicate()
+    assert run_json(only_run(project))["status"] == "interrupted"
