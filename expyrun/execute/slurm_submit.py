@@ -163,7 +163,8 @@ class _Batch:
 
     def prepare_sweep(self, sweep: Any, needed: bool) -> None:
         from expyrun.run.folder import allocate_run_dir
-        from expyrun.sweep.run import SweepRecord, point_config, point_fields
+        from expyrun.sweep.record import SweepRecord
+        from expyrun.sweep.run import point_config, point_fields
 
         run = self.resolved.run
         points = [(point, point_config(self.resolved, point, self.cwd)) for point in sweep.points()]  # exit 2 first
