@@ -6,13 +6,14 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Literal
 
 from expyrun.config.overrides import misread_number
 from expyrun.config.tree import Path, all_keys, dotted, lookup
 from expyrun.errors import ConfigError, did_you_mean
 
-DIRECTIONS = ("minimize", "maximize")
+Direction = Literal["minimize", "maximize"]
+DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
 TYPES = ("float", "int", "categorical")
 # Stexus's (and Optuna 2's `suggest_uniform`...) names, read as the float parameters they are
 ALIASES = {"uniform": "float", "loguniform": "float", "discrete_uniform": "float"}
@@ -48,7 +49,7 @@ class Param:
 class StudySpec:
     study_name: str
     storage: str | None
-    directions: tuple[str, ...]
+    directions: tuple[Direction, ...]
     n_trials: int | None
     n_jobs: int
     timeout: float | None
@@ -262,7 +263,7 @@ def _bound(where: str, name: str, definition: dict, kind: str) -> Any:
     return value
 
 
-def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[str]]:
+def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[Direction]]:
     """The objective names (None when unnamed) and directions, from `objectives: {name: direction}`
     or `direction` / `directions`; giving two of them is an error (which one would win?). A null
     is not given: a child config unsets its parent's `direction` with `direction: null`."""
@@ -276,24 +277,22 @@ def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[str]]:
         for name, direction in objectives.items():
             if not isinstance(name, str) or not name:
                 raise _err("objectives", f"an objective name must be a non-empty string, got {name!r}")
-            _direction(f"objectives.{name}", direction)
-        return tuple(objectives), list(objectives.values())
+        checked = [_direction(f"objectives.{name}", direction) for name, direction in objectives.items()]
+        return tuple(objectives), checked
     if section.get("directions") is not None:
         directions = section["directions"]
         if not isinstance(directions, list) or not directions:
             raise _err("directions", f"expected a list of minimize or maximize, got {directions!r}")
-        for index, direction in enumerate(directions):
-            _direction(f"directions.{index}", direction)
-        return None, directions
+        return None, [_direction(f"directions.{index}", direction) for index, direction in enumerate(directions)]
     direction = section.get("direction")
     return None, [_direction("direction", "minimize" if direction is None else direction)]
 
 
-def _direction(key: str, value: Any) -> str:
+def _direction(key: str, value: Any) -> Direction:
     if value not in DIRECTIONS:
         hint = did_you_mean(str(value), DIRECTIONS) if isinstance(value, str) else None
         raise _err(key, f"expected minimize or maximize, got {value!r}", hint)
-    return str(value)
+    return "maximize" if value == "maximize" else "minimize"
 
 
 def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
