@@ -274,7 +274,7 @@ def _directions(section: dict) -> tuple[tuple[str, ...] | None, list[Direction]]
         objectives = section["objectives"]
         if not isinstance(objectives, dict) or not objectives:
             raise _err("objectives", f"expected a mapping of names to minimize or maximize, got {objectives!r}")
-        for name, direction in objectives.items():
+        for name in objectives:
             if not isinstance(name, str) or not name:
                 raise _err("objectives", f"an objective name must be a non-empty string, got {name!r}")
         checked = [_direction(f"objectives.{name}", direction) for name, direction in objectives.items()]
