@@ -304,9 +304,9 @@ def main(config):
 """
 
 
-def test_a_signature_seen_only_once_imported_fails_the_run_with_one_line(project):
+def test_a_signature_seen_only_once_imported_fails_the_run_with_one_line(project, interpreter):
     write(project / "pkg" / "main.py", DECORATED_WRONG_SIGNATURE)
-    write(project / "c.yml", RUN_SECTION)
+    write(project / "c.yml", RUN_SECTION + interpreter)
     result = launch(project, "c.yml")
     assert result.returncode == 1
     run_dir = only_run(project)

@@ -53,12 +53,28 @@ def _say(text=None):  # on stderr if there still is one (an entry point may have
     except Exception:
         pass
 
+def _mismatch(function, module):  # the run child's SignatureMismatch message
+    name = getattr(function, "__name__", "main")
+    code = getattr(function, "__code__", None)
+    shown = f"{name}({', '.join(code.co_varnames[:code.co_argcount])})" if code is not None else name
+    return (f"`{shown}` cannot be called as `{name}(name, config)`, which is how expyrun calls the entry point"
+            f" ({module.__file__})")
+
 def _call(entry):  # the entry point's message and exit code, as the run child makes them
     message, code = {}, 0
     try:
         import importlib
         module = importlib.import_module(entry["module"])
-        message["result"] = _jsonable(getattr(module, entry["function"])(entry["name"], entry["config"]))
+        function = getattr(module, entry["function"])
+        try:
+            value = function(entry["name"], entry["config"])
+        except TypeError as error:
+            if error.__traceback__.tb_next is not None:  # raised inside the entry point
+                raise
+            text = _mismatch(function, module)  # raised by the call itself: the arguments do not fit
+            _say(f"expyrun: {text}\n")
+            return {"exception": {"type": "SignatureMismatch", "message": text}}, 1
+        message["result"] = _jsonable(value)
     except KeyboardInterrupt:
         _say()
         code = 130
