@@ -36,9 +36,12 @@ __all__ = ["SWEEP_FILE", "SWEEP_LOG", "SweepRecord", "describe_points", "point_c
 
 def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedConfig:
     """The point's config: its values set in the raw config, as overrides are, and its variant and
-    index where `{__sweep__.variant}` and `{__sweep__.point}` name them; then interpolated."""
-    raw = copy_tree(resolved.raw)
-    raw.pop("__sweep__", None)
+    index where `{__sweep__.variant}` and `{__sweep__.point}` name them; then interpolated.
+
+    The config without its `__sweep__` section is taken once per sweep (`_base`): copying the section
+    for every point made checking a swept list of N values cost N^2."""
+    raw, environ = _base(resolved, cwd)
+    raw = copy_tree(raw)
     paths = set()
     for key, value in point.values.items():
         label = f"`__sweep__` point {point.index}: {key}"
@@ -50,7 +53,21 @@ def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedC
             paths.add(path)
     resolved.provenance.sweep_paths |= paths
     set_point_references(raw, point.variant, point.index, resolved.provenance.where)
-    return interpolate(raw, resolved.provenance, cwd, resolution_environ(cwd), [])
+    return interpolate(raw, resolved.provenance, cwd, environ, [])
+
+
+_BASE: list[tuple[ResolvedConfig, Path, dict[str, Any], dict[str, str]]] = []  # the last sweep's, see _base
+
+
+def _base(resolved: ResolvedConfig, cwd: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The raw config without `__sweep__` and the resolution environment, computed once per sweep
+    (per resolved config and folder): every point starts from a copy of it."""
+    if _BASE and _BASE[0][0] is resolved and _BASE[0][1] == cwd:
+        return _BASE[0][2], _BASE[0][3]
+    raw = {key: value for key, value in resolved.raw.items() if key != "__sweep__"}
+    raw = copy_tree(raw)
+    _BASE[:] = [(resolved, cwd, raw, resolution_environ(cwd))]
+    return raw, _BASE[0][3]
 
 
 def point_fields(folder: Path, point: Point) -> dict[str, Any]:
