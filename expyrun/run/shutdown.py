@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import os
 import sys
 import threading
 import time
-import traceback
 
 GRACE_VARIABLE = "EXPYRUN_EXIT_GRACE"
 DEFAULT_GRACE_S = 30.0
@@ -36,7 +34,7 @@ def exit_grace() -> float:
         grace = float(os.environ.get(GRACE_VARIABLE, ""))
     except ValueError:
         return DEFAULT_GRACE_S
-    return grace if math.isfinite(grace) and grace >= 0 else DEFAULT_GRACE_S
+    return grace if 0 <= grace < float("inf") else DEFAULT_GRACE_S  # NaN fails both
 
 
 def shut_down(grace_s: float) -> list[str]:
@@ -70,6 +68,8 @@ def _run_threading_hooks(deadline: float) -> None:
             try:
                 hook()
             except Exception:  # as the interpreter does: say so and go on
+                import traceback  # only then: a couple of milliseconds of every run's start
+
                 traceback.print_exc()
 
     helper = threading.Thread(target=call_hooks, name="expyrun-exit-hooks", daemon=True)
