@@ -1,0 +1,20 @@
+"""`expyrun diff RUN_A RUN_B`: config keys, requirements and commit that differ between two runs."""
+
+from __future__ import annotations
+
+import sys
+
+from expyrun.commands.arguments import CommandParser
+
+
+def main(args: list[str]) -> int:
+    """Print the differences between two run folders on stderr."""
+    parser = CommandParser(prog="expyrun diff")
+    parser.add_argument("run_a")
+    parser.add_argument("run_b")
+    options = parser.parse_args(args)
+    from expyrun.browse.diff import render_diff
+    from expyrun.browse.runs import require_run
+
+    sys.stderr.write(render_diff(require_run(options.run_a), require_run(options.run_b)))
+    return 0

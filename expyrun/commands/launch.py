@@ -1,0 +1,199 @@
+"""`expyrun CONFIG [flags] [--KEY VALUE]...`: resolve a config, check everything, then run it.
+
+What runs is decided here: one run, a sweep's points, an Optuna study (one launch or `workers: N`),
+or a submission to Slurm (`__launch__.launcher: slurm`). Everything is checked before anything is
+created (`_check`), so `--dry-run` and a launch refuse the same configs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from expyrun import console
+from expyrun.commands.arguments import misspelt
+from expyrun.errors import ConfigError, ExpyrunError, UsageError
+
+if TYPE_CHECKING:
+    from expyrun.config import ResolvedConfig
+    from expyrun.execute.launch_spec import LaunchSpec
+    from expyrun.sweep.spec import SweepSpec
+    from expyrun.tune.spec import StudySpec
+
+FLAGS = ("--debug", "--dry-run", "--explain", "--needed")
+
+
+def main(args: list[str]) -> int:
+    """Resolve CONFIG with its overrides and flags, check it, then run it, its sweep or its study."""
+    flags = {flag for flag in args if flag in FLAGS}
+    rest = [arg for arg in args if arg not in FLAGS]
+    suspects = _check_flags(rest)
+    if not rest or rest[0].startswith("--"):
+        raise UsageError("missing CONFIG", "the first argument that is not a flag must be a YAML config file")
+    config_file, tokens = rest[0], rest[1:]
+
+    from expyrun.config import parse_overrides, resolve_config
+
+    overrides = parse_overrides(tokens)
+    try:
+        resolved = resolve_config(config_file, overrides)
+    except ConfigError:
+        _refuse_misspelt_flags(config_file, suspects)
+        raise
+    sweeping = isinstance(resolved.raw.get("__sweep__"), dict)
+    if sweeping:
+        from expyrun.sweep.references import point_only
+    for message in resolved.warnings:
+        if not (sweeping and point_only(message)):  # resolved per point
+            console.warning(message)
+
+    launch_spec, sweep, spec = _check(resolved, config_file)
+    if launch_spec.launcher == "slurm" and "--explain" not in flags:
+        from expyrun.execute.slurm_submit import submit
+
+        return submit(resolved, launch_spec, sweep, spec, args, flags)
+    if sweep is not None:
+        return _sweep(resolved, sweep, launch_spec, args, flags)
+    if "--explain" in flags or "--dry-run" in flags:
+        from expyrun.config.dump import dump_yaml
+
+        sys.stdout.write(dump_yaml(resolved.for_disk()))
+        if "--explain" in flags:  # the YAML on stdout, as --dry-run; the explanation for people on stderr
+            from expyrun.config.explain import explain
+
+            sys.stdout.flush()
+            sys.stderr.write(explain(resolved))
+        return 0
+
+    if spec is not None and launch_spec.workers > 1:
+        from expyrun.execute.study_workers import run_study_workers
+
+        return run_study_workers(args, launch_spec.workers)
+    from expyrun.run.launch import launch
+    from expyrun.run.prepare import run_base
+
+    debug = "--debug" in flags
+    body, fields = None, None
+    if spec is not None:
+        from expyrun.tune.driver import Driver
+
+        body = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec).run
+        fields = {"study": spec.study_name}
+    gpus = launch_spec.gpus if spec is None else None  # a study gives each trial worker its own
+    return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags)
+
+
+def _check_flags(rest: list[str]) -> list[tuple[str, str]]:
+    """Refuse a misspelt flag (`--dryrun`) or an option with no value, before anything is read.
+
+    Every `--x` that is not a flag is an override, so a misspelt flag used to take the next
+    argument as its value or end with "missing value". An option followed by nothing or by
+    another option (`--dryrun --lr 1`) has no value: a flag-like one is named as the flag it is
+    close to. Returns the flag-like options that do have a value (`--dryrun x`): they are refused
+    only if the config has no such key (`_refuse_misspelt_flags`).
+    """
+    suspects: list[tuple[str, str]] = []
+    position = 1  # rest[0] is the config; an option there is refused (`expyrun --dryrun cfg.yml`)
+    first_flag = misspelt(rest[0], FLAGS) if rest and rest[0].startswith("-") else None
+    if first_flag is not None:
+        raise UsageError(f"unknown flag `{rest[0]}`", f"did you mean `{first_flag}`?")
+    while position < len(rest):
+        token = rest[position]
+        flag = None if token.startswith("--+") or "=" in token else misspelt(token, FLAGS)
+        if not token.startswith("--") or "=" in token:
+            if flag is not None:  # `-debug`
+                raise UsageError(f"unknown flag `{token}`", f"did you mean `{flag}`?")
+            position += 1  # `--key=value`, or a stray word that parse_overrides names
+            continue
+        if position + 1 == len(rest) or _is_option(rest[position + 1]):
+            if flag is not None:
+                raise UsageError(f"unknown flag `{token}`", f"did you mean `{flag}`?")
+            raise UsageError(
+                f"{token}: missing value",
+                f"write {token} VALUE or {token}=VALUE; expyrun's flags are {', '.join(FLAGS)}",
+            )
+        if flag is not None:
+            suspects.append((token, flag))
+        position += 2
+    return suspects
+
+
+def _is_option(token: str) -> bool:
+    """`--key`, `--+new.key` or `--key=value`: not the value of the option before it."""
+    import re
+
+    return re.match(r"--\+?[A-Za-z_]", token) is not None and " " not in token.partition("=")[0]
+
+
+def _refuse_misspelt_flags(config_file: str, suspects: list[tuple[str, str]]) -> None:
+    """A flag-like override (`--dryrun 1`) that the config has no key for is a misspelt flag."""
+    if not suspects:
+        return
+    from expyrun.config.inheritance import load_config
+    from expyrun.config.tree import lookup
+
+    try:
+        data = load_config(config_file, Path.cwd()).data
+    except ExpyrunError:  # the config's own error is the one to show
+        return
+    for token, flag in suspects:
+        if lookup(data, token[2:]) is None:
+            raise UsageError(
+                f"unknown flag `{token}`", f"did you mean `{flag}`? {config_file} has no key `{token[2:]}` either"
+            )
+
+
+def _check(resolved: ResolvedConfig, config_file: str) -> tuple[LaunchSpec, SweepSpec | None, StudySpec | None]:
+    """Everything checked before anything is created: what runs (entry point, command, templates,
+    interpreter), where (`__launch__`), and which points (`__sweep__` or `__optuna__`)."""
+    run = resolved.run
+    if not run.is_command:
+        from expyrun.run.entry_point import check_entry_point
+
+        check_entry_point(run)
+    if run.is_command or run.python is not None or run.templates:
+        from expyrun.run.command import check_run
+
+        check_run(resolved)
+    from expyrun.execute.launch_spec import parse_launch
+
+    values = resolved.values
+    launch_spec = parse_launch(values.get("__launch__"), values.get("__optuna__"))
+    if values.get("__sweep__") is not None and values.get("__optuna__") is not None:
+        raise ConfigError("`__sweep__` and `__optuna__` cannot be used together", "a study proposes its own points")
+    if values.get("__sweep__") is not None:
+        from expyrun.sweep.spec import parse_sweep
+
+        return launch_spec, parse_sweep(values["__sweep__"], resolved.raw, Path(config_file).stem), None
+    if values.get("__optuna__") is None:
+        return launch_spec, None, None
+    if run.python is not None and not run.is_command:
+        raise ConfigError(
+            "`__run__.__python__` with `__optuna__`: study trials run in expyrun's interpreter",
+            "use a command run calling that interpreter, or install the tool's dependencies here",
+        )
+    from expyrun.tune.spec import parse_spec
+
+    return launch_spec, None, parse_spec(values["__optuna__"], resolved.raw, run.name)
+
+
+def _sweep(
+    resolved: ResolvedConfig, sweep: SweepSpec, launch_spec: LaunchSpec, args: list[str], flags: set[str]
+) -> int:
+    """A config with `__sweep__`: print its points (`--dry-run`), explain it, or run them all."""
+    from expyrun.sweep.run import describe_points, point_config, run_sweep
+
+    cwd = Path.cwd()
+    if "--explain" in flags:
+        from expyrun.config.explain import explain
+
+        first = point_config(resolved, next(sweep.points()), cwd)
+        sys.stderr.write(f"# point 0 of {sweep.size}; keys marked `sweep` take each point's value\n")
+        sys.stderr.write(explain(first))
+    if "--dry-run" in flags or "--explain" in flags:
+        from expyrun.config.dump import dump_yaml
+
+        sys.stdout.write(dump_yaml({"sweep": sweep.name, "points": list(describe_points(resolved, sweep, cwd))}))
+        return 0
+    return run_sweep(resolved, sweep, launch_spec, args, "--debug" in flags, "--needed" in flags)

@@ -1,0 +1,22 @@
+"""`expyrun list [DIR] [--json]` (alias `ls`): every run below a folder, one line or JSON object each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from expyrun.commands.arguments import CommandParser
+from expyrun.errors import UsageError
+
+
+def main(args: list[str]) -> int:
+    """List the runs below DIR (default: the current folder)."""
+    parser = CommandParser(prog="expyrun list")
+    parser.add_argument("dir", nargs="?", default=".")
+    parser.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
+    options = parser.parse_args(args)
+    from expyrun.browse.listing import list_runs
+
+    root = Path(options.dir)
+    if not root.is_dir():
+        raise UsageError(f"{options.dir}: no such folder")
+    return list_runs(root, options.json)
