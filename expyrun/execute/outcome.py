@@ -6,31 +6,13 @@ import os
 import signal
 from typing import Any
 
-SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+from expyrun.run.outcome import Outcome
+from expyrun.run.status import SIGNAL_EXIT, Status
 
+__all__ = ["SIGNAL_EXIT", "Outcome", "classify"]
 
-class Outcome:
-    """`status` is the run.json status; `exit_code` what expyrun exits with for this run."""
-
-    def __init__(
-        self,
-        status: str,
-        exit_code: int,
-        result: Any = None,
-        exception: dict[str, str] | None = None,
-        log_error: str | None = None,
-        returncode: int | None = None,
-    ) -> None:
-        self.status = status
-        self.exit_code = exit_code
-        self.result = result
-        self.exception = exception
-        self.log_error = log_error
-        self.returncode = returncode  # the run process's exit status (negative: killed by that signal)
-        self.stopped = False  # expyrun stopped it (a stop signal it received and passed on)
-
-    def __repr__(self) -> str:
-        return f"Outcome({self.status!r}, {self.exit_code}, exception={self.exception!r})"
+# A run child is passed SIGINT or SIGTERM (a SIGHUP is passed on as SIGTERM) and exits with their code.
+_CHILD_STOPPED = (SIGNAL_EXIT[signal.SIGINT], SIGNAL_EXIT[signal.SIGTERM])
 
 
 def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) -> Outcome:
@@ -47,16 +29,16 @@ def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) 
 
 def _classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) -> Outcome:
     if stopped_by is not None:
-        return Outcome("interrupted", SIGNAL_EXIT[signal.Signals(stopped_by)])
+        return Outcome(Status.INTERRUPTED, SIGNAL_EXIT[signal.Signals(stopped_by)])
     if os.WIFSIGNALED(wait_status):
         name = signal.Signals(os.WTERMSIG(wait_status)).name
-        return Outcome("failed", 1, exception={"type": "Signal", "message": f"the run was killed by {name}"})
+        return Outcome(Status.FAILED, 1, exception={"type": "Signal", "message": f"the run was killed by {name}"})
     code = os.WEXITSTATUS(wait_status)
     if code == 0:  # os._exit(0) too: success by every convention, with no result to record
-        return Outcome("completed", 0, result=message.get("result"))
-    if code in (130, 143) and "exception" not in message:
-        return Outcome("interrupted", code)
+        return Outcome(Status.COMPLETED, 0, result=message.get("result"))
+    if code in _CHILD_STOPPED and "exception" not in message:
+        return Outcome(Status.INTERRUPTED, code)
     exception = message.get("exception")
     if exception is None:  # os._exit(n), or an exit before the run could report
         exception = {"type": "Exit", "message": f"the run exited with code {code} without reporting a result"}
-    return Outcome("failed", 1, exception=exception)
+    return Outcome(Status.FAILED, 1, exception=exception)

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from expyrun.config import ResolvedConfig, RunSection
 from expyrun.errors import ConfigError
-from expyrun.execute.outcome import Outcome
+from expyrun.run.outcome import Outcome
+from expyrun.run.status import Status
 
 
 class ExecSpec(NamedTuple):
@@ -115,13 +116,13 @@ def exec_spec(resolved: ResolvedConfig, run_dir: Path, import_root: Path) -> Exe
 def complete_outcome(outcome: Outcome, run: RunSection, run_dir: Path) -> Outcome:
     """A command run's outcome: its exit status (ignored on request) and its `__result__` file."""
     outcome = _exit_status(outcome, run)
-    if run.result_file is None or outcome.status != "completed":
+    if run.result_file is None or outcome.status != Status.COMPLETED:
         return outcome
     try:
         outcome.result = read_result(run_dir / run.result_file)
     except ValueError as error:
         return Outcome(
-            "failed", 1, exception={"type": "ResultFile", "message": str(error)}, log_error=outcome.log_error,
+            Status.FAILED, 1, exception={"type": "ResultFile", "message": str(error)}, log_error=outcome.log_error,
             returncode=outcome.returncode,
         )  # fmt: skip
     return outcome
@@ -134,13 +135,13 @@ def _exit_status(outcome: Outcome, run: RunSection) -> Outcome:
     code = outcome.returncode
     if code is None or outcome.stopped:
         return outcome
-    if outcome.status == "interrupted":
+    if outcome.status == Status.INTERRUPTED:
         outcome = Outcome(
-            "failed", 1, exception={"type": "Exit", "message": f"the run exited with code {code}"},
+            Status.FAILED, 1, exception={"type": "Exit", "message": f"the run exited with code {code}"},
             log_error=outcome.log_error, returncode=code,
         )  # fmt: skip
-    if run.ignore_exit_code and outcome.status == "failed" and code > 0:
-        return Outcome("completed", 0, log_error=outcome.log_error, returncode=code)
+    if run.ignore_exit_code and outcome.status == Status.FAILED and code > 0:
+        return Outcome(Status.COMPLETED, 0, log_error=outcome.log_error, returncode=code)
     return outcome
 
 

@@ -17,6 +17,7 @@ from expyrun.config import ResolvedConfig
 from expyrun.config.tree import copy_tree
 from expyrun.run.prepare import CODE_FOLDER, STORE_FOLDER, run_base, snapshot_source
 from expyrun.run.record import RUN_FILE
+from expyrun.run.status import Status
 
 
 def code_digest(resolved: ResolvedConfig, ignored: set[str] | None = None) -> str:
@@ -70,7 +71,7 @@ def find_done_run(resolved: ResolvedConfig, digest: str) -> Done | None:
     for _, name in reversed(indexed):
         run_dir = base / name
         record = _run_record(run_dir)
-        if record is None or record.get("status") != "completed" or record["snapshot"].get("sha256") != digest:
+        if record is None or record.get("status") != Status.COMPLETED or record["snapshot"].get("sha256") != digest:
             continue
         if _stored_config(run_dir) == wanted:
             return Done(run_dir, record)

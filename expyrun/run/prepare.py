@@ -18,7 +18,8 @@ from expyrun.config import ResolvedConfig, RunSection
 from expyrun.errors import UsageError
 from expyrun.run.entry_point import top_level_path
 from expyrun.run.folder import allocate_run_dir, discard_run_dir, missing_parents, remove_created
-from expyrun.run.record import RUN_FILE, start_record, to_json, write_json_atomic
+from expyrun.run.record import RUN_FILE, encode_config, start_record, write_record
+from expyrun.run.status import Status
 
 if TYPE_CHECKING:
     from expyrun.run.git_state import GitProbe
@@ -53,9 +54,8 @@ class PreparedRun:
     def write_record(self) -> None:
         """Rewrite `run.json`; the config in it (possibly large) is encoded once."""
         if self._config_json is None:
-            self._config_json = '"config": ' + to_json(self.record.get("config"), indent=None)
-        rest = {key: value for key, value in self.record.items() if key != "config"}
-        write_json_atomic(self.run_dir / RUN_FILE, rest, extra=self._config_json)
+            self._config_json = encode_config(self.record.get("config"))
+        write_record(self.run_dir, self.record, self._config_json)
 
     def release_reserve(self) -> None:
         """Free the space kept for the final record (a run that filled the disk can still be recorded)."""
@@ -127,7 +127,7 @@ def _fill(
             section["__run__"]["__code__"] = str(run_dir)
     (run_dir / "raw_config.yml").write_text(resolved.raw_text(), encoding="utf-8")
     (run_dir / "config.yml").write_text(resolved.config_text(), encoding="utf-8")
-    record = start_record(run.name, run_dir, debug, argv, cwd, status="queued")
+    record = start_record(run.name, run_dir, debug, argv, cwd, status=Status.QUEUED)
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     record.update(fields)
     _note_rerun(record, original_code)

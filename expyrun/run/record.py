@@ -8,10 +8,19 @@ import math
 import os
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from expyrun.run.status import Status
+
+if TYPE_CHECKING:
+    from expyrun.run.outcome import Outcome
 
 RUN_FILE = "run.json"
+SCHEMA_VERSION = 2
+"""The version of `run.json`'s layout; a record without `schema_version` is version 1 (written
+before versions were recorded: the same fields, less `schema_version`)."""
 
 
 def now() -> str:
@@ -106,16 +115,67 @@ def _platform() -> str:
     return f"{text}-with-{libc.replace(' ', '')}" if libc else text
 
 
+class RunRecord(TypedDict, total=False):
+    """`run.json`, as this module writes it (every field may be `null` until known).
+
+    Written in three moments, each a function here: `start_record` (the folder is prepared: the
+    record says `queued`), `mark_started` (`running`: pid, GPU, host, start time) and `mark_finished`
+    (ended: status, exit code, result, exception, duration, log error); `write_record` is the only
+    writer of the file. Sweep and study membership are fields: `sweep` (dir, point, overrides,
+    variant) on a sweep point, `trial` (study, number, params, state, values...) on a trial, `study`
+    on a study's own run. Readers take records through `load_record`, without trusting their shape.
+    """
+
+    schema_version: int
+    status: str  # a `Status` value
+    name: str
+    run_dir: str
+    debug: bool
+    argv: list[str]
+    cwd: str
+    host: str
+    user: str
+    pid: int | None
+    python: dict[str, str]
+    platform: str
+    expyrun_version: str
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    exit_code: int | None
+    exception: dict[str, str] | None
+    result: Any
+    git: dict[str, Any] | None
+    snapshot: dict[str, Any] | None
+    launcher: str  # local, slurm or ray (SPEC 3.1)
+    attempt: int | None  # a Slurm node's attempt (null: submitted, not started yet)
+    gpu: str
+    log_error: str
+    config: dict[str, Any]
+    rerun_of: str
+    sweep: dict[str, Any]
+    trial: dict[str, Any]
+    batch: dict[str, Any]
+    study: str
+    slurm: dict[str, Any]
+
+
+def schema_version(record: MutableMapping[str, Any]) -> int:
+    """The layout version of a record read back (1: written before versions were recorded)."""
+    version = record.get("schema_version", 1)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 1
+
+
 def start_record(
     name: str,
     run_dir: Path,
     debug: bool,
     argv: list[str],
     cwd: Path,
-    status: str = "running",
+    status: Status = Status.QUEUED,
     launcher: str = "local",
 ) -> dict[str, Any]:
-    """The fields known when the run is prepared or starts; the rest are filled as the run goes.
+    """The record of a run folder just prepared (`queued`); the rest is filled as the run goes.
 
     `launcher` says where the run executes (SPEC 3.1: local, slurm or ray). `attempt` is 1: a folder
     is executed again only by a Slurm node, whose submission records `null` (no attempt yet) and
@@ -124,6 +184,7 @@ def start_record(
     from expyrun import __version__
 
     return {
+        "schema_version": SCHEMA_VERSION,
         "status": status,
         "name": name,
         "run_dir": str(run_dir),
@@ -149,10 +210,68 @@ def start_record(
     }
 
 
+def mark_started(record: MutableMapping[str, Any], pid: int, gpu: str | None = None) -> None:
+    """The run has started (`running`) in the process `pid` (whose end `list` notices: died), with
+    the GPU it was given."""
+    record.update(status=Status.RUNNING, pid=pid, started_at=now())
+    if gpu is not None:
+        record["gpu"] = gpu
+
+
+def mark_finished(
+    record: MutableMapping[str, Any],
+    status: Status,
+    exit_code: int | None,
+    *,
+    duration_s: float | None = None,
+    result: Any = None,
+    exception: dict[str, str] | None = None,
+    log_error: str | None = None,
+) -> None:
+    """The run has ended: its status, end time, exit code, result and exception (already scrubbed of
+    secrets by the caller, who holds the config); `duration_s` None: it never started here."""
+    if log_error is not None:
+        record["log_error"] = log_error
+    record.update(
+        status=Status(status),
+        ended_at=now(),
+        duration_s=None if duration_s is None else round(duration_s, 3),
+        exit_code=exit_code,
+        exception=exception,
+        result=result,
+    )
+
+
+def mark_outcome(record: MutableMapping[str, Any], outcome: Outcome, duration_s: float | None) -> None:
+    """`mark_finished` with what an executor returned."""
+    mark_finished(record, outcome.status, outcome.exit_code, duration_s=duration_s, result=outcome.result,
+                  exception=outcome.exception, log_error=outcome.log_error)  # fmt: skip
+
+
+def encode_config(config: Any) -> str:
+    """The `config` member of a record, encoded once (compact): a large config rewritten with each
+    moment of the record is not encoded again each time (see `write_record`)."""
+    return '"config": ' + to_json(config, indent=None)
+
+
+def write_record(run_dir: Path | str, record: MutableMapping[str, Any], config_json: str | None = None) -> None:
+    """Write `run_dir/run.json` (temp file + rename): the only writer of the file.
+
+    `config_json`: the record's `config` already encoded by `encode_config` (written last, as it is).
+    """
+    path = Path(run_dir) / RUN_FILE
+    if config_json is None:
+        write_json_atomic(path, dict(record))
+    else:
+        rest = {key: value for key, value in record.items() if key != "config"}
+        write_json_atomic(path, rest, extra=config_json)
+
+
 # The fields readers of a record use, with the types expyrun writes them in (None is always allowed).
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "status": str, "name": str, "started_at": str, "ended_at": str, "duration_s": (int, float),
     "git": dict, "trial": dict, "config": dict, "pid": int, "host": str, "study": str, "snapshot": dict,
+    "schema_version": int,
 }  # fmt: skip
 
 
