@@ -67,6 +67,19 @@ def main(name, config):
     return sum(Parallel(n_jobs=2)(delayed(abs)(v) for v in [config["x"], -2, -3]))
 """
 
+SCIKIT_LEARN = """\
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+
+def main(name, config):
+    x = [[i, i % 3] for i in range(30)]
+    y = [i % 2 for i in range(30)]
+    return 2 * len(cross_val_score(LogisticRegression(), x, y, cv=3, n_jobs=-1)) * config["x"]
+"""
+
+POOLS = {"thread-pool": (THREAD_POOL, None), "joblib": (JOBLIB, "joblib"), "scikit-learn": (SCIKIT_LEARN, "sklearn")}
+
 STUDY = """\
 __optuna__:
   n_trials: 2
@@ -76,12 +89,13 @@ __optuna__:
 """
 
 
-@pytest.mark.parametrize("pool", ["thread-pool", "joblib"])
+@pytest.mark.parametrize("pool", sorted(POOLS))
 @pytest.mark.parametrize("how", ["run", "debug", "inline-study"])
 def test_a_thread_pool_left_alive_by_the_entry_point_does_not_keep_the_run_from_ending(project, pool, how):
-    if pool == "joblib":
-        pytest.importorskip("joblib")
-    write(project / "pkg" / "main.py", THREAD_POOL if pool == "thread-pool" else JOBLIB)
+    body, needs = POOLS[pool]
+    if needs is not None:  # joblib and scikit-learn are in the test extra; skipped where they are not installed
+        pytest.importorskip(needs)
+    write(project / "pkg" / "main.py", body)
     write(project / "c.yml", RUN_SECTION + "x: 1\n" + (STUDY if how == "inline-study" else ""))
     result = launch(project, "c.yml", *(["--debug"] if how == "debug" else []))
     assert result.returncode == 0, result.stderr
