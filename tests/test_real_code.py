@@ -334,7 +334,7 @@ def test_a_signature_seen_only_once_imported_fails_the_run_with_one_line(project
 
 
 def test_a_rerun_and_env_check_compare_a_tool_runs_requirements_with_its_own_interpreter(tmp_path):
-    venv = tmp_path / "tool env"
+    venv = tmp_path / "tool-env"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=clean_env())
     write(tmp_path / "pkg" / "__init__.py", "")
     write(tmp_path / "pkg" / "main.py", "def main(name, config):\n    return 1\n")
