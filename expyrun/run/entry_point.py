@@ -51,7 +51,7 @@ def check_entry_point(run: RunSection) -> Path:
         compile(source, str(path), "exec", dont_inherit=True)
     except SyntaxError as error:
         raise EntryPointError(f"{path}:{error.lineno}: syntax error: {error.msg}") from None
-    if not _defined_at_top(source, run.function):
+    if not defined_at_top(source, run.function):
         raise EntryPointError(f"`__run__.__main__`: `{run.function}` is not defined in {path}")
     problem = _static_signature_problem(source, run.function)
     if problem is not None:
@@ -139,9 +139,10 @@ def _accepts_two_positional(arguments: ast.arguments) -> bool:
     return (positional >= 2 or arguments.vararg is not None) and required <= 2 and not keyword_only_required
 
 
-def _defined_at_top(source: bytes, name: str) -> bool:
-    """Whether the module defines `name`: a top-level `def`/`class`/assignment found by a pattern
-    (the common case, without importing `ast`), else by walking the module's syntax tree."""
+def defined_at_top(source: bytes, name: str) -> bool:
+    """Whether the module defines `name` (the entry point; a study's own sampler or pruner class):
+    a top-level `def`/`class`/assignment found by a pattern (the common case, without importing
+    `ast`), else by walking the module's syntax tree."""
     word = re.escape(name.encode())
     if re.search(rb"^(?:async[ \t]+def|def|class)[ \t]+" + word + rb"\b|^" + word + rb"[ \t]*[:=]", source, re.M):
         return True

@@ -85,6 +85,18 @@ class StudySpec:
         return self.storage is not None and self.storage.startswith("sqlite")
 
 
+def sqlite_path(url: str) -> FsPath | None:
+    """The database file of a SQLite URL (relative paths are relative to the current directory);
+    None for an in-memory database. Here, beside `is_sqlite`, so that checking a spec and opening its
+    storage (`storage.py`) read a URL alike without importing each other."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return FsPath(database).expanduser().absolute()
+
+
 def _err(key: str, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError(f"`__optuna__.{key}`: {message}", hint)
 
@@ -130,8 +142,7 @@ def _check_user_class(key: str, name: str, code: FsPath | None, keywords: list[s
     installed package."""
     import importlib.util
 
-    from expyrun.run.entry_point import _defined_at_top as defines  # the entry point's own static check
-    from expyrun.run.entry_point import module_file
+    from expyrun.run.entry_point import defined_at_top, module_file  # the entry point's own static check
 
     module, _, cls = name.partition(":")
     if not _DOTTED_NAME.fullmatch(module) or not cls.isidentifier():
@@ -139,7 +150,7 @@ def _check_user_class(key: str, name: str, code: FsPath | None, keywords: list[s
     path = module_file(code, module) if code is not None else None
     if path is not None:
         source = path.read_bytes()
-        if not defines(source, cls):
+        if not defined_at_top(source, cls):
             raise _err(f"{key}.name", f"`{cls}` is not defined in {path}")
         accepted = _init_keywords(source, cls)
         unknown = [keyword for keyword in keywords if accepted is not None and keyword not in accepted]
@@ -349,15 +360,12 @@ def parse_spec(section: Any, raw: dict, default_name: str) -> StudySpec:
             "SQLite cannot be shared by several workers (n_jobs > 1): writes would fail with 'database is locked'",
             "use the default journal storage, a .journal file, or a PostgreSQL URL",
         )
-    if spec.is_sqlite and storage is not None:
-        from expyrun.tune.storage import sqlite_path
-
-        if sqlite_path(storage) is None:
-            raise _err(
-                "storage",
-                "an in-memory SQLite database lives in one process: trial processes and other workers cannot see it",
-                "name a file (sqlite:///study.db) or leave `storage` out for a journal file",
-            )
+    if spec.is_sqlite and storage is not None and sqlite_path(storage) is None:
+        raise _err(
+            "storage",
+            "an in-memory SQLite database lives in one process: trial processes and other workers cannot see it",
+            "name a file (sqlite:///study.db) or leave `storage` out for a journal file",
+        )
     if storage is not None and "://" not in storage and not storage.endswith(".journal"):
         raise _err("storage", f"{storage!r} is neither a .journal path nor a database URL")
     if spec.is_rdb and storage is not None:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from expyrun.tune.spec import StudySpec
+from expyrun.tune.spec import StudySpec, sqlite_path
 
 JOURNAL_FILE = "study.journal"
 LOCK_SUFFIX = ".expyrun-lock"
@@ -33,17 +33,6 @@ def journal_path(spec: StudySpec, study_home: Path) -> Path | None:
     if not spec.is_rdb:
         return Path(spec.storage).expanduser().absolute()
     return None
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (relative paths are relative to the current directory);
-    None for an in-memory database."""
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file::memory:"):
-        return None
-    return Path(database).expanduser().absolute()
 
 
 def absolute_sqlite_url(url: str) -> str:
