@@ -142,7 +142,7 @@ def test_threads_still_running_after_the_grace_are_named_and_the_run_ends_with_i
     run = run_json(run_dir)
     assert run["status"] == "completed" and run["result"] == 5
     log = (run_dir / "outputs.log").read_text()
-    assert "2 thread(s) still ran 1 s later and were not waited for" in log
+    assert "warning: the entry point returned, but 2 thread(s) still ran 1 s later and were not waited for" in log
     assert "'endless-sleeper'" in log and "'endless-pool_0'" in log
 
 

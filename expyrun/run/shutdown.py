@@ -46,7 +46,7 @@ def shut_down(grace_s: float) -> list[str]:
     if left:
         names = ", ".join(repr(name) for name in left)
         _write_stderr(
-            f"expyrun: warning: the run returned, but {len(left)} thread(s) still ran {grace_s:g} s later and "
+            f"expyrun: warning: the entry point returned, but {len(left)} thread(s) still ran {grace_s:g} s later and "
             f"were not waited for: {names} (join them, or make them daemon threads; {GRACE_VARIABLE} sets the wait)\n"
         )
     atexit._run_exitfuncs()
