@@ -7,12 +7,9 @@ import signal
 from typing import Any
 
 from expyrun.run.outcome import Outcome
-from expyrun.run.status import SIGNAL_EXIT, Status
+from expyrun.run.status import PASSED_ON_EXIT, SIGNAL_EXIT, Status
 
 __all__ = ["SIGNAL_EXIT", "Outcome", "classify"]
-
-# A run child is passed SIGINT or SIGTERM (a SIGHUP is passed on as SIGTERM) and exits with their code.
-_CHILD_STOPPED = (SIGNAL_EXIT[signal.SIGINT], SIGNAL_EXIT[signal.SIGTERM])
 
 
 def classify(wait_status: int, message: dict[str, Any], stopped_by: int | None) -> Outcome:
@@ -36,7 +33,7 @@ def _classify(wait_status: int, message: dict[str, Any], stopped_by: int | None)
     code = os.WEXITSTATUS(wait_status)
     if code == 0:  # os._exit(0) too: success by every convention, with no result to record
         return Outcome(Status.COMPLETED, 0, result=message.get("result"))
-    if code in _CHILD_STOPPED and "exception" not in message:
+    if code in PASSED_ON_EXIT and "exception" not in message:
         return Outcome(Status.INTERRUPTED, code)
     exception = message.get("exception")
     if exception is None:  # os._exit(n), or an exit before the run could report

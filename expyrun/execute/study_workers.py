@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from expyrun import console
-from expyrun.execute.outcome import SIGNAL_EXIT
+from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
 
 GRACE_S = 30.0  # each worker has its own 10 s grace for its trials, plus writing its summary
 
@@ -34,7 +34,7 @@ def run_study_workers(argv: list[str], workers: int) -> int:
                 process.send_signal(forwarded)
 
     processes: list[subprocess.Popen[bytes]] = []
-    previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXIT}
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         for index in range(workers):
             processes.append(subprocess.Popen(command, stdin=None if index == 0 else subprocess.DEVNULL))

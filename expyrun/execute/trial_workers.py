@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from expyrun.run.status import PASSED_ON, PASSED_ON_EXIT
+
 _BOOTSTRAP = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
     "from expyrun.execute.trial_worker_main import start; start(int(sys.argv[2]), int(sys.argv[3]))"
 )
-INTERRUPT_EXITS = {130: "SIGINT", 143: "SIGTERM"}
+INTERRUPT_EXITS = PASSED_ON_EXIT  # a worker stopped by SIGINT/SIGTERM exits 130/143 (run/status.py)
 
 
 @dataclass
@@ -166,7 +168,8 @@ class WorkerPool:
         if code < 0:
             name = signal.Signals(-code).name
             message = f"the trial's process (trial worker {pid}) was killed by {name}"
-            return Finished(worker.key, None, message, interrupted=name if name in ("SIGINT", "SIGTERM") else None)
+            passed_on = name in (sig.name for sig in PASSED_ON)
+            return Finished(worker.key, None, message, interrupted=name if passed_on else None)
         interrupted = INTERRUPT_EXITS.get(code)
         message = f"the trial's process (trial worker {pid}) exited with status {code}"
         return Finished(worker.key, None, message, interrupted=interrupted)
