@@ -6,14 +6,23 @@ from expyrun.errors import ConfigError, EntryPointError, ExpyrunError, UsageErro
 
 __version__ = "1.0.0.dev0"
 
-__all__ = ["ConfigError", "EntryPointError", "ExpyrunError", "UsageError", "__version__", "trial", "trials"]
+__all__ = [
+    "ConfigError", "EntryPointError", "ExpyrunError", "UsageError", "__version__", "log", "log_figure", "log_text",
+    "runs", "sweep", "trial", "trials",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    """`expyrun.trial` (and `expyrun.trials`, a batch's trials) are imported on first use: commands
-    that never need them do not pay for threading."""
+    """`expyrun.trial` (and `expyrun.trials`, a batch's trials), the logging calls and the reading
+    API are imported on first use: commands that never need them do not pay for threading or json."""
     if name in ("trial", "trials"):
         from expyrun.tune import current
 
         return getattr(current, name)
+    if name in ("log", "log_text", "log_figure", "runs", "sweep"):
+        import importlib
+
+        module = importlib.import_module("expyrun.track." + ("reading" if name in ("runs", "sweep") else "logging"))
+        value = globals()[name] = getattr(module, name)  # later calls find it without this function
+        return value
     raise AttributeError(f"module 'expyrun' has no attribute {name!r}")

@@ -58,3 +58,32 @@ def command_options(
         if interpreter.is_dir():
             interpreter = interpreter / "bin" / "python"
     return command, tuple(templates), result_file, ignore, interpreter
+
+
+def metric_patterns(run: dict[str, Any], where: Callable[[Path], str]) -> tuple[str, ...]:
+    """`__run__.__metrics__`: regular expressions with named groups, matched against every line the
+    run prints (SPEC 11.1); each must compile and name at least one value besides `step`."""
+    import re
+
+    patterns = run.get("__metrics__") or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+        raise ConfigError(
+            f"{where(('__run__', '__metrics__'))}: `__run__.__metrics__` must be a list of regular expressions, "
+            f"got {patterns!r}"
+        )
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(
+                f"{where(('__run__', '__metrics__'))}: `__run__.__metrics__`: {pattern!r} is not a regular "
+                f"expression ({error})"
+            ) from None
+        if not set(compiled.groupindex) - {"step"}:
+            raise ConfigError(
+                f"{where(('__run__', '__metrics__'))}: `__run__.__metrics__`: {pattern!r} names no value",
+                r"name each number with a group, e.g. 'loss=(?P<loss>\S+)'",
+            )
+    return tuple(patterns)

@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 LOG_FILE = "outputs.log"
 _PARENT_CHECK_MS = 200
@@ -88,11 +89,12 @@ def same_destination(fd_a: int, fd_b: int) -> bool:
     return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
 
-def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2) -> Tee:
+def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2, metrics: tuple[str, ...] = ()) -> Tee:
     """Fork a tee that copies what the run writes to `log_path` and to `stdout`/`stderr`.
 
     When `stdout` and `stderr` are the same terminal or file, the run gets one pipe for both: its
-    writes reach the log and the terminal in exactly the order they were made.
+    writes reach the log and the terminal in exactly the order they were made. `metrics`: the
+    run's `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`).
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -112,7 +114,12 @@ def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2) -> Tee:
             for fd in {out_write, err_write, control_write, report_read}:
                 os.close(fd)
             sources = {out_read: stdout} if shared else {out_read: stdout, err_read: stderr}
-            _pump(sources, log_fd, control_read, launcher, report_write)
+            sink = None
+            if metrics:
+                from expyrun.track.metrics import LineSink
+
+                sink = LineSink(str(log_path.parent), metrics)
+            _pump(sources, log_fd, control_read, launcher, report_write, sink)
         except BaseException:
             code = 1
         finally:
@@ -155,11 +162,12 @@ class _Orphaned:
                 os.killpg(self.run_pgid, signal.SIGKILL)
 
 
-def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, report: int) -> None:
+def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, report: int, sink: Any = None) -> None:
     """Copy each chunk to the log, then to the terminal, until every writer is gone.
 
     A log that cannot be written (disk full) never stops the copy to the terminal: the tee says
-    why once on stderr and through `report`, and the run goes on.
+    why once on stderr and through `report`, and the run goes on. `sink`: what turns output lines
+    into metrics (`__metrics__`), fed each chunk after the log and closed at the end.
     """
     orphaned = _Orphaned(launcher)
     log_ok = True
@@ -193,6 +201,8 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
                     with contextlib.suppress(OSError):
                         os.write(report, message.encode())
                         _write_all(stderr, f"expyrun: warning: {message}\n".encode())
+            if sink is not None:
+                _feed(sink, data)
             target = sources[fd]
             if terminal_ok[target]:
                 try:
@@ -201,3 +211,16 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
                     if error.errno not in (errno.EPIPE, errno.EIO, errno.EBADF):
                         raise
                     terminal_ok[target] = False
+    if sink is not None:
+        _feed(sink, None)
+
+
+def _feed(sink: Any, data: bytes | None) -> None:
+    """Metrics from output lines are a convenience: a failure there never stops the copy."""
+    try:
+        if data is None:
+            sink.close()
+        else:
+            sink.feed(data)
+    except Exception:
+        pass

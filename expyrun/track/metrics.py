@@ -1,0 +1,427 @@
+"""`metrics.jsonl`, `texts.jsonl` and `figures/`: the one owner of what a run logs (SPEC 11.1).
+
+Writers (`Writer`, `LineSink`) and readers (`read_metrics`, `read_series`, `read_texts`,
+`list_figures`, `summarize`) live together so the file format is decided in one place; every other
+module (the logging API, the run's end, the reading API, the viewer) goes through them.
+
+The format: one JSON object per line, `{"step": S, "time": T, NAME: VALUE, ...}`, step first and
+time second, NaN and infinities written as the strings `"nan"`, `"inf"`, `"-inf"` (strict JSON
+readers refuse the bare tokens). A line appended by another program (`$EXPYRUN_METRICS`) may lack
+`step` (the previous line's plus one, 0 first) or `time` (unknown). A line that is not a JSON
+mapping (a program that wrote half a line, then died) is skipped by readers.
+
+Cost: a write is one `os.write` on a descriptor opened once per run with `O_APPEND`, so the line is
+in the operating system when the call returns (a SIGKILL of the run loses nothing) and lines from
+several threads or processes never interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+TEXTS_FILE = "texts.jsonl"
+FIGURES_FOLDER = "figures"
+SKIPPED_FILE = ".metrics_skipped"  # matches of `__metrics__` that were not numbers, counted by the tee
+METRICS_ENV = "EXPYRUN_METRICS"  # where a command run's program appends its JSON lines
+RESERVED_NAMES = ("step", "time", "index")  # written by expyrun or arguments: never metric names
+_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "NaN": math.nan, "Infinity": math.inf,
+               "-Infinity": -math.inf}  # fmt: skip
+
+
+def number(key: str, value: Any) -> int | float:
+    """`value` as a JSON number, or a TypeError naming `key`: Python numbers (not `bool`), and
+    anything whose `.item()` is one (NumPy scalars, 0-d arrays, tensors)."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return value
+    if not isinstance(value, bool):
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return float(value)
+        item = getattr(value, "item", None)
+        if callable(item):
+            try:
+                converted = item()
+            except Exception:  # an array of several values, a tensor on a device that refuses: not a number
+                converted = None
+            if type(converted) in (int, float):
+                return converted
+        import numbers
+
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+            return float(value)
+        if isinstance(value, numbers.Integral) and not hasattr(value, "dtype"):
+            return int(value)
+    raise TypeError(f"expyrun.log: `{key}` is {_described(value)}, not a number")
+
+
+def _described(value: Any) -> str:
+    kind = type(value)
+    shape = getattr(value, "shape", None)
+    detail = f" of shape {tuple(shape)}" if shape is not None and not isinstance(shape, int) else ""
+    return f"a {kind.__module__ + '.' if kind.__module__ not in ('builtins',) else ''}{kind.__name__}{detail}"
+
+
+def encode_number(value: int | float) -> str:
+    """A number as it is written: `repr`, with NaN and infinities as strings."""
+    if value - value == 0:  # finite (NaN - NaN and inf - inf are NaN)
+        return repr(value)
+    return '"nan"' if value != value else ('"inf"' if value > 0 else '"-inf"')
+
+
+def parse_number(value: Any) -> float | int | None:
+    """A value read back from a line: a number, `"nan"`/`"inf"`/`"-inf"`, or None (not a number)."""
+    if type(value) in (int, float):
+        return value
+    if isinstance(value, str):
+        return _NON_FINITE.get(value)
+    return None
+
+
+class Writer:
+    """The files of one run folder, opened on first use: a step counter and `metrics.jsonl`.
+
+    Safe across threads (one lock for the counter and the write, so steps in the file follow the
+    order of calls) and across `fork` (a forked process gets a fresh lock and keeps the descriptor).
+    """
+
+    def __init__(self, run_dir: str, started: float) -> None:
+        self.run_dir = run_dir
+        self.started = started  # seconds since the epoch when the run started (`time` counts from it)
+        self.step: int | None = None  # the last step `log` used
+        self.lock = threading.Lock()
+        self._metrics: int | None = None
+        self._texts: int | None = None
+        self._keys: dict[str, str] = {}
+
+    def reset_after_fork(self) -> None:
+        self.lock = threading.Lock()
+
+    def _open(self, name: str) -> int:
+        return os.open(os.path.join(self.run_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def log(self, step: int | None, values: dict[str, Any]) -> int:
+        """Write one line of scalars; returns its step."""
+        parts = []
+        keys = self._keys
+        for key, value in values.items():
+            encoded = keys.get(key)
+            if encoded is None:
+                encoded = keys[key] = _key(key)
+            kind = type(value)
+            if kind is not float and kind is not int:
+                value = number(key, value)
+            if value - value == 0:
+                parts.append(f"{encoded}{value!r}")
+            else:
+                parts.append(encoded + encode_number(value))
+        if not parts:
+            raise TypeError("expyrun.log: no values to log (give them as keywords: expyrun.log(loss=0.3))")
+        if step is not None:
+            step = _step(step)
+        with self.lock:
+            if step is None:
+                step = 0 if self.step is None else self.step + 1
+            self.step = step
+            line = f'{{"step": {step}, "time": {round(time.time() - self.started, 4)!r}, {", ".join(parts)}}}\n'
+            if self._metrics is None:
+                self._metrics = self._open(METRICS_FILE)
+            os.write(self._metrics, line.encode())
+        return step
+
+    def text_step(self, step: int | None) -> int:
+        """The step of a text or figure: the one given, else the last step `log` used (0 before any)."""
+        if step is not None:
+            return _step(step)
+        return 0 if self.step is None else self.step
+
+    def log_text(self, tag: str, text: str, step: int | None) -> None:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(f"expyrun.log_text: the tag must be a non-empty string, not {tag!r}")
+        if not isinstance(text, str):
+            raise TypeError(f"expyrun.log_text: `{tag}`: the text is a {type(text).__name__}, not a string")
+        line = json.dumps(
+            {"step": self.text_step(step), "time": round(time.time() - self.started, 4), "tag": tag, "text": text},
+            ensure_ascii=False,
+        )
+        with self.lock:
+            if self._texts is None:
+                self._texts = self._open(TEXTS_FILE)
+            os.write(self._texts, (line + "\n").encode())
+
+    def log_figure(self, tag: str, figure: Any, step: int | None) -> Path:
+        """`figures/{tag}/{step}.png` (matplotlib: `savefig`) or `.json` (plotly: `to_json`), written
+        to a temporary name and renamed, so a reader never sees half a figure."""
+        folder = Path(self.run_dir, FIGURES_FOLDER, *figure_tag_parts(tag))
+        at = self.text_step(step)
+        if callable(getattr(figure, "to_json", None)) and not callable(getattr(figure, "savefig", None)):
+            path, data = folder / f"{at}.json", figure.to_json().encode()
+        elif callable(getattr(figure, "savefig", None)):
+            import io
+
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png")
+            path, data = folder / f"{at}.png", buffer.getvalue()
+        else:
+            raise TypeError(
+                f"expyrun.log_figure: `{tag}`: a {type(figure).__name__} is neither a matplotlib figure "
+                "(savefig) nor a plotly figure (to_json)"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{at}.{os.getpid()}.{threading.get_ident()}.tmp"
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+        return path
+
+
+def figure_tag_parts(tag: str) -> list[str]:
+    """A figure tag as folder names (`val/curve` is two); a tag that would leave `figures/` is refused."""
+    if not isinstance(tag, str) or not tag:
+        raise TypeError(f"expyrun.log_figure: the tag must be a non-empty string, not {tag!r}")
+    parts = tag.split("/")
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise ValueError(f"expyrun.log_figure: tag {tag!r} is not a relative folder name")
+    return parts
+
+
+def _key(name: str) -> str:
+    if name in RESERVED_NAMES:
+        raise TypeError(f"expyrun.log: `{name}` is not a metric name (step and index are arguments, time is expyrun's)")
+    return json.dumps(name, ensure_ascii=False) + ": "
+
+
+def _step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, int):
+        item = getattr(step, "item", None)
+        converted = item() if callable(item) and not isinstance(step, bool) else None
+        if type(converted) is not int:
+            raise TypeError(f"expyrun.log: the step must be an integer, not {step!r}")
+        step = converted
+    return int(step)
+
+
+# --- lines from other programs: `$EXPYRUN_METRICS` and `__metrics__` patterns --------------------------
+
+
+class LineSink:
+    """Turns a run's output into metric lines with `__run__.__metrics__` patterns (in the tee).
+
+    Each pattern is searched in every complete line (either stream); a match is a metric line:
+    the `step` group its step, the other named groups numbers. A match whose value is not a number
+    is counted (`skipped`) and written nowhere.
+    """
+
+    def __init__(self, run_dir: str, patterns: Iterable[str], started: float | None = None) -> None:
+        self.patterns = [re.compile(pattern) for pattern in patterns]
+        self.writer = Writer(run_dir, time.time() if started is None else started)
+        self.pending = b""
+        self.skipped = 0
+
+    def feed(self, data: bytes) -> None:
+        lines = (self.pending + data).split(b"\n")
+        self.pending = lines.pop()
+        if len(self.pending) > 1 << 16:  # a run that never ends its line: match what came so far
+            lines.append(self.pending)
+            self.pending = b""
+        for line in lines:
+            self.match(line.decode("utf-8", "replace"))
+
+    def match(self, line: str) -> None:
+        for pattern in self.patterns:
+            found = pattern.search(line)
+            if found is None:
+                continue
+            groups = found.groupdict()
+            step_text = groups.pop("step", None)
+            try:
+                step = None if step_text is None else int(step_text)
+                values = {name: _parsed(text) for name, text in groups.items() if text is not None}
+            except ValueError:
+                self.skipped += 1
+                continue
+            if values:
+                try:
+                    self.writer.log(step, values)
+                except (TypeError, OSError):
+                    self.skipped += 1
+
+    def close(self) -> None:
+        """Match a last unterminated line; record how many matches were skipped."""
+        if self.pending:
+            self.match(self.pending.decode("utf-8", "replace"))
+            self.pending = b""
+        if self.skipped:
+            with contextlib.suppress(OSError):
+                Path(self.writer.run_dir, SKIPPED_FILE).write_text(f"{self.skipped}\n")
+
+
+def _parsed(text: str) -> float:
+    value = float(text.strip())  # ValueError: not a number
+    return int(value) if value.is_integer() and text.strip().lstrip("+-").isdigit() else value
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+
+def iter_lines(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The JSON mappings of a JSON-lines file, in order; a missing file is empty, a bad line skipped."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return
+    loads = json.loads
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            yield item
+
+
+def _steps(lines: Iterable[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each metrics line with its step: its own, else the previous line's plus one (0 first)."""
+    previous: int | None = None
+    for line in lines:
+        step = line.get("step")
+        if type(step) is not int:
+            step = 0 if previous is None else previous + 1
+        previous = step
+        yield step, line
+
+
+def read_metrics(run_dir: str | Path, name: str | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Every metric of a run (or only `name`) as `{name: [(step, value), ...]}`, in the order logged."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for step, line in _steps(iter_lines(os.path.join(run_dir, METRICS_FILE))):
+        for key, raw in line.items():
+            if key in ("step", "time") or (name is not None and key != name):
+                continue
+            value = parse_number(raw)
+            if value is not None:
+                series.setdefault(key, []).append((step, value))
+    return series
+
+
+_SERIES_CACHE: dict[str, re.Pattern[bytes]] = {}
+
+
+def read_series(run_dir: str | Path, name: str) -> tuple[list[int], list[float]]:
+    """One metric of a run as (steps, values): the fast path of `metrics_frame` over many runs.
+
+    Lines as `Writer` writes them (step first) are read with one regular expression over the whole
+    file; a file with any other line (another program's) is read line by line instead.
+    """
+    path = os.path.join(run_dir, METRICS_FILE)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError:
+        return [], []
+    if not data:
+        return [], []
+    pattern = _SERIES_CACHE.get(name)
+    if pattern is None:
+        key = re.escape(json.dumps(name, ensure_ascii=False).encode())
+        pattern = _SERIES_CACHE[name] = re.compile(
+            rb'^\{"step": (-?\d+), "time": [^,]*, (?:.*?, )?' + key + rb": ([^,}]*)", re.M
+        )
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    ours = data.count(b'\n{"step": ') + data.startswith(b'{"step": ')
+    if ours != lines:  # some line is not one of ours (another program's): read it line by line
+        points = read_metrics(run_dir, name).get(name, [])
+        return [s for s, _ in points], [v for _, v in points]
+    found = pattern.findall(data)
+    steps = [int(step) for step, _ in found]
+    values = [float(value.strip(b'"')) for _, value in found]
+    return steps, values
+
+
+def read_texts(run_dir: str | Path, tag: str | None = None) -> dict[str, list[tuple[int, str]]]:
+    """`{tag: [(step, text), ...]}` of `texts.jsonl` (only `tag` when given)."""
+    texts: dict[str, list[tuple[int, str]]] = {}
+    for line in iter_lines(os.path.join(run_dir, TEXTS_FILE)):
+        line_tag, text, step = line.get("tag"), line.get("text"), line.get("step")
+        if not isinstance(line_tag, str) or not isinstance(text, str) or type(step) is not int:
+            continue
+        if tag is None or line_tag == tag:
+            texts.setdefault(line_tag, []).append((step, text))
+    return texts
+
+
+def list_figures(run_dir: str | Path, tag: str | None = None) -> dict[str, list[tuple[int, Path]]]:
+    """`{tag: [(step, path), ...]}` of `figures/`, by step (only `tag` when given)."""
+    root = Path(run_dir, FIGURES_FOLDER)
+    figures: dict[str, list[tuple[int, Path]]] = {}
+    folders = [root.joinpath(*figure_tag_parts(tag))] if tag is not None else [p for p in root.rglob("*") if p.is_dir()]
+    for folder in folders:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        found = [(int(p.stem), p) for p in entries if p.suffix in (".png", ".json") and p.stem.isdigit()]
+        if found:
+            figures[folder.relative_to(root).as_posix()] = sorted(found)
+    return figures
+
+
+def summarize(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """`run.json`'s `metrics`: per name `last`, `min`, `max` (NaN ignored; None when every value is
+    NaN), `step` (of the last value) and `count`."""
+    summary: dict[str, dict[str, Any]] = {}
+    for step, line in _steps(iter_lines(os.path.join(run_dir, METRICS_FILE))):
+        for key, raw in line.items():
+            if key in ("step", "time"):
+                continue
+            value = parse_number(raw)
+            if value is None:
+                continue
+            entry = summary.get(key)
+            if entry is None:
+                entry = summary[key] = {"last": value, "min": None, "max": None, "step": step, "count": 0}
+            entry["last"], entry["step"] = value, step
+            entry["count"] += 1
+            if value == value:
+                if entry["min"] is None or value < entry["min"]:
+                    entry["min"] = value
+                if entry["max"] is None or value > entry["max"]:
+                    entry["max"] = value
+    return summary
+
+
+def skipped_matches(run_dir: str | Path) -> int:
+    """How many `__metrics__` matches the tee could not read as numbers (0 when none)."""
+    try:
+        return int(Path(run_dir, SKIPPED_FILE).read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def finish_fields(run_dir: str | Path) -> dict[str, Any]:
+    """What the end of a run adds to its record: `metrics` when it logged any, `metrics_skipped`
+    when patterns matched values that were not numbers. Never raises: a run's end is recorded anyway."""
+    fields: dict[str, Any] = {}
+    try:
+        summary = summarize(run_dir)
+    except Exception:  # a metrics file that cannot be read never stops the record
+        summary = {}
+    if summary:
+        fields["metrics"] = summary
+    skipped = skipped_matches(run_dir)
+    if skipped:
+        fields["metrics_skipped"] = skipped
+    return fields
