@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expyrun import console
-from expyrun.commands.arguments import misspelt
+from expyrun.commands.suggest import misspelt
 from expyrun.errors import ConfigError, ExpyrunError, UsageError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def main(args: list[str]) -> int:
         from expyrun.execute.study_workers import run_study_workers
 
         return run_study_workers(args, launch_spec.workers)
-    from expyrun.run.launch import launch
+    from expyrun.campaign.single import launch
     from expyrun.run.prepare import run_base
 
     debug = "--debug" in flags
@@ -182,7 +182,8 @@ def _sweep(
     resolved: ResolvedConfig, sweep: SweepSpec, launch_spec: LaunchSpec, args: list[str], flags: set[str]
 ) -> int:
     """A config with `__sweep__`: print its points (`--dry-run`), explain it, or run them all."""
-    from expyrun.sweep.run import describe_points, point_config, run_sweep
+    from expyrun.campaign.sweep import run_sweep
+    from expyrun.sweep.run import describe_points, point_config
 
     cwd = Path.cwd()
     if "--explain" in flags:

@@ -18,23 +18,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
+from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.outcome import SIGNAL_EXIT, Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, start_tee
-from expyrun.run.prepare import PreparedRun
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
-
-
-class Job(NamedTuple):
-    """One prepared run folder, what its run child calls, and variables set for it."""
-
-    prepared: PreparedRun
-    work: Callable[[], Any]
-    environment: dict[str, str] = {}  # noqa: RUF012 (never mutated: copied before use)
 
 
 class _Running:
@@ -50,7 +42,16 @@ class _Running:
 
 
 class LocalExecutor:
-    """Executes jobs on this machine; `on_start(job, pid, gpu)` and `on_end(job, outcome)` keep records."""
+    """Executes jobs on this machine as forked run children, `slots` at once (the `Executor` contract
+    of `expyrun.execute.contract`); `execute(jobs)` is the older all-in-one call the Slurm node uses.
+
+    Its handlers (SIGCHLD and a wake-up fd, so `wait` returns as soon as a run ends or a signal
+    comes; SIGTSTP) are installed by the first `submit` or `wait` and restored by `close`. With one
+    slot and the terminal's foreground, each run takes the terminal; a run that held it and was
+    stopped by Ctrl-C (SIGINT, or exit 130) makes this process hear SIGINT too, as a shell does, so
+    whoever drives the executor stops. With more slots the runs read no terminal (stdin is
+    /dev/null): two runs cannot share one, and a background read would stop the run for good.
+    """
 
     def __init__(
         self,
@@ -63,82 +64,150 @@ class LocalExecutor:
     ) -> None:
         self.slots = slots if gpus is None else min(slots, len(gpus))
         self.free_gpus = list(gpus) if gpus is not None else None
-        self.on_start = on_start
-        self.on_end = on_end
+        self.on_start = on_start  # (execute() only) called when a job started
+        self.on_end = on_end  # (execute() only) called when a job ended
         self.grace_s = grace_s
-        self.on_tick = on_tick  # called at least once a second while runs execute
-        self.received: list[int] = []
+        self.on_tick = on_tick  # (execute() only) called at least once a second while runs execute
+        self.received: list[int] = []  # stop signals: the runs that end now are interrupted
         self.kill_at: float | None = None
         self.unbuffered = _is_terminal(1)
         self.ending_tees: list[Tee] = []  # tees that closed their pipes and are exiting
+        self.running: dict[int, _Running] = {}
+        self.terminal: int | None = None
+        self._restore: Callable[[], None] | None = None  # set while the handlers are installed
+        self._wake_read = -1
+        self._suspend: list[int] = []
 
-    def execute(self, jobs: Iterable[Job]) -> list[Outcome]:
-        """Run every job (in order, `slots` at once) until done or stopped; returns the outcomes of
-        the jobs that started, in the order they ended.
+    # The contract (expyrun.execute.contract.Executor)
 
-        `jobs` is consumed lazily, one job when a slot frees (a sweep prepares each point's folder
-        then): after a stop signal no further job is taken, so no further folder is made.
-        """
-        pending = iter(jobs)
-        exhausted = False
-        running: dict[int, _Running] = {}
-        outcomes: list[Outcome] = []
+    def has_free_slot(self) -> bool:
+        return len(self.running) < self.slots and not self.received
+
+    def submit(self, job: Job) -> Started:
+        self._open()
+        started = self._start(job, self.terminal)
+        self.running[started.pid] = started
+        return Started(job, started.pid, started.gpu)
+
+    def wait(self, timeout: float) -> list[Ended]:
+        """Runs that ended within `timeout` s; SIGKILL for those still running past a stop's grace."""
+        self._open()
+        self._wait(self.running, self._wake_read, timeout)
+        if self._suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
+            self._suspend.clear()
+            _suspend_all(list(self.running))
+        ended: list[Ended] = []
+        for pid in list(self.running):
+            outcome = self._reap(self.running[pid], self.terminal)
+            if outcome is not None:
+                finished = self.running.pop(pid)
+                if finished.gpu is not None and self.free_gpus is not None:
+                    self.free_gpus.append(finished.gpu)
+                ended.append(Ended(finished.job, outcome))
+        if self.kill_at is not None and time.monotonic() >= self.kill_at:
+            for run in self.running.values():
+                _kill_group(run.pid)
+        self.ending_tees = [tee for tee in self.ending_tees if not tee.reap()]
+        return ended
+
+    def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
+        """Pass `signum` on (SIGINT as SIGINT, SIGTERM and SIGHUP as SIGTERM) at the first call; runs
+        still there `grace_s` later are killed by `wait`. Returns at once, with what ended already."""
+        self._open()
+        if not self.received:
+            self.received.append(signum)
+        deadline = time.monotonic() + grace_s
+        if self.kill_at is None:
+            self.kill_at = deadline
+            forwarded = self.forwarded(signum)
+            for run in self.running.values() if forwarded is not None else ():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(run.pid, forwarded or signal.SIGTERM)  # (forwarded is not None here)
+        else:
+            self.kill_at = min(self.kill_at, deadline)
+        return self.wait(0.0)
+
+    def close(self) -> None:
+        """Kill what still runs (only after an error of the caller's), give the terminal back, restore handlers."""
+        for run in self.running.values():
+            _kill_group(run.pid)
+        for run in self.running.values():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(run.pid, 0)
+            run.tee.stop()
+        self.running.clear()
+        if self.terminal is not None:
+            child.take_terminal(self.terminal, os.getpgrp())
+        for tee in self.ending_tees:  # closed their pipes: exiting now (one left copying for a
+            if tee.exited:  # daemon that holds the run's output is not waited for)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(tee.pid, 0)
+        self.ending_tees = []
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+    def _open(self) -> None:
+        """Install the wake-up pipe, SIGCHLD and SIGTSTP handlers, and find the terminal (once)."""
+        if self._restore is not None:
+            return
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_read, False)
         os.set_blocking(wake_write, False)
         previous_wakeup = signal.set_wakeup_fd(wake_write)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         previous_chld = signal.signal(signal.SIGCHLD, lambda *_: None)  # a byte on the wake pipe
-        terminal = _foreground_terminal() if self.slots == 1 else None
-        suspend: list[int] = []
-        previous_tstp = signal.signal(signal.SIGTSTP, lambda signum, _: suspend.append(signum))
+        previous_tstp = signal.signal(signal.SIGTSTP, lambda signum, _: self._suspend.append(signum))
+        self.terminal = _foreground_terminal() if self.slots == 1 else None
+        self._wake_read = wake_read
+
+        def restore() -> None:
+            signal.signal(signal.SIGCHLD, previous_chld)
+            signal.signal(signal.SIGTSTP, previous_tstp)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_read)
+            os.close(wake_write)
+
+        self._restore = restore
+
+    def execute(self, jobs: Iterable[Job]) -> list[Outcome]:
+        """Run every job (in order, `slots` at once) until done or stopped; returns the outcomes of
+        the jobs that started, in the order they ended. Stop signals are handled here (the Slurm node
+        adds to `received` from its own USR2 handler); launches go through `expyrun.campaign.loop`.
+
+        `jobs` is consumed lazily, one job when a slot frees: after a stop signal none is taken.
+        """
+        pending = iter(jobs)
+        exhausted = False
+        outcomes: list[Outcome] = []
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
+        passed_on = 0
         try:
-            while not exhausted or running:
-                while not exhausted and not self.received and len(running) < self.slots:
+            self._open()
+            while True:
+                while not exhausted and self.has_free_slot():
                     job = next(pending, None)
                     if job is None:
                         exhausted = True
                         break
-                    started = self._start(job, terminal)
-                    running[started.pid] = started
-                if self.received:
-                    exhausted = True
-                if not running:
+                    started = self.submit(job)
+                    if self.on_start is not None:
+                        self.on_start(job, started.pid, started.gpu)
+                if not self.running:
                     break
-                self._wait(running, wake_read)
-                if suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
-                    suspend.clear()
-                    _suspend_all(list(running))
-                for pid in list(running):
-                    ended = self._reap(running[pid], terminal)
-                    if ended is not None:
-                        outcome = ended
-                        finished = running.pop(pid)
-                        if finished.gpu is not None and self.free_gpus is not None:
-                            self.free_gpus.append(finished.gpu)
-                        outcomes.append(outcome)
-                        if self.on_end is not None:
-                            self.on_end(finished.job, outcome)
-                self._pass_signals_on(running)
-                self.ending_tees = [tee for tee in self.ending_tees if not tee.reap()]
+                ended = self.wait(1.0)
+                if len(self.received) > passed_on:
+                    passed_on = len(self.received)
+                    ended += self.stop(0.0 if passed_on > 2 else self.grace_s, self.received[0])
+                for end in ended:
+                    outcomes.append(end.outcome)
+                    if self.on_end is not None:
+                        self.on_end(end.job, end.outcome)
                 if self.on_tick is not None:
                     self.on_tick()
         finally:
-            for run in running.values():  # only after an error of ours: leave nothing behind
-                _kill_group(run.pid)
-            if terminal is not None:
-                child.take_terminal(terminal, os.getpgrp())
-            for tee in self.ending_tees:  # closed their pipes: exiting now (one left copying for a
-                if tee.exited:  # daemon that holds the run's output is not waited for)
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(tee.pid, 0)
-            signal.signal(signal.SIGCHLD, previous_chld)
-            signal.signal(signal.SIGTSTP, previous_tstp)
+            self.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            signal.set_wakeup_fd(previous_wakeup)
-            os.close(wake_read)
-            os.close(wake_write)
         return outcomes
 
     @property
@@ -156,24 +225,23 @@ class LocalExecutor:
             environment["CUDA_VISIBLE_DEVICES"] = gpu
         if self.unbuffered:  # the user watches a terminal: Python programs the run starts print live too
             environment["PYTHONUNBUFFERED"] = "1"
-        tee = start_tee(prepared.run_dir / LOG_FILE)
+        tee = start_tee(prepared.run_dir / LOG_FILE, metrics=prepared.resolved.run.metrics)
         from_snapshot = not prepared.debug
         pid, result_fd = child.start(
             job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment, from_snapshot,
-            terminal,
+            terminal, no_stdin=self.slots > 1,
         )  # fmt: skip
         tee.close_writers()
         tee.watch(pid)
         os.set_blocking(result_fd, False)
         if terminal is not None:
             child.take_terminal(terminal, pid)
-        if self.on_start is not None:
-            self.on_start(job, pid, gpu)
         return _Running(job, pid, tee, result_fd, gpu)
 
-    def _wait(self, running: dict[int, _Running], wake_read: int) -> None:
+    def _wait(self, running: dict[int, _Running], wake_read: int, timeout: float) -> None:
         """Until a child may have changed state, a result arrived, a signal came, or a deadline passed."""
-        timeout = 1.0 if self.kill_at is None else max(0.0, min(1.0, self.kill_at - time.monotonic()))
+        if self.kill_at is not None:
+            timeout = max(0.0, min(timeout, self.kill_at - time.monotonic()))
         readers = [wake_read] + [run.result_fd for run in running.values() if run.result_fd is not None]
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
@@ -208,7 +276,12 @@ class LocalExecutor:
             message = json.loads(run.payload) if run.payload.strip() else {}
         except ValueError:
             message = {}
-        outcome = classify(status, message if isinstance(message, dict) else {}, self.stopped_by)
+        stopped_by = self.stopped_by
+        if terminal is not None and stopped_by is None and _stopped_by_ctrl_c(status):
+            # the run held the terminal, so Ctrl-C reached its group alone: this process hears it too
+            stopped_by = signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
+        outcome = classify(status, message if isinstance(message, dict) else {}, stopped_by)
         outcome.log_error = run.tee.log_error
         return outcome
 
@@ -217,18 +290,12 @@ class LocalExecutor:
         (a Slurm job's node side: Slurm signals every process of a job it stops)."""
         return signal.SIGINT if received == signal.SIGINT else signal.SIGTERM
 
-    def _pass_signals_on(self, running: dict[int, _Running]) -> None:
-        if not self.received:
-            return
-        if self.kill_at is None:
-            self.kill_at = time.monotonic() + self.grace_s
-            forwarded = self.forwarded(self.received[0])
-            for run in running.values() if forwarded is not None else ():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(run.pid, forwarded or signal.SIGTERM)  # (forwarded is not None here)
-        if len(self.received) > 2 or time.monotonic() >= self.kill_at:
-            for run in running.values():
-                _kill_group(run.pid)
+
+def _stopped_by_ctrl_c(wait_status: int) -> bool:
+    """Whether a run ended as SIGINT ends a program: killed by it, or exit status 130."""
+    if os.WIFSIGNALED(wait_status):
+        return os.WTERMSIG(wait_status) == signal.SIGINT
+    return os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 130
 
 
 def _read_result(run: _Running) -> None:

@@ -22,6 +22,7 @@ from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 from expyrun.run.shutdown import exit_grace, shut_down
 from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
+from expyrun.track.metrics import METRICS_ENV, METRICS_FILE
 
 
 class Terminated(BaseException):
@@ -32,12 +33,14 @@ Body = Callable[[], Any] | ExecSpec
 
 
 def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environment: dict[str, str],
-          from_snapshot: bool, terminal: int | None = None) -> tuple[int, int]:  # fmt: skip
+          from_snapshot: bool, terminal: int | None = None, no_stdin: bool = False) -> tuple[int, int]:  # fmt: skip
     """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe.
 
     `output`: the write ends its fds 1 and 2 become (the tee's pipes). `environment`: variables set
     for the run. `from_snapshot`: the code is imported from the run folder, which must stay as it was
     copied. `terminal`: a terminal whose foreground the run takes, so `input()` and Ctrl-Z work.
+    `no_stdin`: stdin is /dev/null (runs executing side by side: a read from a terminal they do not
+    own would stop them with SIGTTIN for good; they read end of file instead).
     The result pipe is not inherited by programs the run executes, and only the run process itself
     writes to it: a process the entry point forks never reports a result of its own.
     """
@@ -53,6 +56,10 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
             os.setpgid(0, 0)
             if terminal is not None:
                 take_terminal(terminal, os.getpgrp())
+            if no_stdin:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.close(null)
             os.dup2(output[0], 1)
             os.dup2(output[1], 2)
             for fd in set(output):
@@ -74,6 +81,7 @@ def _exec(spec: ExecSpec, run_dir: Path, cwd: Path, result_fd: int) -> None:
     be started, after saying why on stderr and exiting 127."""
     os.chdir(run_dir)
     environment = {**os.environ, "EXPYRUN_CWD": str(cwd), "EXPYRUN_RUN_DIR": str(run_dir), **spec.environment}
+    environment[METRICS_ENV] = str(run_dir / METRICS_FILE)  # what any program may append to (SPEC 11.1)
     if spec.reports:
         os.set_inheritable(result_fd, True)
         environment["EXPYRUN_RESULT_FD"] = str(result_fd)
@@ -163,6 +171,7 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
         sys.dont_write_bytecode = True
     os.environ["EXPYRUN_CWD"] = str(cwd)
     os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+    os.environ[METRICS_ENV] = str(run_dir / METRICS_FILE)  # for programs the run starts (SPEC 11.1)
     for stream in (sys.stdout, sys.stderr):  # fds 1 and 2 are pipes now: keep the order lines were written
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)
