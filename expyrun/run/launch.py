@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from expyrun import console
 from expyrun.config import ResolvedConfig, RunSection
 from expyrun.execute.local import Job, LocalExecutor, exit_code
-from expyrun.execute.outcome import Outcome
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.entry_point import call_entry_point
+from expyrun.run.outcome import Outcome
 from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
-from expyrun.run.record import RUN_FILE, now
+from expyrun.run.record import RUN_FILE, mark_outcome, mark_started
+from expyrun.run.status import Status
 
 if TYPE_CHECKING:
     from expyrun.run.git_state import GitProbe
@@ -81,7 +82,7 @@ def _launch(
 
     executor = LocalExecutor(gpus=gpus, on_start=on_start)
     outcomes = executor.execute([Job(prepared, work)])
-    outcome = outcomes[0] if outcomes else Outcome("interrupted", exit_code([], executor.stopped_by))
+    outcome = outcomes[0] if outcomes else Outcome(Status.INTERRUPTED, exit_code([], executor.stopped_by))
     if body is None:  # a study's own run has no result file: its trials do
         outcome = complete_outcome(outcome, prepared.resolved.run, prepared.run_dir)
         outcomes = [outcome]
@@ -116,9 +117,7 @@ def record_start(prepared: PreparedRun, gpu: str | None, gather: Callable[[], No
     """The run has started: `running`, with the launcher's pid (gone: `list` says died), its GPU and
     the environment `gather` adds, in one write. The run is already working: neither a failure to
     gather nor to write is a reason to stop it."""
-    prepared.record.update(status="running", pid=os.getpid(), started_at=now())
-    if gpu is not None:
-        prepared.record["gpu"] = gpu
+    mark_started(prepared.record, os.getpid(), gpu)
     try:
         gather()
     except Exception as error:
@@ -131,19 +130,14 @@ def record_start(prepared: PreparedRun, gpu: str | None, gather: Callable[[], No
 
 def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) -> None:
     """The end of the record: status, times, result and exception with secrets scrubbed."""
-    resolved, record = prepared.resolved, prepared.record
+    resolved = prepared.resolved
     outcome.exception, outcome.result = resolved.scrub(outcome.exception), resolved.scrub(outcome.result)
     if outcome.log_error is not None:
-        record["log_error"] = outcome.log_error
         console.warning(f"{prepared.run_dir / LOG_FILE} is incomplete: {outcome.log_error}")
-    record.update(
-        status=outcome.status,
-        ended_at=now(),
-        duration_s=round(duration_s, 3),
-        exit_code=outcome.exit_code,
-        exception=outcome.exception,
-        result=outcome.result,
-    )
+    mark_outcome(prepared.record, outcome, duration_s)
+    from expyrun.track.metrics import finish_fields
+
+    prepared.record.update(finish_fields(prepared.run_dir))  # what the run logged (SPEC 11.1), whatever its status
     prepared.release_reserve()
     try:
         prepared.write_record()
@@ -177,9 +171,9 @@ def record_environment(prepared: PreparedRun, git: GitProbe | None, config_file:
 
 
 def report(outcome: Outcome, run_dir: Path) -> None:
-    if outcome.status == "completed":
+    if outcome.status == Status.COMPLETED:
         console.info(f"completed: {run_dir}")
-    elif outcome.status == "interrupted":
+    elif outcome.status == Status.INTERRUPTED:
         console.warning(f"interrupted: {run_dir}")
     else:
         exception = outcome.exception or {}
