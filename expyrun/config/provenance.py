@@ -21,6 +21,20 @@ class Provenance:
         self.stored_pending: set[Path] | None = None
         self._lines: dict[Path, tuple[str, int]] | None = None
 
+    def copy(self) -> Provenance:
+        """A provenance of its own for a config derived from this one (a sweep point, a trial, a run
+        folder's copy): what it changes (`sweep_paths`, `trial_paths`, `env_used`) is not seen by the
+        config it came from nor by the other points. The files and their line map are shared: read only."""
+        new = Provenance(self.sources)
+        new.cli_paths = set(self.cli_paths)
+        new.default_paths = set(self.default_paths)
+        new.trial_paths = set(self.trial_paths)
+        new.sweep_paths = set(self.sweep_paths)
+        new.env_used = dict(self.env_used)
+        new.stored_pending = None if self.stored_pending is None else set(self.stored_pending)
+        new._lines = self._line_map()
+        return new
+
     def _line_map(self) -> dict[Path, tuple[str, int]]:
         """The last file (in merge order) that wrote each key, built once on demand."""
         if self._lines is None:
