@@ -64,71 +64,32 @@ def check_entry_point(run: RunSection) -> Path:
     return path
 
 
-def _static_signature_problem(source: bytes, name: str) -> tuple[int, str] | None:
-    """`(line, parameters)` when the module's own undecorated `def name(...)` cannot take
-    `(name, config)`; None when it can, or when the source does not say (decorated, assigned,
-    imported: the run child checks the function itself before calling it).
+_ANNOTATION = rb"""(?:\s*:\s*["'\w.]+(?:\[[^\[\]()=*]*\])?\s*)?"""
+_TWO_PLAIN_PARAMETERS = rb"\(\s*\w+" + _ANNOTATION + rb",\s*\w+" + _ANNOTATION + rb",?\s*\)"
 
-    The parameter list is cut out of the source by a pattern; `ast` (a few milliseconds to import)
-    parses it only when it is not two plain names.
+
+def _static_signature_problem(source: bytes, name: str) -> tuple[int, str] | None:
+    """`(line, parameters)` when the module's own undecorated top-level `def name(...)` cannot take
+    `(name, config)`; None when it can, or when the source does not say (decorated, assigned,
+    imported, defined under an `if`: the run child checks the function itself before calling it).
+
+    The common `def main(name, config)` (annotated or not) is recognised by a pattern; any other
+    text, and only then, is parsed with `ast` (a few milliseconds to import and parse).
     """
-    match = re.search(rb"^(?:async[ \t]+)?def[ \t]+" + re.escape(name.encode()) + rb"[ \t]*\(", source, re.M)
-    if match is None or _decorated(source, match.start()):
-        return None
-    parameters = _parenthesised(source, match.end())
-    if parameters is None:
-        return None
-    text = parameters.decode("utf-8", "replace")
-    line = source.count(b"\n", 0, match.start()) + 1
-    if re.fullmatch(r"\s*\w+\s*(:\s*[\w.]+\s*)?,\s*\w+\s*(:\s*[\w.]+\s*)?,?\s*", text):
+    word = re.escape(name.encode())
+    if re.search(rb"^(?:async[ \t]+)?def[ \t]+" + word + rb"[ \t]*" + _TWO_PLAIN_PARAMETERS, source, re.M):
         return None
     import ast
 
-    try:
-        arguments = ast.parse(f"def f({text}): pass").body[0].args  # type: ignore[attr-defined]
-    except SyntaxError:
+    definition = None
+    for node in ast.parse(source).body:  # the last binding of the name at the top level wins
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            definition = node
+        elif _defines(ast.Module(body=[node], type_ignores=[]), name):
+            definition = None
+    if definition is None or definition.decorator_list or _accepts_two_positional(definition.args):
         return None
-    if _accepts_two_positional(arguments):
-        return None
-    return line, " ".join(text.split())
-
-
-def _decorated(source: bytes, start: int) -> bool:
-    """Whether a decorator precedes the `def` at `start`: the last line before it that starts a
-    statement at the top level (blank lines, comments, indented lines and closing brackets skipped:
-    a decorator's arguments may span lines) starts with `@`."""
-    for previous in reversed(source[:start].splitlines()):
-        stripped = previous.strip()
-        if not stripped or stripped.startswith(b"#") or previous[:1].isspace() or stripped[:1] in b")]}":
-            continue
-        return stripped.startswith(b"@")
-    return False
-
-
-def _parenthesised(source: bytes, start: int) -> bytes | None:
-    """The text from `start` to its closing parenthesis (brackets and strings balanced); None if unclear."""
-    depth, index, quote = 1, start, None
-    while index < len(source):
-        char = source[index : index + 1]
-        if quote is not None:
-            if char == b"\\":
-                index += 1
-            elif char == quote:
-                quote = None
-        elif char in (b"'", b'"'):
-            quote = char
-        elif char in (b"(", b"[", b"{"):
-            depth += 1
-        elif char in (b")", b"]", b"}"):
-            depth -= 1
-            if depth == 0:
-                return source[start:index]
-        elif char == b"#":
-            end = source.find(b"\n", index)
-            index = len(source) if end < 0 else end
-            continue
-        index += 1
-    return None
+    return definition.lineno, ast.unparse(definition.args)
 
 
 def _accepts_two_positional(arguments: ast.arguments) -> bool:
