@@ -20,9 +20,12 @@ HELP = ("-h", "--help")
 
 USAGE = """\
 usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--needed] [--KEY VALUE | --KEY=VALUE | --+NEW.KEY VALUE]...
-       expyrun list [DIR] [--json]        (alias: ls)
+       expyrun list [DIR] [--json] [--where EXPR]... [--sort [-]KEY] [--group-by KEY] [--columns K,...]
+                    [--metrics M,...] [--status S] [--tag T] [--top N] [--format table|csv|json|jsonl]  (alias: ls)
        expyrun show RUN
-       expyrun diff RUN_A RUN_B
+       expyrun diff RUN_A RUN_B [--code]
+       expyrun tag RUN... +TAG -TAG
+       expyrun note RUN TEXT [--append]
        expyrun env RUN [--venv PATH] [--check]
        expyrun dashboard STUDY_RUN [--port P] [--allow-edits]
        expyrun --version | -h | --help
@@ -42,8 +45,12 @@ options:
 commands:
   list   every run below DIR: status (died when its process is gone), start, duration, commit,
          result, and the config values that differ between runs of the same name
+         (--where 'KEY OP VALUE', OP one of == != < <= > >= ~; KEY a dotted config key, name, status,
+         result[.NAME], tags, started, duration, metric.NAME[.min|.max])
   show   a run's metadata, resolved config and last log lines
   diff   config keys changed/added/removed, requirement changes and commit change between two runs
+  tag    add (+TAG) and remove (-TAG) tags of runs (annotations.json)
+  note   set a run's note, or add a line to it (--append)
   env    compare a run's frozen requirements with this interpreter (--check, exit 1 on differences)
          or create/sync a virtual environment matching them (--venv PATH, with pip-tools)
   dashboard  serve optuna-dashboard for a study folder's study on 127.0.0.1 (port 8080 or the next
@@ -144,6 +151,18 @@ def _dashboard(args: list[str]) -> int:
     return dashboard.main(args)
 
 
+def _tag(args: list[str]) -> int:
+    from expyrun.commands import tag
+
+    return tag.main(args)
+
+
+def _note(args: list[str]) -> int:
+    from expyrun.commands import note
+
+    return note.main(args)
+
+
 # The command table: a word before anything else names a command (unless a file has that name);
 # anything else is a config to launch (`commands/launch.py`). Each handler imports its module only
 # when called, so a launch never pays for the browsing commands (nor they for the launch path).
@@ -154,6 +173,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "diff": _diff,
     "env": _env,
     "dashboard": _dashboard,
+    "tag": _tag,
+    "note": _note,
 }
 
 
@@ -164,7 +185,7 @@ def _refuse_misspelt_command(first: str) -> None:
     """
     if first.startswith("-") or "." in first or "/" in first or os.path.lexists(first):
         return
-    from expyrun.commands.arguments import misspelt
+    from expyrun.commands.suggest import misspelt
 
     command = misspelt(first, tuple(COMMANDS))
     if command is not None:

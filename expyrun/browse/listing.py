@@ -18,6 +18,8 @@ from expyrun import console
 from expyrun.browse.results import pairs_text, result_text
 from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
 from expyrun.browse.table import render
+from expyrun.run.status import Status
+from expyrun.track.annotations import read as read_annotations
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
 
@@ -35,6 +37,7 @@ def collect(root: Path) -> list[dict[str, Any]]:
                 console.warning(f"skipping {os.path.join(run_dir, 'run.json')}: not a run record ({problem})")
                 continue
             record["path"] = run_dir[prefix:] or "."
+            _annotate(record, run_dir)
             rows.append(record)
         jobs = slurm_jobs(rows)  # one squeue call for every queued or running Slurm run, if any
         for row in rows:
@@ -45,6 +48,15 @@ def collect(root: Path) -> list[dict[str, Any]]:
     finally:
         if collecting:
             gc.enable()
+
+
+def _annotate(record: dict[str, Any], run_dir: str) -> None:
+    """The run's tags and note (`annotations.json`) on its row, when it has any."""
+    found = read_annotations(run_dir)
+    if found.tags:
+        record["tags"] = list(found.tags)
+    if found.note:
+        record["note"] = found.note
 
 
 _ABSENT = object()
@@ -141,7 +153,7 @@ def _result(row: dict[str, Any]) -> str:
     return result_text(trial.get("values") if trial.get("values") is not None else result)
 
 
-_STYLES = {"failed": "red", "died": "red", "interrupted": "yellow"}
+_STYLES: dict[str, str] = {Status.FAILED: "red", Status.DIED: "red", Status.INTERRUPTED: "yellow"}
 
 
 def render_rows(rows: list[dict[str, Any]], colour: bool = False, width: int | None = None) -> str:
@@ -149,8 +161,14 @@ def render_rows(rows: list[dict[str, Any]], colour: bool = False, width: int | N
     table = [cells(row) for row in rows]
     styles = [_STYLES.get(row["status"]) for row in rows]
     columns: tuple[str, ...] = COLUMNS
+    if any(row.get("tags") for row in rows):  # SPEC 12.2: tags shown by list
+        columns = (*COLUMNS[:-1], "tags", COLUMNS[-1])
+        table = [
+            [*cell[:-1], " ".join(row.get("tags") or ()) or "-", cell[-1]]
+            for cell, row in zip(table, rows, strict=True)
+        ]
     if any(row.get("slurm") for row in rows) or len({row.get("host") for row in rows}) > 1:  # where each ran
-        columns = (*COLUMNS[:2], "host", *COLUMNS[2:])
+        columns = (*columns[:2], "host", *columns[2:])
         hosts = [(row.get("slurm") or {}).get("node") or row.get("host") or "-" for row in rows]
         table = [[*cell[:2], _short(host), *cell[2:]] for cell, host in zip(table, hosts, strict=True)]
     return render(columns, table, styles, colour=colour, width=width)
@@ -168,11 +186,65 @@ def _terminal() -> tuple[bool, int | None]:
     return colour, width
 
 
-def list_runs(root: Path, as_json: bool) -> int:
+def add_list_options(parser: Any) -> None:
+    """`list`'s query options (SPEC 12.1), defined with the code that answers them."""
+    from expyrun.browse.report import add_options
+
+    add_options(parser)
+
+
+def sort_values(args: list[str]) -> list[str]:
+    """`--sort -result` as `--sort=-result`: argparse takes a value starting with `-` for an option."""
+    out: list[str] = []
+    for arg in args:
+        if out and out[-1] == "--sort" and arg.startswith("-") and arg != "--":
+            out[-1] = f"--sort={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def list_runs(root: Path, as_json: bool, options: Any = None) -> int:
+    """Print the runs below `root`: the table on stderr, or JSON / the asked format on stdout."""
+    asked = None
+    if options is not None and hasattr(options, "where"):
+        from expyrun.browse.report import question
+
+        asked = question(options)  # checked before any run is read
     rows = collect(root)
+    if asked is not None and not asked.plain:
+        return _answer(root, rows, asked, as_json)
     if as_json:
         sys.stdout.write("".join(_ENCODE(row) + "\n" for row in rows))  # one encoder, not one per row
         return 0
     colour, width = _terminal()
     sys.stderr.write(render_rows(rows, colour, width) + f"{len(rows)} runs in {root}\n")
+    return 0
+
+
+def _answer(root: Path, rows: list[dict[str, Any]], asked: Any, as_json: bool) -> int:
+    """`list` with query options: the selected runs (or groups) as a table, csv, json or jsonl."""
+    from expyrun.browse import report
+
+    total = len(rows)
+    rows = report.select(rows, asked)
+    if as_json:
+        sys.stdout.write("".join(_ENCODE(row) + "\n" for row in rows[: asked.top]))
+        return 0
+    for row in rows:
+        row["list_dir"] = report.data_dir(str(root), row["path"])
+    header, shown = report.answer(rows, asked)
+    if asked.format != "table":
+        report.write_data(header, shown, asked.format, sys.stdout)
+        return 0
+    colour, width = _terminal()
+    if asked.group_by:
+        titles, table = report.group_table(header, shown, _short)
+        styles: list[str | None] = [None] * len(table)
+        count = f"{len(shown)} groups of {len(rows)} runs ({total} in {root})\n"
+    else:
+        titles, table = header, report.table_cells(header, shown, _short, cells)
+        styles = [_STYLES.get(row["status"]) for row in shown]
+        count = f"{len(shown)} of {total} runs in {root}\n" if len(shown) < total else f"{total} runs in {root}\n"
+    sys.stderr.write(render(titles, table, styles, colour=colour, width=width) + count)
     return 0

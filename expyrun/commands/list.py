@@ -13,10 +13,12 @@ def main(args: list[str]) -> int:
     parser = CommandParser(prog="expyrun list")
     parser.add_argument("dir", nargs="?", default=".")
     parser.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
-    options = parser.parse_args(args)
-    from expyrun.browse.listing import list_runs
+    from expyrun.browse.listing import add_list_options, list_runs, sort_values
+
+    add_list_options(parser)
+    options = parser.parse_args(sort_values(args))
 
     root = Path(options.dir)
     if not root.is_dir():
         raise UsageError(f"{options.dir}: no such folder")
-    return list_runs(root, options.json)
+    return list_runs(root, options.json, options)

@@ -18,6 +18,14 @@ def _show(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def origins(resolved: ResolvedConfig) -> dict[str, str]:
+    """Where each leaf key's value came from, as `--explain` says it (`file.yml:LINE`, `cli`,
+    `env $VAR (...)`, `sweep`, `trial`, `default`): kept in `run.json` `provenance` so `diff`
+    can tell a value changed on the command line from one edited in a file, long after the run."""
+    origin = resolved.provenance.origin
+    return {dotted(path): origin(path) for path in flatten(resolved.for_disk())}
+
+
 def explain(resolved: ResolvedConfig) -> str:
     """One line per leaf: keys, values and file names are the config's, shown with control
     characters escaped (JSON leaves DEL and C1 controls such as the one-byte CSI as they are)."""

@@ -122,13 +122,17 @@ def _fill(
     if run.is_command:  # `{__run__.__code__}` in the command and templates names the copy (--debug: the
         # original, absolute: the command runs in the run folder)
         resolved = _with_code(resolved, original_code if debug else run_dir / CODE_FOLDER, cwd)
-    elif not debug:
-        for section in (resolved.raw, resolved.values):
-            section["__run__"]["__code__"] = str(run_dir)
+    elif not debug:  # config.yml names the run folder (a rerun executes the snapshot); a new config
+        resolved = resolved.with_values({("__run__", "__code__"): str(run_dir)})
     (run_dir / "raw_config.yml").write_text(resolved.raw_text(), encoding="utf-8")
     (run_dir / "config.yml").write_text(resolved.config_text(), encoding="utf-8")
     record = start_record(run.name, run_dir, debug, argv, cwd, status=Status.QUEUED)
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
+    from expyrun.config.explain import origins
+    from expyrun.track.annotations import write_launch_tags
+
+    record["provenance"] = origins(resolved)  # SPEC 12.3: where each value came from, for `diff`
+    write_launch_tags(run_dir, resolved.values["__run__"].get("__tags__"))
     record.update(fields)
     _note_rerun(record, original_code)
     if not debug and clone_of is not None and clone_of.snapshot is not None:
@@ -177,11 +181,12 @@ def _note_rerun(record: dict[str, Any], code: Path) -> None:
 
 
 def _with_code(resolved: ResolvedConfig, code: Path, cwd: Path) -> ResolvedConfig:
-    """The config resolved again with `__run__.__code__` naming `code` (the run folder's copy)."""
+    """The config resolved again with `__run__.__code__` naming `code` (the run folder's copy); a new
+    config: `resolved` (which a sweep's other points share) is not changed."""
     from expyrun.config.resolve import interpolate, resolution_environ
 
-    resolved.raw["__run__"]["__code__"] = str(code)
-    return interpolate(resolved.raw, resolved.provenance, cwd, resolution_environ(cwd), [])
+    raw = resolved.with_values({("__run__", "__code__"): str(code)}).raw
+    return interpolate(raw, resolved.provenance.copy(), cwd, resolution_environ(cwd), [])
 
 
 def _reserve(path: Path, size: int) -> None:
