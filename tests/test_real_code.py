@@ -294,11 +294,13 @@ def test_an_entry_point_without_the_name_parameter_is_refused_before_anything_is
         "\n    name,  # the run's name\n    config=None,\n    *,\n    verbose: bool = False,\n",
         "*arguments",
         "name, config, extra=(1, 2)",
+        "name, config, /",
     ],
-    ids=["plain", "annotated", "multi-line", "varargs", "default"],
+    ids=["plain", "annotated", "multi-line", "varargs", "default", "positional-only"],
 )
 def test_entry_points_that_can_be_called_with_name_and_config_pass_the_check(project, parameters):
-    write(project / "pkg" / "main.py", f"def main({parameters}):\n    return 1\n")
+    example = '"""Not like this:\ndef main(config):\n"""\n'  # text, not the entry point
+    write(project / "pkg" / "main.py", f"{example}def main({parameters}):\n    return 1\n")
     write(project / "c.yml", RUN_SECTION)
     result = launch(project, "c.yml", "--dry-run")
     assert result.returncode == 0, result.stderr
