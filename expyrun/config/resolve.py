@@ -26,9 +26,10 @@ RESERVED_SECTIONS = ("__run__", "__optuna__", "__launch__", "__sweep__", "__tria
 FILE_SECTIONS = ("__default__", "__new_key_policy__")
 RUN_KEYS = (
     "__main__", "__name__", "__output_dir__", "__code__", "__secrets__", "__max_file_mb__",
-    "__command__", "__templates__", "__result__", "__ignore_exit_code__", "__python__",
+    "__command__", "__templates__", "__result__", "__ignore_exit_code__", "__python__", "__metrics__",
+    "__tags__",
 )  # fmt: skip
-FUTURE_RUN_KEYS = ("__metrics__", "__tags__")  # in the specification, not in this version
+FUTURE_RUN_KEYS: tuple[str, ...] = ()  # in the specification, not in this version
 MIN_SECRET_TEXT = 6  # shorter secrets are replaced only where a whole value equals them
 _ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +48,7 @@ class RunSection(NamedTuple):
     result_file: str | None = None
     ignore_exit_code: bool = False
     python: FsPath | None = None  # another interpreter for `main`, or whose distributions a command's run freezes
+    metrics: tuple[str, ...] = ()  # `__metrics__`: regular expressions matched against the run's output lines
 
     @property
     def is_command(self) -> bool:
@@ -143,6 +145,28 @@ class ResolvedConfig:
     def user_config(self) -> dict:
         """What the entry point receives: everything but the reserved sections."""
         return {key: value for key, value in self.values.items() if key not in RESERVED_SECTIONS}
+
+    def with_values(self, changes: Mapping[Path, Any]) -> ResolvedConfig:
+        """A new config with these values set, in `raw` and `values` alike; this one is not changed.
+
+        A resolved config is never changed after resolution: it is shared (by a sweep's points, a
+        study's trials, the run folder written from it). Only the sections along each changed path
+        are copied, the rest is shared. Nothing is interpolated or validated again, and `run` (the
+        validated `__run__`) stays: `prepare` writes `__run__.__code__: RUN_DIR` into the folder's
+        `config.yml` (a rerun executes the snapshot) while this run still reads its code from `run.code`.
+        """
+        raw, values = dict(self.raw), dict(self.values)
+        for path, value in changes.items():
+            for tree in (raw, values):
+                node = tree
+                for key in path[:-1]:
+                    node[key] = dict(node[key])
+                    node = node[key]
+                node[path[-1]] = value
+        new = ResolvedConfig(raw, values, self.provenance, self.run, self.warnings, self.secret_paths,
+                             self.secret_values)  # fmt: skip
+        new.stored_pending = self.stored_pending
+        return new
 
 
 def resolve_config(
@@ -336,6 +360,10 @@ def _check_sections(raw: dict, provenance: Provenance) -> None:
 def _check_run_keys(run: dict, provenance: Provenance) -> None:
     """Refuse a `__run__` key expyrun does not read: a misspelt `__name__` would be ignored silently."""
     for key in run:
+        if key == "__tags__":
+            from expyrun.config.tags import check_launch_tags
+
+            check_launch_tags(run[key], provenance.where(("__run__", key)))
         if key in RUN_KEYS:
             continue
         where = provenance.where(("__run__", key))
@@ -413,7 +441,7 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
     if isinstance(max_file_mb, bool) or not isinstance(max_file_mb, (int, float)) or max_file_mb <= 0:
         where = provenance.where(("__run__", "__max_file_mb__"))
         raise ConfigError(f"{where}: `__run__.__max_file_mb__` must be a positive number")
-    from expyrun.config.run_options import command_options
+    from expyrun.config.run_options import command_options, metric_patterns
 
     return RunSection(
         main,
@@ -423,4 +451,5 @@ def _validate_run(run: dict, provenance: Provenance, cwd: FsPath, secrets: tuple
         secrets,
         float(max_file_mb),
         *command_options(run, provenance.where, cwd),
+        metric_patterns(run, provenance.where),
     )
