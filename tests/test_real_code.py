@@ -385,3 +385,12 @@ def test_a_stop_signal_while_the_run_waits_for_its_threads_interrupts_it_at_once
         process.kill()
         process.communicate()
     assert run_json(only_run(project))["status"] == "interrupted"
+
+
+def test_sys_exit_without_a_message_completes_the_run_under_every_interpreter(project, interpreter):
+    write(project / "pkg" / "main.py", "import sys\ndef main(name, config):\n    sys.exit()\n")
+    write(project / "c.yml", RUN_SECTION + interpreter)
+    result = launch(project, "c.yml")
+    assert result.returncode == 0, result.stderr
+    run = run_json(only_run(project))
+    assert run["status"] == "completed" and run["result"] is None and run.get("exception") is None
