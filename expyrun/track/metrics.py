@@ -128,7 +128,7 @@ class Writer:
                 parts.append(encoded + encode_number(value))
         if not parts:
             raise TypeError("expyrun.log: no values to log (give them as keywords: expyrun.log(loss=0.3))")
-        if step is not None:
+        if step is not None and type(step) is not int:
             step = _step(step)
         with self.lock:
             if step is None:
