@@ -20,7 +20,7 @@ from expyrun.campaign.loop import Next, PointFailed, run_points
 from expyrun.errors import ExpyrunError
 from expyrun.execute.contract import Job
 from expyrun.execute.outcome import Outcome
-from expyrun.sweep.run import point_config, point_fields
+from expyrun.sweep.run import check_points, point_config, point_fields
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -151,8 +151,7 @@ def run_sweep(
 
     cwd = Path.cwd()
     run = resolved.run
-    for point in spec.points():  # a point whose config does not resolve is found before anything exists
-        point_config(resolved, point, cwd)
+    check_points(resolved, spec, cwd)  # a point whose config does not resolve is found before anything exists
     base = run.output_dir / "DEBUG" / spec.name if debug else run.output_dir / spec.name
     folder = allocate_run_dir(base, "sweep")
     record = SweepRecord(folder, spec, argv)

@@ -6,6 +6,7 @@ The sweep itself runs on the one loop (`expyrun.campaign.sweep`); Slurm's submit
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ from expyrun.sweep.record import SWEEP_FILE, SWEEP_LOG, SweepRecord
 from expyrun.sweep.references import set_point_references
 from expyrun.sweep.spec import Point, SweepSpec
 
-__all__ = ["SWEEP_FILE", "SWEEP_LOG", "SweepRecord", "describe_points", "point_config", "point_fields"]
+__all__ = [
+    "CHECK_LIMIT", "DRY_RUN_POINTS", "SWEEP_FILE", "SWEEP_LOG", "SweepRecord", "check_points", "describe_points",
+    "point_config", "point_fields",
+]  # fmt: skip
 
 
 def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedConfig:
@@ -38,9 +42,10 @@ def point_config(resolved: ResolvedConfig, point: Point, cwd: Path) -> ResolvedC
             path, _ = existing_key(raw, key, label)
             set_at(raw, path, copy_tree(value))
             paths.add(path)
-    resolved.provenance.sweep_paths |= paths
-    set_point_references(raw, point.variant, point.index, resolved.provenance.where)
-    return interpolate(raw, resolved.provenance, cwd, environ, [])
+    provenance = resolved.provenance.copy()  # the sweep's config is shared by every point: not changed
+    provenance.sweep_paths |= paths
+    set_point_references(raw, point.variant, point.index, provenance.where)
+    return interpolate(raw, provenance, cwd, environ, [])
 
 
 _BASE: list[tuple[ResolvedConfig, Path, dict[str, Any], dict[str, str]]] = []  # the last sweep's, see _base
@@ -62,8 +67,29 @@ def point_fields(folder: Path, point: Point) -> dict[str, Any]:
     return {"sweep": {"dir": str(folder), "point": point.index, "variant": point.variant, "overrides": point.values}}
 
 
-def describe_points(resolved: ResolvedConfig, spec: SweepSpec, cwd: Path) -> Iterator[dict[str, Any]]:
-    """Each point as `--dry-run` prints it: index, variant, values and the run name it resolves to."""
+CHECK_LIMIT = 10_000  # a sweep up to this size has every point's config checked before anything exists
+DRY_RUN_POINTS = 100  # `--dry-run` lists at most this many points (and says how many there are)
+
+
+def check_points(resolved: ResolvedConfig, spec: SweepSpec, cwd: Path) -> None:
+    """Before anything exists: every point's config resolves (names, templates, references: what
+    depends on the combination; each value alone was checked by `parse_sweep`). Past `CHECK_LIMIT`
+    points only the first is, and each other point is checked as it is prepared: one that fails
+    then fails alone and the sweep goes on (checking a million configs would take minutes)."""
+    for point in itertools.islice(spec.points(), None if spec.size <= CHECK_LIMIT else 1):
+        point_config(resolved, point, cwd)
+
+
+def describe_points(
+    resolved: ResolvedConfig, spec: SweepSpec, cwd: Path, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """Each point as `--dry-run` prints it: index, variant, values and the run name it resolves to;
+    the first `limit` of them, the others (up to `CHECK_LIMIT`) checked as a launch would check them."""
     for point in spec.points():
+        if limit is not None and point.index >= limit:
+            if spec.size <= CHECK_LIMIT:
+                point_config(resolved, point, cwd)
+                continue
+            return
         config = point_config(resolved, point, cwd)
         yield {"point": point.index, "variant": point.variant, "values": point.values, "name": config.run.name}

@@ -56,6 +56,26 @@ class SweepSpec(NamedTuple):
                     yield Point(index, variant, values)
                     index += 1
 
+    def point(self, index: int) -> Point:
+        """Point `index` alone, as `points()` would yield it, without producing those before it (the
+        sweep record writes a point's values when it first hears of it)."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"point {index} of a sweep of {self.size}")
+        zipped = len(next(iter(self.zip.values()))) if self.zip else 1
+        rest, zip_index = divmod(index, zipped)
+        grid_values: list[tuple[str, Any]] = []
+        for key, column in reversed(self.grid.items()):  # the last grid key advances fastest
+            rest, position = divmod(rest, len(column))
+            grid_values.append((key, column[position]))
+        variant: str | None = None
+        values: dict[str, Any] = {}
+        if self.variants:
+            variant = list(self.variants)[rest]
+            values.update(self.variants[variant])
+        values.update(reversed(grid_values))
+        values.update((key, column[zip_index]) for key, column in self.zip.items())
+        return Point(index, variant, values)
+
 
 def _err(key: str, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError(f"`__sweep__.{key}`: {message}", hint)
