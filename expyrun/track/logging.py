@@ -69,7 +69,9 @@ def log(step: int | None = None, *, index: int | None = None, **values: Any) -> 
         encoded = _data.get(_RUN_DIR_KEY)
         writer = _by_encoded.get(encoded)
         if writer is None and encoded:
-            writer = _by_encoded[encoded] = _writer()
+            writer = _writer()
+            if writer is not None:
+                _by_encoded[encoded] = writer
     if writer is None:
         writer = _writer(index)
         if writer is None:
