@@ -94,3 +94,11 @@ def job_script(
     else:
         lines.append(f"{command} {shlex.quote(str(folders[0]))}")
     return "\n".join(lines) + "\n"
+
+
+def config_digest(run_dir: Path) -> str:
+    """The sha256 of a prepared folder's `config.yml`: recorded at submission, checked by the node
+    (`slurm_node.SlurmHooks.check`) before it executes the folder."""
+    import hashlib
+
+    return hashlib.sha256((run_dir / "config.yml").read_bytes()).hexdigest()

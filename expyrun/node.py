@@ -1,0 +1,230 @@
+"""The node entry: `python -m expyrun.node FOLDER` executes one prepared run folder on this machine.
+
+A way in, beside the command line: a scheduler that moved a prepared folder's execution elsewhere
+(Slurm now; a queue and Ray next) starts this on the machine that runs it, as submitit's
+`process_job(folder)` does. It executes the folder exactly as a local launch would (the local
+executor: the same run child, tee, signals and record as on a laptop), with the scheduler's
+specifics as hooks (`execute/node_hooks.py`; Slurm's: `execute/slurm_node.py`).
+
+The contract:
+- FOLDER holds what `run/prepare.py` makes: `run.json` with `status` `queued` (or `running`: an
+  attempt that died without ending its record) and the `cwd` of the launch; `config.yml`, the
+  resolved config, read back as the values it records (never interpolated again; its secrets come
+  from this process's environment, as a rerun of `config.yml` does); the code snapshot
+  (`code/`) unless the run is `--debug`. `run.json`'s `slurm` field (written at submission)
+  selects the Slurm hooks; its `sweep` (`dir`, `point`) and `study` fields make the folder a sweep
+  point or a study's own run.
+- It writes what a local launch writes: `run.json` (`running` with this machine's host, pid and
+  interpreter and `attempt`, then how it ended), `outputs.log`, `requirements.txt`, the result,
+  and the point's line of its sweep's `sweep.json`. A folder whose config cannot be read here is
+  recorded `failed` (exit code 2) with the reason.
+- The run gets `EXPYRUN_ATTEMPT` (1 for the first execution of the folder, one more each time it
+  is executed again: a Slurm requeue) and, for a sweep point, `EXPYRUN_SWEEP_POINT`.
+- Exit codes: those of a local launch (0 completed, 1 failed, 130 SIGINT, 143 SIGTERM); 0 without
+  executing anything for a folder already ended (a duplicate start executes a run once); 2 for a
+  folder that is not a prepared run folder or cannot be executed here (one line on stderr).
+- Signals: SIGINT, SIGTERM and SIGHUP are passed on to the run as a local launch does; SIGUSR2 is
+  ignored until the run starts, then the hooks decide (Slurm: its time-limit warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from expyrun import console
+from expyrun.errors import ExpyrunError
+from expyrun.execute.local import Job, LocalExecutor
+from expyrun.execute.node_hooks import NodeHooks
+from expyrun.run.record import RUN_FILE, host_name, mark_finished, write_record
+from expyrun.run.status import ACTIVE, Status
+
+if TYPE_CHECKING:
+    from expyrun.config import ResolvedConfig
+    from expyrun.execute.launch_spec import LaunchSpec
+    from expyrun.run.outcome import Outcome
+    from expyrun.run.prepare import PreparedRun
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m expyrun.node FOLDER`: the exit code of the folder's execution (see the contract above)."""
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # until the run starts (its default would kill a Slurm job)
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        console.error("usage: python -m expyrun.node FOLDER")
+        return 2
+    try:
+        return execute_folder(Path(args[0]).absolute())
+    except ExpyrunError as error:
+        console.error(str(error))
+        return error.exit_code
+
+
+def execute_folder(run_dir: Path) -> int:
+    """Execute the prepared folder `run_dir` here; the exit code of a local launch."""
+    try:
+        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ExpyrunError(f"{run_dir}: not a prepared run folder ({error})") from None
+    if record.get("status") not in ACTIVE:
+        console.info(f"{run_dir} is already {record.get('status')}: not executed again")
+        return 0
+    with contextlib.suppress(OSError):  # where expyrun was launched, as a local launch runs there
+        os.chdir(record["cwd"])
+    from expyrun.config import resolve_config
+    from expyrun.execute.launch_spec import parse_launch
+
+    hooks = _hooks(record)
+    attempt = int(record.get("attempt") or 0) + 1
+    try:
+        hooks.check(run_dir, record)
+        resolved = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
+        section = resolved.values.get("__launch__") or {}
+        hooks.configure(section)
+        launch_spec = parse_launch(section, resolved.values.get("__optuna__"), on_node=True)
+    except ExpyrunError as error:  # e.g. a secret variable missing from this machine's environment
+        _fail_before_start(run_dir, record, attempt, type(error).__name__, str(error))
+        raise
+    return _Attempt(run_dir, record, resolved, launch_spec, attempt, hooks).execute()
+
+
+def _hooks(record: dict[str, Any]) -> NodeHooks:
+    """The scheduler's hooks: Slurm's for a folder submitted to Slurm, none otherwise."""
+    if isinstance(record.get("slurm"), dict):
+        from expyrun.execute.slurm_node import SlurmHooks
+
+        return SlurmHooks()
+    return NodeHooks()
+
+
+def _fail_before_start(run_dir: Path, record: dict[str, Any], attempt: int, kind: str, message: str) -> None:
+    """The folder cannot be executed on this machine: its record says why (not `queued` for good)."""
+    from expyrun.execute.slurm_node import update_sweep
+
+    record.update(attempt=attempt, host=host_name())
+    mark_finished(record, Status.FAILED, 2, exception={"type": kind, "message": message})
+    with contextlib.suppress(OSError):
+        write_record(run_dir, record)
+    update_sweep(record, Status.FAILED, None, record["exception"])
+
+
+class _Attempt:
+    """One execution of the folder on this machine."""
+
+    def __init__(self, run_dir: Path, record: dict[str, Any], resolved: ResolvedConfig, launch: LaunchSpec,
+                 attempt: int, hooks: NodeHooks) -> None:  # fmt: skip
+        from expyrun.run.prepare import PreparedRun
+
+        self.prepared = PreparedRun(resolved, run_dir, record, bool(record.get("debug")))
+        self.launch = launch
+        self.attempt = attempt
+        self.hooks = hooks
+
+    def execute(self) -> int:
+        from expyrun.execute.local import exit_code
+        from expyrun.execute.slurm_node import update_sweep
+        from expyrun.run.launch import finish_record, report
+        from expyrun.run.outcome import Outcome
+
+        prepared = self.prepared
+        hooks = self.hooks
+        hooks.starting(prepared.run_dir, self.attempt)
+        environment = {"EXPYRUN_ATTEMPT": str(self.attempt)}
+        sweep = prepared.record.get("sweep")
+        if isinstance(sweep, dict):
+            environment["EXPYRUN_SWEEP_POINT"] = str(sweep.get("point"))
+        gpus = self.launch.gpus if not prepared.record.get("study") else None  # a study's trial workers take them
+        executor = _HookedExecutor(hooks, gpus=gpus, on_start=self._on_start)
+        started = time.monotonic()
+        work = hooks.wrap_work(self._work())
+        with hooks.executing(executor.received):
+            outcomes = executor.execute([Job(prepared, work, environment)])
+        hooks.stopped(executor.stopped_by)
+        outcome = outcomes[0] if outcomes else Outcome(Status.INTERRUPTED, exit_code([], executor.stopped_by))
+        outcome = self._complete(outcome)
+        code = hooks.take_over_end(prepared, outcome)
+        if code is not None:
+            return code
+        finish_record(prepared, outcome, time.monotonic() - started)
+        update_sweep(prepared.record, outcome.status, outcome.result, outcome.exception)
+        report(outcome, prepared.run_dir)
+        return exit_code([outcome], executor.stopped_by)
+
+    def _work(self) -> Any:
+        """What the run child does: the study driver for a study folder, else the entry point (or command)."""
+        from expyrun.run.launch import run_work
+
+        prepared = self.prepared
+        resolved = prepared.resolved
+        body = None
+        if prepared.record.get("study"):
+            from expyrun.run.prepare import run_base
+            from expyrun.tune.driver import Driver
+            from expyrun.tune.spec import parse_spec
+
+            spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
+            body = Driver(resolved, spec, run_base(resolved, prepared.debug), False, self.launch).run
+        return run_work(prepared, body)
+
+    def _complete(self, outcome: Outcome) -> Outcome:
+        """A command run's outcome read from its exit status and result file, as a local launch reads it."""
+        from expyrun.run.launch import complete_outcome
+
+        if self.prepared.record.get("study"):  # a study's own run has no result file: its trials do
+            return outcome
+        return complete_outcome(outcome, self.prepared.resolved.run, self.prepared.run_dir)
+
+    def _on_start(self, job: Job, pid: int, gpu: str | None) -> None:
+        from expyrun.execute.slurm_node import update_sweep
+        from expyrun.run.launch import record_start
+
+        prepared = self.prepared
+        record = prepared.record
+        record.update(host=host_name(), attempt=self.attempt)
+        self.hooks.on_start(record)
+        if prepared.resolved.run.python is None:  # the interpreter that runs it here
+            record["python"] = {"version": sys.version.split()[0], "executable": sys.executable}
+        record_start(prepared, gpu, self._gather)
+        update_sweep(record, Status.RUNNING)
+
+    def _gather(self) -> None:
+        """Frozen requirements of this machine's interpreter; git state only in `--debug`, where the code
+        runs from `__code__` as it is now (otherwise it was read where the snapshot was taken)."""
+        from expyrun.run.launch import record_environment
+
+        prepared: PreparedRun = self.prepared
+        if not prepared.debug:
+            record_environment(prepared, None, None)  # git state was recorded where the snapshot was taken
+            return
+        from expyrun.run.git_state import GitProbe
+
+        git = GitProbe(prepared.resolved.run.code)
+        try:
+            record_environment(prepared, git, None)
+        finally:
+            git.close()
+
+
+class _HookedExecutor(LocalExecutor):
+    """The local executor, whose stop signals are passed on to the run as the hooks say."""
+
+    def __init__(self, hooks: NodeHooks, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hooks = hooks
+
+    def forwarded(self, received: int) -> int | None:
+        return self.hooks.forwarded(received, super().forwarded(received))
+
+
+if __name__ == "__main__":
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
