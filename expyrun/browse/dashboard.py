@@ -18,7 +18,6 @@ origins are served (421 / 403 otherwise), and only GET and HEAD unless `--allow-
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import signal
@@ -61,19 +60,18 @@ class _Stopped(Exception):
 
 def locate(folder: Path) -> StudyLocation:
     """The study name and storage of a study run folder; UsageError when it is not one."""
-    record_path = folder / "run.json"
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from expyrun.run.record import RUN_FILE, load_record
+
+    record = load_record(folder)  # None: no run.json; {}: not a JSON object (unreadable, or a list...)
+    if not record:
         raise UsageError(
-            f"{folder}: not a study folder (no readable run.json)", "give a study run folder such as outputs/NAME/exp.0"
-        ) from None
-    if not isinstance(record, dict):
-        raise UsageError(f"{folder}: not a study folder (run.json is not a run record)")
+            f"{folder}: not a study folder (no readable {RUN_FILE})",
+            "give a study run folder such as outputs/NAME/exp.0",
+        )
     section = _optuna_section(folder / "config.yml")
     if section is None:
         trial = record.get("trial")
-        if isinstance(trial, dict) and (folder.parent.parent / "run.json").is_file():
+        if isinstance(trial, dict) and (folder.parent.parent / RUN_FILE).is_file():
             raise UsageError(
                 f"{folder}: a trial folder, not a study folder", f"give its study folder {folder.parent.parent}"
             )

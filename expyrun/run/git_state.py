@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     import subprocess
 
 DIFF_FILE = "git.diff"
-RUN_FILE = "run.json"  # (expyrun.run.record's name; not imported: this module is on every launch's path)
 CODE_FOLDER = "code"  # a command run's copy of `__code__` inside its run folder
 MAX_UNTRACKED_DIFFS = 1000  # untracked files added to git.diff one by one; more are only named
 
@@ -66,14 +65,10 @@ def origin_run(code: Path) -> Path | None:
 
 
 def _record(run_dir: Path) -> dict[str, Any] | None:
-    """A run folder's `run.json`, or None when there is none (or it is not a record)."""
-    import json
+    """A run folder's `run.json`, read by its owner; None when there is none (or it is not a record)."""
+    from expyrun.run.record import load_record
 
-    try:
-        record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+    return load_record(run_dir) or None
 
 
 class GitProbe:
