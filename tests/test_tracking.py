@@ -303,7 +303,7 @@ __optuna__:
 """
 
 
-@pytest.mark.parametrize("isolation", ["process", "inline"])
+@pytest.mark.parametrize("isolation", ["process", "inline", "inline\n  n_jobs: 2"])
 def test_a_trial_logs_into_its_own_folder_with_its_reported_values(project, isolation):
     config(
         project,
@@ -502,3 +502,22 @@ print(json.dumps({
 def test_reading_a_folder_that_is_not_a_sweep_says_so(swept):
     result = python("import expyrun\nexpyrun.sweep('outputs/grid')", swept)
     assert result.returncode == 1 and "is not a sweep folder" in result.stderr
+
+
+def test_an_ended_runs_columns_are_read_only_while_its_metrics_file_is_unchanged(swept):
+    run_dir = swept / "outputs" / "grid" / "lr0.1-b32" / "exp.0"
+    assert (run_dir / ".metrics.columns").is_file()
+    script = f"""
+frame = expyrun.runs({str(run_dir)!r}).metrics_frame("loss")
+print(json.dumps([[int(s), float(v)] for s, v in zip(frame["step"], frame["value"])]))
+"""
+    before = read(swept, script)
+    assert before == [[s, pytest.approx(0.1 * (4 - s) + 0.032)] for s in range(4)]
+    copy = swept / "copied" / "exp.0"
+    copy.mkdir(parents=True)
+    for name in ("run.json", "metrics.jsonl", ".metrics.columns"):
+        (copy / name).write_bytes((run_dir / name).read_bytes())
+    with (copy / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 9, "time": 1.0, "loss": 7.5}\n')  # appended after the run ended
+    after = read(swept, script.replace(str(run_dir), str(copy)))
+    assert after[-1] == [9, 7.5] and len(after) == 5
