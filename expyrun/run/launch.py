@@ -1,94 +1,31 @@
-"""Launching a resolved config as one run: prepare its folder, execute it locally, finish its record.
+"""The steps of one run around its execution: what its child does, its start and end in the record.
 
-The launcher (this process) supervises through the local executor; a forked tee writes
-`outputs.log`; a forked run child, leader of its own process group, calls the entry point (or a
-study driver). Git state and frozen requirements are recorded while the run already works.
+Whoever executes a prepared folder calls them (the loop, `campaign/`, for runs and sweep points;
+the node entry, `expyrun/node.py`, on a cluster node): git state and frozen requirements are
+recorded while the run already works, the outcome of a command run is read from its exit status
+and result file, and the end is reported. (Launching one run is `campaign/single.py`.)
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.config import ResolvedConfig, RunSection
-from expyrun.execute.local import Job, LocalExecutor, exit_code
+from expyrun.config import RunSection
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.entry_point import call_entry_point
 from expyrun.run.outcome import Outcome
-from expyrun.run.prepare import PreparedRun, prepare_run, snapshot_source
+from expyrun.run.prepare import PreparedRun
 from expyrun.run.record import RUN_FILE, mark_outcome, mark_started
 from expyrun.run.status import Status
 
 if TYPE_CHECKING:
     from expyrun.run.git_state import GitProbe
-
-
-def launch(
-    resolved: ResolvedConfig,
-    debug: bool,
-    argv: list[str],
-    config_file: Path | None = None,
-    body: Callable[[Path, Path], Any] | None = None,
-    record_fields: dict[str, Any] | None = None,
-    gpus: tuple[str, ...] | None = None,
-    needed: bool = False,
-) -> int:
-    """Run `resolved` in a new run folder; returns the exit code.
-
-    `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
-    `gpus`: the ids the run may take one of (it gets the first; `run.json` records it).
-    `needed`: do nothing when a completed run of the same config and code exists (`--needed`).
-    """
-    from expyrun.run.git_state import GitProbe
-
-    run = resolved.run
-    git = GitProbe(run.code, None if debug else snapshot_source(run))
-    try:
-        if needed and not debug:
-            from expyrun.run.needed import code_digest, find_done
-
-            done = find_done(resolved, code_digest(resolved, git.ignored()))
-            if done is not None:
-                console.info(f"already done: {done} has the same config and code (--needed): not run again")
-                return 0
-        return _launch(resolved, debug, argv, config_file, body, record_fields, git, gpus)
-    finally:
-        git.close()
-
-
-def _launch(
-    resolved: ResolvedConfig,
-    debug: bool,
-    argv: list[str],
-    config_file: Path | None,
-    body: Callable[[Path, Path], Any] | None,
-    record_fields: dict[str, Any] | None,
-    git: GitProbe,
-    gpus: tuple[str, ...] | None,
-) -> int:
-    prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields, git)
-    console.info(f"run folder: {prepared.run_dir}")
-    work = run_work(prepared, body)
-    started = time.monotonic()
-
-    def on_start(job: Job, pid: int, gpu: str | None) -> None:
-        record_start(job.prepared, gpu, lambda: record_environment(prepared, git, config_file))
-
-    executor = LocalExecutor(gpus=gpus, on_start=on_start)
-    outcomes = executor.execute([Job(prepared, work)])
-    outcome = outcomes[0] if outcomes else Outcome(Status.INTERRUPTED, exit_code([], executor.stopped_by))
-    if body is None:  # a study's own run has no result file: its trials do
-        outcome = complete_outcome(outcome, prepared.resolved.run, prepared.run_dir)
-        outcomes = [outcome]
-    finish_record(prepared, outcome, time.monotonic() - started)
-    report(outcome, prepared.run_dir)
-    return exit_code(outcomes, executor.stopped_by)
 
 
 def run_work(prepared: PreparedRun, body: Callable[[Path, Path], Any] | None = None) -> Any:
