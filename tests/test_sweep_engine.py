@@ -5,10 +5,12 @@ terminal, and many quick points never lose the race with their tee."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
-from conftest import run_expyrun, terminal_session, write
+import pytest
+from conftest import run_expyrun, start_expyrun, terminal_session, write
 
 SLOW_THEN_RECORD = """\
 import os, time
@@ -139,3 +141,79 @@ def test_a_hundred_quick_command_points_two_at_a_time_all_complete(tmp_path):
     assert data["counts"] == {"completed": 100}, data["counts"]
     for point in data["points"]:
         assert (Path(point["run_dir"]) / "outputs.log").read_text() == f"point {point['index']}\n"
+
+
+COUNTING = """\
+import os, time
+IMPORTS = []
+IMPORTS.append(time.time())
+CALLS = 0
+def main(name, config):
+    global CALLS
+    CALLS += 1
+    print("point", config["x"], "call", CALLS, flush=True)
+    if config["x"] == "c":
+        raise ValueError("c fails")
+    return {"calls": CALLS, "imports": len(IMPORTS), "pid": os.getpid(), "point": os.environ["EXPYRUN_SWEEP_POINT"]}
+"""
+
+
+def test_points_on_a_reused_worker_share_one_import_and_keep_their_own_records(project):
+    write(project / "pkg" / "main.py", COUNTING)
+    write(project / "c.yml", sweep_config("[a, b, c, d]", "__launch__: {reuse_workers: true}"))
+    result = run_expyrun(["c.yml"], project)
+    assert result.returncode == 1, result.stderr
+    points = sweep_json(project)["points"]
+    records = [run_json(p["run_dir"]) for p in points]
+    assert [r["status"] for r in records] == ["completed", "completed", "failed", "completed"]
+    results = [records[i]["result"] for i in (0, 1, 3)]
+    assert [r["calls"] for r in results] == [1, 2, 4] and {r["imports"] for r in results} == {1}
+    assert len({r["pid"] for r in results}) == 1 and [r["point"] for r in results] == ["0", "1", "3"]
+    assert records[2]["exception"] == {"type": "ValueError", "message": "c fails"}
+    logs = [(Path(p["run_dir"]) / "outputs.log").read_text() for p in points]
+    assert logs[0] == "point a call 1\n" and logs[1] == "point b call 2\n" and logs[3] == "point d call 4\n"
+    assert logs[2].startswith("point c call 3\n") and logs[2].rstrip().endswith("ValueError: c fails")
+
+
+def test_a_stop_signal_interrupts_points_on_reused_workers(project):
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import time
+        def main(name, config):
+            print("working", flush=True)
+            time.sleep(60)
+        """,
+    )
+    write(project / "c.yml", sweep_config("[a, b, c]", "__launch__: {reuse_workers: true, jobs: 2}"))
+    process = start_expyrun(["c.yml"], project)
+    deadline = time.monotonic() + 30
+    logs = project / "outputs" / "s"
+    while time.monotonic() < deadline and len(list(logs.glob("*/exp.0/outputs.log"))) < 2:
+        time.sleep(0.05)
+    while time.monotonic() < deadline and not all(
+        "working" in log.read_text() for log in logs.glob("*/exp.0/outputs.log")
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=30)
+    assert code == 143, process.stderr.read() if process.stderr else code
+    data = sweep_json(project)
+    assert data["status"] == "interrupted" and data["counts"] == {"interrupted": 2, "pending": 1}, data
+
+
+@pytest.mark.parametrize(
+    ("run", "launch", "fragment"),
+    [
+        ('  __command__: ["true"]\n  __code__: pkg\n', "{reuse_workers: true}", "not `__command__`"),
+        ("", "{reuse_workers: 1}", "`__launch__.reuse_workers`: expected true or false, got 1"),
+    ],
+)
+def test_reuse_workers_is_refused_where_it_means_nothing(project, run, launch, fragment):
+    config = sweep_config("[a, b]", f"__launch__: {launch}")
+    if run:
+        config = config.replace("  __main__: pkg.main:main\n", run)
+    write(project / "c.yml", config)
+    result = run_expyrun(["c.yml"], project)
+    assert result.returncode == 2 and fragment in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2 and not (project / "outputs").exists()

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from expyrun.config import ResolvedConfig
+    from expyrun.execute.contract import Executor
     from expyrun.execute.launch_spec import LaunchSpec
     from expyrun.run.git_state import GitProbe
     from expyrun.run.prepare import PreparedRun
@@ -143,7 +144,6 @@ def run_sweep(
     resolved: ResolvedConfig, spec: SweepSpec, launch: LaunchSpec, argv: list[str], debug: bool, needed: bool
 ) -> int:
     """Run every point of the sweep; exit 0 when all completed or were skipped, 1 if any failed."""
-    from expyrun.execute.local import LocalExecutor
     from expyrun.run.folder import allocate_run_dir
     from expyrun.run.git_state import GitProbe
     from expyrun.run.prepare import snapshot_source
@@ -151,6 +151,8 @@ def run_sweep(
 
     cwd = Path.cwd()
     run = resolved.run
+    if launch.reuse_workers:
+        check_reuse_workers(resolved)
     check_points(resolved, spec, cwd)  # a point whose config does not resolve is found before anything exists
     base = run.output_dir / "DEBUG" / spec.name if debug else run.output_dir / spec.name
     folder = allocate_run_dir(base, "sweep")
@@ -165,7 +167,7 @@ def run_sweep(
 
             digest = code_digest(resolved, git.ignored())
         proposer = SweepPoints(resolved, spec, record, argv, debug, git, digest)
-        result = run_points(proposer, LocalExecutor(launch.slots, launch.gpus))
+        result = run_points(proposer, _executor(launch, cwd, debug))
         code = result.exit_code
         status = {0: "completed", 1: "failed"}.get(code, "interrupted")
     finally:
@@ -174,3 +176,28 @@ def run_sweep(
     counts = record.data["counts"]
     console.info(f"sweep {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f": {folder}")
     return code
+
+
+def check_reuse_workers(resolved: ResolvedConfig) -> None:
+    """`__launch__.reuse_workers` needs a Python entry point run by expyrun's interpreter: a command
+    or `__python__` executes a new program per point, so there is nothing to import once (exit 2)."""
+    from expyrun.errors import ConfigError
+
+    run = resolved.run
+    if run.is_command or run.python is not None:
+        what = "`__command__`" if run.is_command else "`__python__`"
+        raise ConfigError(
+            f"`__launch__.reuse_workers`: needs a `__main__` entry point run by expyrun's interpreter, not {what}",
+            "a command or another interpreter starts a new process per point anyway: remove reuse_workers",
+        )
+
+
+def _executor(launch: LaunchSpec, cwd: Path, debug: bool) -> Executor:
+    """Where the points execute: forked run children, or reused worker processes."""
+    if launch.reuse_workers:
+        from expyrun.execute.reused_workers import ReusedWorkers
+
+        return ReusedWorkers(launch.slots, launch.gpus, cwd, no_bytecode=not debug)
+    from expyrun.execute.local import LocalExecutor
+
+    return LocalExecutor(launch.slots, launch.gpus)

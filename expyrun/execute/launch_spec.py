@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from expyrun.errors import ConfigError, did_you_mean
 
 LAUNCHERS = ("local", "slurm")
-_KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait")
+_KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait", "reuse_workers")
 
 
 class LaunchSpec(NamedTuple):
@@ -26,6 +26,7 @@ class LaunchSpec(NamedTuple):
     wait: bool = False
     slurm: Any = None  # SlurmOptions with `launcher: slurm`
     gpus_auto: bool = False  # `gpus: auto` on Slurm: detected on the node, not where expyrun submits
+    reuse_workers: bool = False  # a sweep's points in reused worker processes (entry module imported once each)
 
     @property
     def slots(self) -> int:
@@ -75,6 +76,16 @@ def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False
     wait = section.get("wait", False)
     if not isinstance(wait, bool):
         raise _err("wait", f"expected true or false, got {wait!r}")
+    reuse_workers = section.get("reuse_workers", False)
+    if not isinstance(reuse_workers, bool):
+        raise _err("reuse_workers", f"expected true or false, got {reuse_workers!r}")
+    if reuse_workers and optuna_section is not None:
+        raise _err(
+            "reuse_workers", "is for sweeps: a study's trials already run in reused workers",
+            "remove it (`__optuna__.isolation` chooses how trials run)",
+        )  # fmt: skip
+    if reuse_workers and launcher != "local":
+        raise _err("reuse_workers", f"is for local sweeps, not `launcher: {launcher}`")
     slurm, gpus_auto = None, False
     if launcher == "slurm" and not on_node:
         from expyrun.execute.slurm_options import parse_slurm
@@ -89,6 +100,7 @@ def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False
         wait=wait,
         slurm=slurm,
         gpus_auto=gpus_auto,
+        reuse_workers=reuse_workers,
     )
 
 

@@ -1,0 +1,138 @@
+"""Sweep points in reused worker processes: the Executor contract over the study's `WorkerPool`.
+
+Why: a point whose entry module takes long to import (torch, a big model library) pays that once
+per worker instead of once per point (`__launch__.reuse_workers: true`). The price, said in the
+README: module-level state lives on from one point to the next of a worker, there is no tee (the
+worker writes the point's `outputs.log` itself) and no process group per point (a process a
+point leaves behind is not stopped with it; a point cannot be killed alone without its worker).
+
+Workers stay in this process's group: Ctrl-C on a terminal reaches them with us, so a SIGINT that
+came that way is not sent again; any other stop signal is passed on to the busy workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import pickle
+import signal
+from pathlib import Path
+from typing import Any
+
+from expyrun.execute.contract import Ended, Job, Started
+from expyrun.execute.outcome import SIGNAL_EXIT, Outcome
+from expyrun.execute.trial_workers import Finished, WorkerPool
+from expyrun.run.child import Terminated
+
+_RUNNER = "expyrun.execute.point_runner:PointRunner"
+
+
+def point_call(job: Job) -> dict[str, Any]:
+    """What a worker needs to call the point's entry point: its run section, import root, config
+    and environment, pickled (the config may hold values JSON cannot)."""
+    prepared = job.prepared
+    resolved = prepared.resolved
+    environment = {**job.environment, "EXPYRUN_CWD": str(prepared.launch_cwd)}
+    call = (resolved.run, str(prepared.import_root), resolved.user_config(), environment)
+    return {"call": base64.b64encode(pickle.dumps(call)).decode("ascii")}
+
+
+class ReusedWorkers:
+    """`slots` worker processes (one per GPU id with `gpus`), each executing points one at a time."""
+
+    def __init__(self, slots: int, gpus: tuple[str, ...] | None, cwd: Path, no_bytecode: bool) -> None:
+        slots = slots if gpus is None else min(slots, len(gpus))
+        self.pool = WorkerPool(slots, {"runner": _RUNNER, "init": {}, "no_bytecode": no_bytecode}, cwd, gpus)
+        self.jobs: dict[int, Job] = {}
+        self.next_key = 0
+        self.stopped_by: int | None = None
+        self._wake: tuple[int, int] | None = None
+        self._previous_wakeup = -1
+
+    def has_free_slot(self) -> bool:
+        return self.stopped_by is None and self.pool.has_free_slot()
+
+    def submit(self, job: Job) -> Started:
+        self._open()
+        key, self.next_key = self.next_key, self.next_key + 1
+        self.jobs[key] = job
+        pid, gpu = self.pool.submit(key, point_call(job), job.prepared.run_dir)
+        return Started(job, pid, gpu)
+
+    def wait(self, timeout: float) -> list[Ended]:
+        self._open()
+        wake = self._wake[0] if self._wake is not None else None
+        ended = [self._ended(finished) for finished in self.pool.wait(timeout, wake)]
+        self._drain()
+        return ended
+
+    def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
+        """Busy workers get the signal (unless Ctrl-C gave it to them already) and `grace_s` to answer;
+        then they are killed. Blocks until every point ended."""
+        self._open()
+        if self.stopped_by is not None:
+            return []  # stopped already: the pool's stop waited for every point
+        self.stopped_by = signum
+        forwarded = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
+        if not (forwarded == signal.SIGINT and _terminal_foreground()):
+            for worker in self.pool.slots:
+                if worker is not None and worker.key is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.process.pid, forwarded)
+        exception = KeyboardInterrupt if forwarded == signal.SIGINT else Terminated
+        wake = self._wake[0] if self._wake is not None else None
+        return [self._ended(finished) for finished in self.pool.stop(grace_s, wake, exception)]
+
+    def close(self) -> None:
+        self.pool.close()
+        if self._wake is not None:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+
+    def _open(self) -> None:
+        """A wake-up pipe, so a signal ends a wait at once (select is retried after a handler)."""
+        if self._wake is not None:
+            return
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        self._previous_wakeup = signal.set_wakeup_fd(write)
+        self._wake = (read, write)
+
+    def _drain(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 4096):
+                    pass
+
+    def _ended(self, finished: Finished) -> Ended:
+        job = self.jobs.pop(finished.key)
+        return Ended(job, self._outcome(finished))
+
+    def _outcome(self, finished: Finished) -> Outcome:
+        reply = finished.reply or {}
+        interrupted = finished.interrupted or reply.get("interrupted")
+        if self.stopped_by is not None or interrupted or finished.killed:
+            stopped = self.stopped_by or (signal.SIGINT if interrupted == "SIGINT" else signal.SIGTERM)
+            outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(stopped)])
+            outcome.stopped = self.stopped_by is not None
+        elif finished.reply is None:
+            outcome = Outcome("failed", 1, exception={"type": "WorkerDied", "message": finished.failure or "gone"})
+        elif reply.get("status") == "completed":
+            outcome = Outcome("completed", 0, result=reply.get("result"))
+        else:
+            exception = reply.get("exception") or reply.get("error") or {"type": "Error", "message": "no answer"}
+            outcome = Outcome("failed", 1, exception=exception)
+        outcome.log_error = reply.get("log_error")
+        return outcome
+
+
+def _terminal_foreground() -> bool:
+    """Whether this process group holds its terminal's foreground: a Ctrl-C reached the workers too."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
