@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from expyrun.errors import Quiet
 from expyrun.run.command import ExecSpec
@@ -76,9 +76,9 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
     return pid, result_read
 
 
-def _exec(spec: ExecSpec, run_dir: Path, cwd: Path, result_fd: int) -> None:
-    """Become the program of a command run (or a `__python__` bootstrap); returns only if it cannot
-    be started, after saying why on stderr and exiting 127."""
+def _exec(spec: ExecSpec, run_dir: Path, cwd: Path, result_fd: int) -> NoReturn:
+    """Become the program of a command run (or a `__python__` bootstrap); when it cannot be started,
+    say why on stderr and exit 127."""
     os.chdir(run_dir)
     environment = {**os.environ, "EXPYRUN_CWD": str(cwd), "EXPYRUN_RUN_DIR": str(run_dir), **spec.environment}
     environment[METRICS_ENV] = str(run_dir / METRICS_FILE)  # what any program may append to (SPEC 11.1)
@@ -161,7 +161,7 @@ def jsonable(value: Any) -> Any:
     return None
 
 
-def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bool) -> int:
+def _run(body: Callable[[], Any], run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bool) -> int:
     owner = os.getpid()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -174,7 +174,7 @@ def _run(body: Body, run_dir: Path, cwd: Path, result_fd: int, from_snapshot: bo
     os.environ[METRICS_ENV] = str(run_dir / METRICS_FILE)  # for programs the run starts (SPEC 11.1)
     for stream in (sys.stdout, sys.stderr):  # fds 1 and 2 are pipes now: keep the order lines were written
         with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(line_buffering=True)
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # (a replaced stream may lack it)
     threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
     message: dict[str, Any] = {}
     try:
