@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
-from expyrun.execute.outcome import SIGNAL_EXIT, Outcome
+from expyrun.execute.outcome import Outcome
+from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
 
 if TYPE_CHECKING:
     from expyrun.execute.contract import Ended, Executor, Job
     from expyrun.run.prepare import PreparedRun
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 POLL_S = 1.0  # the longest the loop waits without looking at signals and ticking
 
@@ -108,9 +108,9 @@ def exit_code(outcomes: list[Outcome], stopped_by: int | None) -> int:
     1 if any failed, else 0."""
     if stopped_by is not None:
         return SIGNAL_EXIT[signal.Signals(stopped_by)]
-    if any(outcome.status == "interrupted" for outcome in outcomes):
-        return next(o.exit_code for o in outcomes if o.status == "interrupted")
-    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
+    if any(outcome.status == Status.INTERRUPTED for outcome in outcomes):
+        return next(o.exit_code for o in outcomes if o.status == Status.INTERRUPTED)
+    return 1 if any(outcome.status == Status.FAILED for outcome in outcomes) else 0
 
 
 class _Loop(Generic[P]):
@@ -171,7 +171,7 @@ class _Loop(Generic[P]):
         if self.received:  # a stop signal came while it was prepared: it is not executed
             from expyrun.execute.contract import Ended
 
-            outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(self.received[0])])
+            outcome = Outcome(Status.INTERRUPTED, SIGNAL_EXIT[signal.Signals(self.received[0])])
             outcome.stopped = True
             self.running[id(job)] = time.monotonic()
             self._end(Ended(job, outcome), executed=False)
@@ -194,7 +194,7 @@ class _Loop(Generic[P]):
 
     def _count(self, outcome: Outcome) -> None:
         self.result.outcomes.append(outcome)
-        self.failures_in_a_row = self.failures_in_a_row + 1 if outcome.status == "failed" else 0
+        self.failures_in_a_row = self.failures_in_a_row + 1 if outcome.status == Status.FAILED else 0
         if self.max_failures is not None and self.failures_in_a_row >= self.max_failures:
             self.result.stopped_by_failures = True
 

@@ -12,13 +12,14 @@ import signal
 from collections.abc import Callable
 
 from expyrun.execute.contract import Ended, Job, Started
-from expyrun.execute.outcome import SIGNAL_EXIT, Outcome
+from expyrun.execute.outcome import Outcome
+from expyrun.run.status import SIGNAL_EXIT, Status
 
 Script = Callable[[Job, int], Outcome | None]  # (job, submission number) -> how it ends; None: runs on
 
 
 def completed(_job: Job, _number: int) -> Outcome:
-    return Outcome("completed", 0)
+    return Outcome(Status.COMPLETED, 0)
 
 
 class FakeExecutor:
@@ -63,7 +64,7 @@ class FakeExecutor:
         self.events.append(f"stop {len(self.running)} grace {grace_s:g}")
         ended = []
         for job, number in self.running:
-            outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(signum)])
+            outcome = Outcome(Status.INTERRUPTED, SIGNAL_EXIT[signal.Signals(signum)])
             outcome.stopped = True
             self.events.append(f"end {number} interrupted")
             ended.append(Ended(job, outcome))

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from expyrun.execute.contract import Ended, Job, Started
-from expyrun.execute.outcome import SIGNAL_EXIT, Outcome, classify
+from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, start_tee
+from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 
 
@@ -359,6 +359,6 @@ def exit_code(outcomes: list[Outcome], stopped_by: int | None) -> int:
     """What expyrun exits with for a set of runs: the stop signal's code, 1 if any failed, else 0."""
     if stopped_by is not None:
         return SIGNAL_EXIT[signal.Signals(stopped_by)]
-    if any(outcome.status == "interrupted" for outcome in outcomes):
-        return next(o.exit_code for o in outcomes if o.status == "interrupted")
-    return 1 if any(outcome.status == "failed" for outcome in outcomes) else 0
+    if any(outcome.status == Status.INTERRUPTED for outcome in outcomes):
+        return next(o.exit_code for o in outcomes if o.status == Status.INTERRUPTED)
+    return 1 if any(outcome.status == Status.FAILED for outcome in outcomes) else 0

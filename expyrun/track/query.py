@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from expyrun.errors import ConfigError, UsageError, did_you_mean
+from expyrun.run.status import Status
 
 __all__ = ["ABSENT", "FIELDS", "Condition", "known_keys", "parse", "require_keys", "select", "sort_rows", "value"]
 
 OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "~")
 FIELDS = ("name", "status", "result", "tags", "started", "duration")
 """Keys that are not config keys; `metric.NAME` and `result.NAME` come on top."""
-STATUSES = ("queued", "running", "completed", "failed", "interrupted", "pruned", "died")
+STATUSES = tuple(status.value for status in Status if status is not Status.SKIPPED)  # a run's (not a sweep point's)
 _CONDITION = re.compile(r"\s*([^\s=!<>~]+)\s*(==|!=|<=|>=|<|>|~)\s*(.*?)\s*", re.DOTALL)
 _METRIC_PARTS = {"min", "max"}
 
