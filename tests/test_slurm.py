@@ -335,7 +335,7 @@ def test_dry_run_prints_the_job_script_and_creates_nothing(project, slurm):
     script = result.stdout
     for line in ("#SBATCH --partition=debug", "#SBATCH --time=00:10:00", "#SBATCH --array=0-2%2",
                  "#SBATCH --signal=B:USR2@120", "#SBATCH --requeue", "#SBATCH --mem=1G", "#SBATCH --account=lab",
-                 "#SBATCH --exclusive", "module load python\necho hi\n", "-m expyrun.execute.slurm_node"):  # fmt: skip
+                 "#SBATCH --exclusive", "module load python\necho hi\n", "-m expyrun.node"):  # fmt: skip
         assert line in script, script
     assert str(project / "outputs" / "demo" / "exp.2") in script
     assert not (project / "outputs").exists()
@@ -406,3 +406,39 @@ def test_needed_submits_nothing_when_the_run_is_done(project, slurm):
     result = expyrun(project, "c.yml", "--needed")
     assert result.returncode == 0 and "already done" in result.stderr and "submitted Slurm job" not in result.stderr
     assert sorted(p.name for p in (project / "outputs" / "demo").iterdir()) == ["exp.0"]
+
+
+def test_show_of_a_cancelled_sweep_array_says_its_points_died_not_queued(project, slurm):
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2]\n"
+    later = slurm_section(slurm={"options": {"begin": "now+3600"}})
+    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + later)
+    assert expyrun(project, "c.yml").returncode == 0
+    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2)]
+    array = str(record(run_dirs[0])["slurm"]["array_job_id"])
+    slurm.command("scancel", array)
+    wait_until(lambda: "PENDING" not in slurm.job_state(array), "the array to be cancelled",
+               lambda: slurm.job_state(array))  # fmt: skip
+    shown = expyrun(project, "show", "outputs/c/sweep.0")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stderr.splitlines()[0] == "sweep c (failed): 2 died", shown.stderr
+
+
+def test_a_waited_sweep_whose_points_all_died_is_failed_not_completed(project, slurm):
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"
+    later = slurm_section(wait=True, slurm={"options": {"begin": "now+3600"}})
+    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + later)
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2, 3)]
+    try:
+        wait_until(lambda: all((d / "run.json").exists() and record(d).get("slurm") for d in run_dirs),
+                   "the array to be submitted", lambda: process.poll())  # fmt: skip
+        slurm.command("scancel", str(record(run_dirs[0])["slurm"]["array_job_id"]))  # by someone else
+        _, stderr = process.communicate(timeout=DEADLINE_S)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 1, stderr
+    sweep_json = json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())
+    assert sweep_json["counts"] == {"died": 3} and sweep_json["status"] == "failed", sweep_json
+    assert "sweep failed: 3 died" in stderr

@@ -9,6 +9,7 @@ from typing import Any
 
 from expyrun.errors import UsageError
 from expyrun.run.record import RUN_FILE, host_name, load_record, record_problem
+from expyrun.run.status import ACTIVE, Status
 
 __all__ = ["RUN_FILE", "effective_status", "iter_runs", "load_record", "record_problem", "require_run", "slurm_jobs"]
 _NOT_RUNS = {".expyrun", "__pycache__", ".git"}
@@ -42,7 +43,7 @@ def iter_runs(root: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def slurm_jobs(records: list[dict[str, Any]]) -> Any:
     """What Slurm says of the jobs of the queued or running Slurm runs among `records` (one squeue call)."""
-    active = [r["slurm"] for r in records if r.get("status") in ("queued", "running") and _on_slurm(r)]
+    active = [r["slurm"] for r in records if r.get("status") in ACTIVE and _on_slurm(r)]
     if not active:
         return None
     from expyrun.execute.slurm_queue import JobStates
@@ -58,22 +59,59 @@ def effective_status(record: dict[str, Any], jobs: Any = None) -> str:
     """`died` for a run still marked running whose process is gone from this host, or for a queued or
     running Slurm run whose job Slurm no longer holds (`jobs`: from `slurm_jobs`, else asked now)."""
     status = record.get("status", "unknown")
-    if status in ("queued", "running") and _on_slurm(record):
+    if status in ACTIVE and _on_slurm(record):
         if jobs is None:
             from expyrun.execute.slurm_queue import JobStates
 
             jobs = JobStates.ask([record["slurm"]])
         if jobs.gone(record["slurm"]):
-            return "died"
-    if status != "running" or record.get("host") != _HOST or not isinstance(record.get("pid"), int):
+            return Status.DIED
+    if status != Status.RUNNING or record.get("host") != _HOST or not isinstance(record.get("pid"), int):
         return status
     try:
         os.kill(record["pid"], 0)
     except ProcessLookupError:
-        return "died"
+        return Status.DIED
     except PermissionError:
         return status
     return status
+
+
+def effective_sweep(data: dict[str, Any]) -> dict[str, Any]:
+    """A sweep record (`read_sweep`) as it stands now, not as its writers last left it: a point still
+    queued or running in it takes its run's effective status (its run.json, its process, Slurm's
+    queue: a cancelled array's points are `died`, not `queued` forever); a sweep whose launcher is
+    gone from this host is `died`; one with no point left is `completed` or `failed` as its points
+    are. Counts are taken again from the points."""
+    from expyrun.sweep.record import ended_status
+
+    status = data.get("status")
+    rows = [row for row in data.get("points") or [] if isinstance(row, dict)]
+    if status not in ACTIVE or not isinstance(data.get("points"), list):
+        return data
+    live = [(row, load_record(str(row["run_dir"]))) for row in rows
+            if row.get("status") in ACTIVE and isinstance(row.get("run_dir"), str)]  # fmt: skip
+    known = [(row, record) for row, record in live if record is not None]
+    jobs = slurm_jobs([record for _, record in known])
+    launcher = {"status": Status.RUNNING, "host": data.get("host"), "pid": data.get("pid")}
+    gone = isinstance(data.get("pid"), int) and effective_status(launcher) == Status.DIED
+    for row, record in known:
+        row["status"] = effective_status(record, jobs)
+        if row["status"] in ACTIVE and gone:  # prepared, never to be started
+            row["status"] = Status.DIED
+        if record.get("status") not in ACTIVE:
+            row["result"] = record.get("result")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    size = data.get("size")
+    if isinstance(size, int) and size > len(rows):
+        counts["pending"] = counts.get("pending", 0) + size - len(rows)
+    if gone:
+        status = Status.DIED
+    elif not any(name in ACTIVE or name == "pending" for name in counts):
+        status = ended_status(counts)
+    return {**data, "status": status, "counts": counts, "points": rows}
 
 
 def require_run(path: str) -> Path:

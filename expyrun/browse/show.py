@@ -12,10 +12,12 @@ from expyrun.browse.runs import effective_status, load_record, record_problem
 from expyrun.browse.table import printable
 from expyrun.errors import UsageError
 from expyrun.run.capture import LOG_FILE
+from expyrun.run.status import Status
 
 LOG_LINES = 20
 TAIL_BYTES = 64 * 1024
 LINE_CHARS = 2000
+_STYLES: dict[str, str] = {Status.FAILED: "red", Status.DIED: "red", Status.INTERRUPTED: "yellow"}  # as `list`
 FIELDS = ("status", "name", "run_dir", "started_at", "ended_at", "duration_s", "exit_code", "result",
           "exception", "log_error", "git", "python", "host", "user", "pid", "gpu", "launcher", "attempt", "slurm",
           "argv", "cwd", "snapshot", "sweep", "trial", "batch")  # fmt: skip
@@ -40,14 +42,30 @@ def render_show(run_dir: Path) -> str:
         record = {key: record.get(key) for key in FIELDS if key != "status"} if record else {}
         record["status"] = f"unknown (run.json is not a run record: {problem})"
     lines = [f"{key:<12} {_value(record[key])}" for key in FIELDS if record.get(key) is not None]
+    lines += annotation_lines(run_dir)
     config = run_dir / "config.yml"
     text = config.read_text(encoding="utf-8", errors="replace").rstrip() if config.is_file() else "(missing)"
     lines += ["", "# config.yml", text]
+    if record.get("study"):  # SPEC 12.3: a study's trials, best first
+        from expyrun.track.studies import trial_table
+
+        lines += ["", trial_table(run_dir).rstrip("\n")]
     log = run_dir / LOG_FILE
     if log.is_file():
         tail = _tail(log)
         lines += ["", f"# {LOG_FILE} (last {len(tail)} lines)", "\n".join(tail).rstrip()]
     return _safe("\n".join(lines)) + "\n"
+
+
+def annotation_lines(run_dir: Path) -> list[str]:
+    """`tags` and `note` (annotations.json) as `show` prints record fields, a note line by line."""
+    from expyrun.track.annotations import read
+
+    found = read(run_dir)
+    lines = [f"{'tags':<12} {' '.join(found.tags)}"] if found.tags else []
+    for number, line in enumerate(found.note.split("\n") if found.note else []):
+        lines.append(f"{'note' if number == 0 else '':<12} {line}")
+    return lines
 
 
 def _tail(log: Path) -> list[str]:
@@ -75,11 +93,13 @@ def _not_a_sweep(error: Exception) -> str:
 def render_sweep(folder: Path) -> str:
     """`expyrun show SWEEP`: one row per point (status, result, values, run folder), then the counts."""
     from expyrun.browse.results import result_text
+    from expyrun.browse.runs import effective_sweep
     from expyrun.browse.table import render
+    from expyrun.sweep.record import SWEEP_FILE, read_sweep
 
-    path = folder / "sweep.json"
+    path = folder / SWEEP_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = effective_sweep(read_sweep(folder))  # what it says now: a killed launcher's sweep died
         points = data["points"]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:  # damaged, foreign or crafted
         why = error.strerror if isinstance(error, OSError) else _not_a_sweep(error)
@@ -95,8 +115,8 @@ def render_sweep(folder: Path) -> str:
         result = result_text(point.get("result"))
         run_dir = str(point.get("reused") or point.get("run_dir") or "-")
         rows.append([str(point.get("index")), status, result, shown, run_dir])
-        styles.append({"failed": "red", "interrupted": "yellow"}.get(status))
+        styles.append(_STYLES.get(status))
     table = render(("point", "status", "result", "values", "run"), rows, styles, colour=sys.stderr.isatty())
-    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
+    counts: dict[str, Any] = data["counts"] if isinstance(data.get("counts"), dict) else {}
     summary = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
     return printable(f"sweep {data.get('name')} ({data.get('status')}): {summary}") + "\n" + table  # cells escaped

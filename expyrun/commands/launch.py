@@ -52,6 +52,8 @@ def main(args: list[str]) -> int:
     if launch_spec.launcher == "slurm" and "--explain" not in flags:
         from expyrun.execute.slurm_submit import submit
 
+        if spec is not None:
+            _check_study_on_slurm(resolved, spec, launch_spec)
         return submit(resolved, launch_spec, sweep, spec, args, flags)
     if sweep is not None:
         return _sweep(resolved, sweep, launch_spec, args, flags)
@@ -74,14 +76,15 @@ def main(args: list[str]) -> int:
     from expyrun.run.prepare import run_base
 
     debug = "--debug" in flags
-    body, fields = None, None
+    body, fields, after = None, None, None
     if spec is not None:
         from expyrun.tune.driver import Driver
 
-        body = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec).run
+        driver = Driver(resolved, spec, run_base(resolved, debug), sys.stderr.isatty(), launch_spec)
+        body, after = driver.run, driver.settle  # settle: what a study process that died left running
         fields = {"study": spec.study_name}
     gpus = launch_spec.gpus if spec is None else None  # a study gives each trial worker its own
-    return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags)
+    return launch(resolved, debug, args, Path(config_file), body, fields, gpus, needed="--needed" in flags, after=after)
 
 
 def _check_flags(rest: list[str]) -> list[tuple[str, str]]:
@@ -178,12 +181,35 @@ def _check(resolved: ResolvedConfig, config_file: str) -> tuple[LaunchSpec, Swee
     return launch_spec, None, parse_spec(values["__optuna__"], resolved.raw, run.name)
 
 
+def _check_study_on_slurm(resolved: ResolvedConfig, spec: StudySpec, launch_spec: LaunchSpec) -> None:
+    """A study whose jobs run on Slurm nodes: the driver's own checks, and a storage every node can
+    reach (refused before anything is submitted)."""
+    import re
+
+    from expyrun.run.prepare import run_base
+    from expyrun.tune.driver import Driver
+    from expyrun.tune.spec import sqlite_path
+
+    Driver(resolved, spec, run_base(resolved, False), False, launch_spec)  # its own checks (exit 2)
+    storage = spec.storage or ""
+    if spec.is_sqlite and sqlite_path(storage) is None:
+        raise ConfigError(
+            f"`__optuna__.storage`: {storage} is in memory: the study's Slurm jobs cannot share it",
+            "use the default journal (in the output folder, on a file system the nodes share) or a database URL",
+        )
+    if spec.is_sqlite and launch_spec.workers > 1:
+        console.warning(f"`__optuna__.storage` {storage}: several Slurm jobs writing one SQLite file over a "
+                        f"network file system is fragile; prefer the default journal or PostgreSQL")  # fmt: skip
+    if re.search(r"@(localhost|127\.0\.0\.1|\[::1\])[:/]", storage) or "host=localhost" in storage:
+        console.warning("`__optuna__.storage` names localhost: each Slurm job reaches its own node's localhost")
+
+
 def _sweep(
     resolved: ResolvedConfig, sweep: SweepSpec, launch_spec: LaunchSpec, args: list[str], flags: set[str]
 ) -> int:
     """A config with `__sweep__`: print its points (`--dry-run`), explain it, or run them all."""
     from expyrun.campaign.sweep import run_sweep
-    from expyrun.sweep.run import describe_points, point_config
+    from expyrun.sweep.run import DRY_RUN_POINTS, describe_points, point_config
 
     cwd = Path.cwd()
     if "--explain" in flags:
@@ -195,6 +221,10 @@ def _sweep(
     if "--dry-run" in flags or "--explain" in flags:
         from expyrun.config.dump import dump_yaml
 
-        sys.stdout.write(dump_yaml({"sweep": sweep.name, "points": list(describe_points(resolved, sweep, cwd))}))
+        points = list(describe_points(resolved, sweep, cwd, DRY_RUN_POINTS))
+        listed = {"sweep": sweep.name, "size": sweep.size, "points": points}
+        if sweep.size > len(points):  # a million points are not printed: the first ones, and how many more
+            listed["not_listed"] = sweep.size - len(points)
+        sys.stdout.write(dump_yaml(listed))
         return 0
     return run_sweep(resolved, sweep, launch_spec, args, "--debug" in flags, "--needed" in flags)

@@ -10,7 +10,7 @@ submitted and removes every folder this launch made: exit 2, nothing left queued
 
 Plain `sbatch`/`squeue`/`scontrol` rather than submitit: submitit pickles a Python callable for
 the node to unpickle, while a prepared folder already holds everything the node needs (configs,
-snapshot, record) and is executed by `python -m expyrun.execute.slurm_node FOLDER`; the job script
+snapshot, record) and is executed by `python -m expyrun.node FOLDER`; the job script
 stays a readable file beside the runs, and the three commands cost no dependency.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 
 from expyrun import console
 from expyrun.config import ResolvedConfig
-from expyrun.errors import ConfigError, UsageError
+from expyrun.errors import UsageError
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.slurm_options import SlurmOptions
-from expyrun.execute.slurm_script import SCRIPT_FILE, job_script, output_pattern
+from expyrun.execute.slurm_script import SCRIPT_FILE, config_digest, job_script, output_pattern
 from expyrun.run.folder import missing_parents, remove_created
 from expyrun.run.prepare import STORE_FOLDER, PreparedRun, prepare_run, run_base, snapshot_source
 
@@ -49,7 +49,7 @@ def submit(
     options: SlurmOptions = launch.slurm
     debug = "--debug" in flags
     cwd = Path.cwd()
-    _check(resolved, launch, sweep, study)
+    _check(launch, study)
     options, hidden, shown = script_options(resolved, options)
     if "--dry-run" in flags:
         folders, home, name, array = _planned(resolved, launch, sweep, study, debug, cwd)
@@ -90,34 +90,14 @@ def submit(
     return wait_for_runs(batch.prepared, batch.job_id, batch.sweep_folder, stream=sweep is None and study is None)
 
 
-def _check(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any) -> None:
-    """What can be refused before anything exists: settings Slurm gives no meaning to, unshareable storages."""
-    if study is not None:
-        from expyrun.tune.driver import Driver
-
-        Driver(resolved, study, run_base(resolved, False), False, launch)  # its own checks (exit 2)
-        storage = study.storage or ""
-        if study.is_sqlite and _in_memory(storage):
-            raise ConfigError(
-                f"`__optuna__.storage`: {storage} is in memory: the study's Slurm jobs cannot share it",
-                "use the default journal (in the output folder, on a file system the nodes share) or a database URL",
-            )
-        if study.is_sqlite and launch.workers > 1:
-            console.warning(f"`__optuna__.storage` {storage}: several Slurm jobs writing one SQLite file over a "
-                            f"network file system is fragile; prefer the default journal or PostgreSQL")  # fmt: skip
-        if re.search(r"@(localhost|127\.0\.0\.1|\[::1\])[:/]", storage) or "host=localhost" in storage:
-            console.warning("`__optuna__.storage` names localhost: each Slurm job reaches its own node's localhost")
-    elif launch.jobs > 1:
+def _check(launch: LaunchSpec, study: Any) -> None:
+    """Settings Slurm gives no meaning to. (A study's storage is checked by the command, which knows
+    studies: `commands/launch.py`; an executor imports nothing above it.)"""
+    if study is None and launch.jobs > 1:
         console.warning("`__launch__.jobs` is ignored with launcher: slurm (each run is its own job); "
                         "`slurm.array_parallelism` caps how many run at once")  # fmt: skip
     if launch.workers > 1 and study is None:
         console.warning("`__launch__.workers` is for studies; ignored here")
-
-
-def _in_memory(url: str) -> bool:
-    from expyrun.tune.storage import sqlite_path
-
-    return sqlite_path(url) is None
 
 
 def _done(resolved: ResolvedConfig, git: Any) -> Path | None:
@@ -171,14 +151,14 @@ class _Batch:
         base = run.output_dir / "DEBUG" / sweep.name if self.debug else run.output_dir / sweep.name
         self.created = missing_parents(base) + self.created
         self.sweep_folder = allocate_run_dir(base, "sweep")
-        self.sweep_record = SweepRecord(self.sweep_folder, sweep, self.argv)
+        self.sweep_record = SweepRecord(self.sweep_folder, sweep, self.argv, local=False)
         digest = None
         if needed and not self.debug:
             from expyrun.run.needed import code_digest
 
             digest = code_digest(self.resolved, self.git.ignored())
         for point, config in points:
-            self.sweep_record.points[point.index]["name"] = config.run.name
+            self.sweep_record.update(point.index, name=config.run.name)
             if digest is not None:
                 from expyrun.run.needed import find_done_run
 
@@ -188,11 +168,10 @@ class _Batch:
                     continue
             fields = point_fields(self.sweep_folder, point)
             prepared = self.prepare(config, fields)
-            self.sweep_record.points[point.index].update(run_dir=str(prepared.run_dir), status="queued")
+            self.sweep_record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
 
     def close_sweep(self, status: str) -> None:
         if self.sweep_record is not None:
-            self.sweep_record.changed = True
             self.sweep_record.close(status)
 
     def record_git(self) -> None:
@@ -232,9 +211,7 @@ class _Batch:
                 prepared.record["slurm"] = slurm
                 prepared.write_record()
             if self.sweep_record is not None:
-                self.sweep_record.data.update(status="queued", slurm={"array_job_id": _number(self.job_id)})
-                self.sweep_record.write(force=True)
-                self.sweep_record.log.close()
+                self.sweep_record.detach(status="queued", slurm={"array_job_id": _number(self.job_id)})
             _scontrol("release", self.job_id)
         except BaseException:
             _cancel(self.job_id)
@@ -252,6 +229,7 @@ class _Batch:
         if self.sweep_record is not None:
             with contextlib.suppress(OSError):
                 self.sweep_record.log.close()
+                self.sweep_record.lines.close()
         if self.sweep_folder is not None:
             shutil.rmtree(self.sweep_folder, ignore_errors=True)
         if self.store_made:
@@ -336,13 +314,6 @@ def script_options(
     kept = {key: value for key, value in options.options.items() if key not in hidden}
     shown: dict[str, str | None] = {key: referenced(value or "") for key, value in hidden.items()}
     return options._replace(setup=setup, options=kept), hidden, shown
-
-
-def config_digest(run_dir: Path) -> str:
-    """The sha256 of a prepared folder's `config.yml`, which the node checks before executing it."""
-    import hashlib
-
-    return hashlib.sha256((run_dir / "config.yml").read_bytes()).hexdigest()
 
 
 def _sbatch(sbatch: str, script: Path, hidden: dict[str, str | None] | None = None) -> str:

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
-from expyrun.execute.outcome import SIGNAL_EXIT
 from expyrun.execute.slurm_queue import is_gone, job_states
 from expyrun.run.capture import LOG_FILE
-from expyrun.run.record import now, write_json_atomic
+from expyrun.run.record import mark_finished, write_record
+from expyrun.run.status import ACTIVE, INTERRUPT_EXITS, SIGNAL_EXIT, STOP_SIGNALS, UNSUCCESSFUL, Status
 
 POLL_S = 0.2  # records read this often (1 s beyond 200 waiting runs)
 SQUEUE_EVERY_S = 3.0
 GONE_GRACE_S = 10.0  # a job gone this long while its record still says queued/running: died
 STOP_DEADLINE_S = 90.0  # after a cancel: Slurm's KillWait, the runs' 10 s grace, writing records
-_FINAL = ("completed", "failed", "interrupted")
+_FINAL = (Status.COMPLETED, Status.FAILED, Status.INTERRUPTED, Status.DIED)
 
 
 class _Waited:
@@ -40,12 +40,12 @@ class _Waited:
         self.run_dir: Path = prepared.run_dir
         self.slurm: dict[str, Any] = prepared.record["slurm"]
         self.sweep = prepared.record.get("sweep")
-        self.status = "queued"
+        self.status: str = Status.QUEUED
         self.record: dict[str, Any] = prepared.record
         self.gone_since: float | None = None
 
     def read(self) -> None:
-        from expyrun.browse.runs import load_record
+        from expyrun.run.record import load_record  # (not browse: executors do not import what is above them)
 
         record = load_record(self.run_dir)
         if record:
@@ -54,14 +54,14 @@ class _Waited:
 
     @property
     def ended(self) -> bool:
-        return self.status in _FINAL or self.status == "died"
+        return self.status in _FINAL
 
 
 def wait_for_runs(prepared: list[Any], job_id: str | None, sweep_folder: Path | None, stream: bool) -> int:
     """Wait until every run ended (or died); report each; the exit code of a local launch of them."""
     runs = [_Waited(p) for p in prepared]
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in SIGNAL_EXIT}
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
     log = _LogCopy(runs[0].run_dir / LOG_FILE) if stream and len(runs) == 1 else None
     progress = _Progress(len(runs)) if len(runs) > 1 and sys.stderr.isatty() else None
     console.info(f"waiting for Slurm job {job_id} ({len(runs)} run{'s' if len(runs) > 1 else ''}); "
@@ -116,32 +116,32 @@ def _find_gone(waiting: list[_Waited], progress: Any, cancelled: bool) -> None:
         run.read()
         if run.ended:
             _report(run, progress)
-        elif cancelled and run.status == "queued":  # cancelled before it started: it was stopped
+        elif cancelled and run.status == Status.QUEUED:  # cancelled before it started: it was stopped
             _record_cancelled(run)
             _report(run, progress)
         else:
-            run.status = "died"
+            run.status = Status.DIED
             _report(run, progress)
 
 
 def _record_cancelled(run: _Waited) -> None:
     record = dict(run.record)
     cancelled = {"type": "Cancelled", "message": "the Slurm job was cancelled before it started"}
-    record.update(status="interrupted", ended_at=now(), exit_code=143, exception=cancelled)
+    mark_finished(record, Status.INTERRUPTED, SIGNAL_EXIT[signal.SIGTERM], exception=cancelled)
     with contextlib.suppress(OSError):
-        write_json_atomic(run.run_dir / "run.json", record)
-    run.record, run.status = record, "interrupted"
+        write_record(run.run_dir, record)
+    run.record, run.status = record, Status.INTERRUPTED
     from expyrun.execute.slurm_node import update_sweep
 
-    update_sweep(record, "interrupted", None, record["exception"])
+    update_sweep(record, Status.INTERRUPTED, None, record["exception"])
 
 
 def _report(run: _Waited, progress: Any) -> None:
     record = run.record
     where = f"point {run.sweep['point']} " if isinstance(run.sweep, dict) else ""
-    if run.status == "completed":
+    if run.status == Status.COMPLETED:
         message = f"{where}completed: {run.run_dir}"
-    elif run.status == "died":
+    elif run.status == Status.DIED:
         message = f"{where}died (its Slurm job is gone; see {run.slurm.get('output')}): {run.run_dir}"
     else:
         exception = record.get("exception") or {}
@@ -149,9 +149,9 @@ def _report(run: _Waited, progress: Any) -> None:
         message = f"{where}{run.status}{why}: {run.run_dir}"
     if progress is not None:
         progress.log(message)
-    elif run.status == "completed":
+    elif run.status == Status.COMPLETED:
         console.info(message)
-    elif run.status == "interrupted":
+    elif run.status == Status.INTERRUPTED:
         console.warning(message)
     else:
         console.error(message)
@@ -160,28 +160,27 @@ def _report(run: _Waited, progress: Any) -> None:
 def _exit_code(runs: list[_Waited], received: list[int]) -> int:
     if received:
         return SIGNAL_EXIT[signal.Signals(received[0])]
-    interrupted = [run for run in runs if run.status == "interrupted"]
+    interrupted = [run for run in runs if run.status == Status.INTERRUPTED]
     if interrupted:
         code = interrupted[0].record.get("exit_code")
-        return code if isinstance(code, int) and code in SIGNAL_EXIT.values() else 143
-    return 0 if all(run.status == "completed" for run in runs) else 1
+        return code if isinstance(code, int) and code in INTERRUPT_EXITS else SIGNAL_EXIT[signal.SIGTERM]
+    return 0 if all(run.status == Status.COMPLETED for run in runs) else 1
 
 
 def _end_sweep(runs: list[_Waited], folder: Path) -> None:
     """Died points are written into sweep.json too; then the sweep's summary line."""
-    import json
-
     from expyrun.execute.slurm_node import update_sweep
+    from expyrun.sweep.record import read_sweep
 
     for run in runs:
-        if run.status == "died":
-            update_sweep({**run.record, "status": "died"}, "died", None,
+        if run.status == Status.DIED:
+            update_sweep({**run.record, "status": Status.DIED}, Status.DIED, None,
                          {"type": "Died", "message": "its Slurm job is gone"})  # fmt: skip
     try:
-        data = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
+        data = read_sweep(folder)
         counts = data.get("counts") or {}
         status = data.get("status")
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     console.info(f"sweep {status}: {summary}: {folder}")
@@ -236,8 +235,8 @@ class _Progress:
         counts: dict[str, int] = {}
         for run in runs:
             counts[run.status] = counts.get(run.status, 0) + 1
-        done = sum(n for s, n in counts.items() if s not in ("queued", "running"))
-        failed = sum(n for s, n in counts.items() if s in ("failed", "died", "interrupted"))
+        done = sum(n for s, n in counts.items() if s not in ACTIVE)
+        failed = sum(n for s, n in counts.items() if s in UNSUCCESSFUL)
         detail = f"{counts.get('queued', 0)} queued, {counts.get('running', 0)} running" + (
             f", {failed} failed" if failed else ""
         )
