@@ -213,3 +213,56 @@ def test_twenty_concurrent_tag_processes_on_one_run_lose_no_tag(grid):
     tags = json.loads((run / "annotations.json").read_text())["tags"]
     assert sorted(tags) == sorted(f"t{i}" for i in range(20))
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_tags_set_at_launch_are_inherited_by_sweep_points(project, expyrun):
+    write(
+        project / "s.yml",
+        RUN_SECTION.replace("demo", "tagged") + "  __tags__: [nightly, cnn]\nlr: 0.1\n"
+        "__sweep__:\n  grid:\n    lr: [0.1, 0.2]\n",
+    )
+    result = expyrun("s.yml")
+    assert result.returncode == 0, result.stderr
+    points = sorted((project / "outputs" / "tagged").rglob("annotations.json"))
+    assert len(points) == 2, list((project / "outputs").rglob("*"))
+    assert all(json.loads(p.read_text())["tags"] == ["nightly", "cnn"] for p in points)
+
+
+def test_run_json_keeps_where_each_value_came_from(project, expyrun, monkeypatch):
+    write(project / "c.yml", RUN_SECTION + "lr: 0.1\nseed: 0\nwhere: ${HOME_DIR:-/tmp}\n")
+    result = expyrun("c.yml", "--seed", "3", env={"HOME_DIR": "/data"})
+    assert result.returncode == 0, result.stderr
+    record = json.loads((project / "outputs" / "demo" / "exp.0" / "run.json").read_text())
+    provenance = record["provenance"]
+    assert provenance["lr"] == "c.yml:5" and provenance["seed"] == "cli"
+    assert provenance["where"].startswith("env $HOME_DIR")
+    explained = expyrun("c.yml", "--seed", "3", "--explain", env={"HOME_DIR": "/data"}).stderr
+    assert all(origin in explained for origin in provenance.values())
+
+
+def test_diff_names_each_changed_keys_origin_on_both_sides(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "lr: 0.1\nseed: 0\n")
+    assert expyrun("c.yml", "--lr", "0.5").returncode == 0
+    write(project / "c.yml", RUN_SECTION + "lr: 0.1\nseed: 7\n")
+    assert expyrun("c.yml").returncode == 0
+    outputs = project / "outputs" / "demo"
+    lines = expyrun("diff", str(outputs / "exp.0"), str(outputs / "exp.1")).stderr.splitlines()
+    assert "~ lr: 0.5 -> 0.1  (cli -> c.yml:5)" in lines
+    assert "~ seed: 0 -> 7  (c.yml:6 -> c.yml:6)" in lines
+
+
+def test_diff_code_prints_a_unified_diff_of_the_two_snapshots(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "lr: 0.1\n")
+    assert expyrun("c.yml").returncode == 0
+    write(project / "pkg" / "main.py", "def main(name, config):\n    return 2\n")
+    write(project / "pkg" / "extra.py", "X = 1\n")
+    assert expyrun("c.yml").returncode == 0
+    outputs = project / "outputs" / "demo"
+    result = expyrun("diff", str(outputs / "exp.0"), str(outputs / "exp.1"), "--code")
+    assert result.returncode == 0, result.stderr
+    code = result.stderr.split("# code\n", 1)[1]
+    assert "--- /dev/null\n+++ b/pkg/extra.py\n@@ -0,0 +1 @@\n+X = 1\n" in code
+    assert "--- a/pkg/main.py\n+++ b/pkg/main.py\n" in code and "+    return 2\n" in code
+    same = expyrun("diff", str(outputs / "exp.1"), str(outputs / "exp.1"), "--code").stderr
+    assert same.endswith("# code\n(same)\n")
+    assert "# code" not in expyrun("diff", str(outputs / "exp.0"), str(outputs / "exp.1")).stderr

@@ -33,16 +33,30 @@ def _show(value: Any) -> str:
 
 
 def config_changes(a: Path, b: Path) -> list[str]:
+    """One line per key changed, added or removed, ending with where each side's value came from
+    (`run.json` `provenance`: `c.yml:4`, `cli`, `sweep`, ...) when the runs recorded it."""
     left, right = _config(a), _config(b)
+    came_left, came_right = _origins(a), _origins(b)
     lines = []
     for key in sorted(left.keys() | right.keys()):
         if key not in right:
-            lines.append(f"- {key}: {_show(left[key])}")
+            lines.append(f"- {key}: {_show(left[key])}{_from(came_left.get(key))}")
         elif key not in left:
-            lines.append(f"+ {key}: {_show(right[key])}")
+            lines.append(f"+ {key}: {_show(right[key])}{_from(came_right.get(key))}")
         elif left[key] != right[key] or type(left[key]) is not type(right[key]):
-            lines.append(f"~ {key}: {_show(left[key])} -> {_show(right[key])}")
+            origins = f"{came_left.get(key, '?')} -> {came_right.get(key, '?')}" if came_left or came_right else None
+            lines.append(f"~ {key}: {_show(left[key])} -> {_show(right[key])}{_from(origins)}")
     return lines
+
+
+def _origins(run_dir: Path) -> dict[str, str]:
+    """Where each value of a run came from, as its `run.json` recorded it (empty for older runs)."""
+    provenance = (load_record(run_dir) or {}).get("provenance")
+    return provenance if isinstance(provenance, dict) else {}
+
+
+def _from(origin: str | None) -> str:
+    return f"  ({origin})" if origin else ""
 
 
 def requirement_changes(a: Path, b: Path) -> list[str]:
@@ -73,10 +87,18 @@ def _commit_label(commit: str | None, dirty: bool | None) -> str:
     return f"{commit or 'none'}{' (dirty)' if dirty else ''}"
 
 
-def render_diff(a: Path, b: Path) -> str:
+def render_diff(a: Path, b: Path, code: bool = False) -> str:
+    """The differences for people; `code`: then a unified diff of the two code snapshots."""
     out = [f"--- {a}", f"+++ {b}", "", "# config"]
     out += config_changes(a, b) or ["(same)"]
     out += ["", "# requirements"]
     out += requirement_changes(a, b) or ["(same)"]
     out += ["", "# commit", commit_change(a, b) or "(same)"]
-    return "\n".join(printable(line) for line in out) + "\n"  # no escape sequence reaches the terminal
+    text = "\n".join(printable(line) for line in out) + "\n"  # no escape sequence reaches the terminal
+    if not code:
+        return text
+    from expyrun.browse.code_diff import code_diff
+    from expyrun.console import visible
+
+    changes = code_diff(a, b)
+    return text + "\n# code\n" + (visible("".join(changes)) if changes else "(same)\n")
