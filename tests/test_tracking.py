@@ -521,3 +521,32 @@ print(json.dumps([[int(s), float(v)] for s, v in zip(frame["step"], frame["value
         metrics.write('{"step": 9, "time": 1.0, "loss": 7.5}\n')  # appended after the run ended
     after = read(swept, script.replace(str(run_dir), str(copy)))
     assert after[-1] == [9, 7.5] and len(after) == 5
+
+
+def test_a_python_script_run_as_a_command_logs_with_expyrun_log(tmp_path):
+    write(
+        tmp_path / "scripts" / "train.py",
+        """\
+        import expyrun
+
+        for step in range(3):
+            expyrun.log(loss=1.0 / (step + 1))
+        expyrun.log_text("note", "from a command")
+        """,
+    )
+    write(
+        tmp_path / "c.yml",
+        f"""\
+        __run__:
+          __command__: [{sys.executable}, "{{__run__.__code__}}/train.py"]
+          __code__: scripts
+          __name__: script
+          __output_dir__: outputs
+        """,
+    )
+    result = run_expyrun(["c.yml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "outputs" / "script" / "exp.0"
+    assert [(m["step"], m["loss"]) for m in lines(run_dir / "metrics.jsonl")] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert lines(run_dir / "texts.jsonl")[0]["step"] == 2
+    assert record(run_dir)["metrics"]["loss"]["count"] == 3
