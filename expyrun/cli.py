@@ -85,7 +85,11 @@ def _main(args: list[str]) -> int:
         console.error(str(error))
         return error.exit_code
     except KeyboardInterrupt:
-        return 130
+        import signal
+
+        from expyrun.run.status import SIGNAL_EXIT
+
+        return SIGNAL_EXIT[signal.SIGINT]
     except Exception as error:  # a bug of ours: one line, the traceback on request
         _traceback_on_request()
         console.error(

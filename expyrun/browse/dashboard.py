@@ -29,6 +29,7 @@ from typing import Any
 
 from expyrun import console
 from expyrun.errors import UsageError
+from expyrun.run.status import SIGNAL_EXIT
 
 DEFAULT_PORT = 8080
 PORTS_TRIED = 100  # from the asked port up: "the next free one"
@@ -248,7 +249,7 @@ def dashboard(folder: Path, port: int | None, allow_edits: bool = False) -> int:
     except KeyboardInterrupt:
         return 0
     except _Stopped:
-        return 143
+        return SIGNAL_EXIT[signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()

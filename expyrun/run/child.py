@@ -22,6 +22,7 @@ from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 from expyrun.run.shutdown import exit_grace, shut_down
 from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
+from expyrun.run.status import SIGNAL_EXIT
 from expyrun.track.metrics import METRICS_ENV, METRICS_FILE
 
 
@@ -182,10 +183,10 @@ def _run(body: Callable[[], Any], run_dir: Path, cwd: Path, result_fd: int, from
         code = 0
     except KeyboardInterrupt:
         _print_traceback()
-        code = 130
+        code = SIGNAL_EXIT[signal.SIGINT]
     except Terminated:
         _write_stderr("expyrun: the run was terminated (SIGTERM)\n")
-        code = 143
+        code = SIGNAL_EXIT[signal.SIGTERM]
     except ConfigMismatch as error:  # or SignatureMismatch: one line, no traceback
         _write_stderr(f"expyrun: {error}\n")
         message["exception"] = {"type": type(error).__name__, "message": str(error)}
@@ -232,7 +233,7 @@ def _finish() -> int | None:
     try:
         shut_down(exit_grace())
     except KeyboardInterrupt:
-        return 130
+        return SIGNAL_EXIT[signal.SIGINT]
     except Terminated:
-        return 143
+        return SIGNAL_EXIT[signal.SIGTERM]
     return None
