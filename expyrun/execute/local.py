@@ -295,7 +295,7 @@ def _stopped_by_ctrl_c(wait_status: int) -> bool:
     """Whether a run ended as SIGINT ends a program: killed by it, or exit status 130."""
     if os.WIFSIGNALED(wait_status):
         return os.WTERMSIG(wait_status) == signal.SIGINT
-    return os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == 130
+    return os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == SIGNAL_EXIT[signal.SIGINT]
 
 
 def _read_result(run: _Running) -> None:
