@@ -16,6 +16,7 @@ import base64
 import contextlib
 import os
 import pickle
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ class ReusedWorkers:
             outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(stopped)])
             outcome.stopped = self.stopped_by is not None
         elif finished.reply is None:
-            outcome = Outcome("failed", 1, exception={"type": "WorkerDied", "message": finished.failure or "gone"})
+            outcome = Outcome("failed", 1, exception=_death(finished.failure or ""))
         elif reply.get("status") == "completed":
             outcome = Outcome("completed", 0, result=reply.get("result"))
         else:
@@ -128,6 +129,19 @@ class ReusedWorkers:
             outcome = Outcome("failed", 1, exception=exception)
         outcome.log_error = reply.get("log_error")
         return outcome
+
+
+def _death(failure: str) -> dict[str, str]:
+    """A worker that died during a point, said as a forked run's death is (`outcome.classify`): the
+    pool words it for trials ("... exited with status 5", "... was killed by SIGSEGV")."""
+    killed = re.search(r"killed by (SIG\w+)", failure)
+    if killed:
+        return {"type": "Signal", "message": f"the run was killed by {killed.group(1)}"}
+    exited = re.search(r"exited with status (-?\d+)", failure)
+    if exited:
+        code = exited.group(1)
+        return {"type": "Exit", "message": f"the run exited with code {code} without reporting a result"}
+    return {"type": "WorkerDied", "message": failure or "the worker process is gone"}
 
 
 def _terminal_foreground() -> bool:
