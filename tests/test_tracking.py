@@ -222,6 +222,10 @@ def test_a_shell_command_appending_to_expyrun_metrics_gets_curves_and_a_summary(
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "outputs" / "cmd" / "exp.0"
     assert record(run_dir)["metrics"]["loss"] == {"last": 0.25, "min": 0.25, "max": 3.5, "step": 11, "count": 5}
+    appended = lines(run_dir / "metrics.jsonl")  # expyrun adds the time a line was seen to lines without one
+    assert [list(line)[:2] for line in appended] == [["time", "loss"]] * 3 + [["step", "loss"], ["time", "loss"]]
+    assert all(isinstance(line["time"], float) and line["time"] >= 0 for line in appended)
+    assert appended[3]["time"] == 1.0
     script = f"""
 import expyrun
 print(expyrun.runs({str(tmp_path / "outputs")!r})[0].metrics("loss"))

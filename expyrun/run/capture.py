@@ -94,7 +94,8 @@ def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2, metrics: tuple[s
 
     When `stdout` and `stderr` are the same terminal or file, the run gets one pipe for both: its
     writes reach the log and the terminal in exactly the order they were made. `metrics`: the
-    run's `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`).
+    run's `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`,
+    which also times the lines a program appends to `$EXPYRUN_METRICS` without a `time`).
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -114,11 +115,9 @@ def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2, metrics: tuple[s
             for fd in {out_write, err_write, control_write, report_read}:
                 os.close(fd)
             sources = {out_read: stdout} if shared else {out_read: stdout, err_read: stderr}
-            sink = None
-            if metrics:
-                from expyrun.track.metrics import LineSink
+            from expyrun.track.metrics import LineSink  # imported by the launcher already (run.child)
 
-                sink = LineSink(str(log_path.parent), metrics)
+            sink = LineSink(str(log_path.parent), metrics)
             _pump(sources, log_fd, control_read, launcher, report_write, sink)
         except BaseException:
             code = 1
@@ -179,6 +178,8 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
     while sources:
         ready = poller.poll(_PARENT_CHECK_MS)
         orphaned.check()
+        if sink is not None:
+            _feed(sink, b"")
         for fd, _ in ready:
             data = os.read(fd, 1 << 16)
             if fd == control:
@@ -216,11 +217,14 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
 
 
 def _feed(sink: Any, data: bytes | None) -> None:
-    """Metrics from output lines are a convenience: a failure there never stops the copy."""
+    """Metrics from output lines are a convenience: a failure there never stops the copy. `b""`:
+    no output, a moment to look at what the run appended to `metrics.jsonl` (`LineSink.poll`)."""
     try:
         if data is None:
             sink.close()
-        else:
+        elif data:
             sink.feed(data)
+        else:
+            sink.poll()
     except Exception:
         pass

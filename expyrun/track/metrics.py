@@ -218,11 +218,14 @@ def _step(step: Any) -> int:
 
 
 class LineSink:
-    """Turns a run's output into metric lines with `__run__.__metrics__` patterns (in the tee).
+    """What the tee does for metrics: turns the run's output into metric lines with
+    `__run__.__metrics__` patterns, and times the lines a program appends to `$EXPYRUN_METRICS`.
 
     Each pattern is searched in every complete line (either stream); a match is a metric line:
     the `step` group its step, the other named groups numbers. A match whose value is not a number
-    is counted (`skipped`) and written nowhere.
+    is counted (`skipped`) and written nowhere. Appended lines: the tee notes when `metrics.jsonl`
+    grew (`poll`, at most every 50 ms while it waits or copies); when the run's output ends, a line
+    written without `time` gets the time its growth was first seen (`add_times`).
     """
 
     def __init__(self, run_dir: str, patterns: Iterable[str], started: float | None = None) -> None:
@@ -230,8 +233,23 @@ class LineSink:
         self.writer = Writer(run_dir, time.time() if started is None else started)
         self.pending = b""
         self.skipped = 0
+        self.grown: list[tuple[int, float]] = []  # (size of metrics.jsonl, seconds since the start) as seen
+        self._next_look = 0.0
+
+    def poll(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if now < self._next_look and not force:
+            return
+        self._next_look = now + 0.05
+        try:
+            size = os.stat(os.path.join(self.writer.run_dir, METRICS_FILE)).st_size
+        except OSError:
+            return
+        if not self.grown or size > self.grown[-1][0]:
+            self.grown.append((size, round(time.time() - self.writer.started, 4)))
 
     def feed(self, data: bytes) -> None:
+        self.poll()
         lines = (self.pending + data).split(b"\n")
         self.pending = lines.pop()
         if len(self.pending) > 1 << 16:  # a run that never ends its line: match what came so far
@@ -267,6 +285,38 @@ class LineSink:
         if self.skipped:
             with contextlib.suppress(OSError):
                 Path(self.writer.run_dir, SKIPPED_FILE).write_text(f"{self.skipped}\n")
+        self.poll(force=True)
+        if self.grown:
+            add_times(os.path.join(self.writer.run_dir, METRICS_FILE), self.grown)
+
+
+def add_times(path: str, grown: list[tuple[int, float]]) -> None:
+    """Give each line of `path` that has no `time` the time the file was first seen holding it
+    (`grown`: sizes and times, in order), rewriting the file atomically; a file whose every line
+    has a time (`expyrun.log`'s) is left as it is without parsing it."""
+    with open(path, "rb") as file:
+        data = file.read()
+    lines = data.split(b"\n")
+    if data.count(b'"time"') >= len(lines) - lines.count(b""):  # as many times as lines
+        return
+    out: list[bytes] = []
+    end, at = 0, 0
+    for line in lines:
+        end += len(line) + 1
+        while at < len(grown) - 1 and grown[at][0] < end - 1:
+            at += 1
+        try:
+            item = json.loads(line) if line.strip() else None
+        except ValueError:
+            item = None
+        if isinstance(item, dict) and "time" not in item:
+            head = {"step": item.pop("step")} if "step" in item else {}
+            line = json.dumps({**head, "time": grown[at][1], **item}, ensure_ascii=False).encode()
+        out.append(line)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "wb") as file:
+        file.write(b"\n".join(out))
+    os.replace(temporary, path)
 
 
 def _parsed(text: str) -> float:
