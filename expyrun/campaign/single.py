@@ -15,6 +15,7 @@ from expyrun import console
 from expyrun.campaign.loop import Next, run_points
 from expyrun.execute.contract import Job
 from expyrun.execute.outcome import Outcome
+from expyrun.run.status import Status
 
 if TYPE_CHECKING:
     from expyrun.config import ResolvedConfig
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
 class SingleRun:
     """Proposes one prepared run; records its environment at start and reports how it ended."""
 
-    def __init__(self, job: Job, git: GitProbe, config_file: Path | None) -> None:
+    def __init__(
+        self, job: Job, git: GitProbe, config_file: Path | None, after: Callable[[Path, Outcome], None] | None = None
+    ) -> None:
         self.job: Job | None = job
         self.git = git
         self.config_file = config_file
+        self.after = after
         self.outcome: Outcome | None = None
 
     def next(self) -> Job | Literal[Next.EXHAUSTED]:
@@ -50,6 +54,8 @@ class SingleRun:
         from expyrun.run.launch import report
 
         self.outcome = outcome
+        if self.after is not None:  # a study settles the trials its dead process left running
+            self.after(job.prepared.run_dir, outcome)
         report(outcome, job.prepared.run_dir)
 
     def tick(self) -> None:
@@ -65,12 +71,14 @@ def launch(
     record_fields: dict[str, Any] | None = None,
     gpus: tuple[str, ...] | None = None,
     needed: bool = False,
+    after: Callable[[Path, Outcome], None] | None = None,
 ) -> int:
     """Run `resolved` in a new run folder; returns the exit code.
 
     `body(run_dir, import_root)` is what the run child does: by default, call the entry point.
     `gpus`: the ids the run may take one of (it gets the first; `run.json` records it).
     `needed`: do nothing when a completed run of the same config and code exists (`--needed`).
+    `after(run_dir, outcome)`: called in this process once the run ended, before its end is reported.
     """
     from expyrun.run.git_state import GitProbe
     from expyrun.run.prepare import prepare_run, snapshot_source
@@ -87,7 +95,7 @@ def launch(
                 return 0
         prepared = prepare_run(resolved, debug, argv, Path.cwd(), record_fields, git)
         console.info(f"run folder: {prepared.run_dir}")
-        return _execute(prepared, body, git, config_file, gpus)
+        return _execute(prepared, body, git, config_file, gpus, after)
     finally:
         git.close()
 
@@ -98,15 +106,16 @@ def _execute(
     git: GitProbe,
     config_file: Path | None,
     gpus: tuple[str, ...] | None,
+    after: Callable[[Path, Outcome], None] | None = None,
 ) -> int:
     from expyrun.execute.local import LocalExecutor
     from expyrun.run.launch import finish_record, report, run_work
 
     job = Job(prepared, run_work(prepared, body), reads_result=body is None)
-    proposer = SingleRun(job, git, config_file)
+    proposer = SingleRun(job, git, config_file, after)
     result = run_points(proposer, LocalExecutor(gpus=gpus))
     if proposer.outcome is None:  # stopped before it could start: interrupted all the same
-        outcome = Outcome("interrupted", result.exit_code)
+        outcome = Outcome(Status.INTERRUPTED, result.exit_code)
         finish_record(prepared, outcome, 0.0)
         report(outcome, prepared.run_dir)
         result.outcomes.append(outcome)

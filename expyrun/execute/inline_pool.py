@@ -27,8 +27,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
+from expyrun.execute.trial_log import GuardedFile, GuardedStreams
 from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated, flush_all, until_stopped
 
@@ -152,16 +153,20 @@ class InlinePool:
         os.close(log)
         home, run_dir_env = os.getcwd(), os.environ.get("EXPYRUN_RUN_DIR")
         interrupted = None
+        streams = GuardedStreams()  # a full disk gives the log up, as a plain run's tee does
+        streams.install()
         try:
             os.chdir(run_dir)
             os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_terminated)
             value, interrupted = until_stopped(task)
+            log_error = streams.restore()
             if interrupted is None:
-                return Finished(key, value)
+                return Finished(key, value if log_error is None else {**value, "log_error": log_error})
             return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
         finally:
+            streams.restore()
             signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, handlers[1])
             flush_all()
@@ -177,12 +182,17 @@ class InlinePool:
 
     def _in_thread(self, key: int, task: Task, run_dir: Path) -> None:
         assert self.routed is not None
-        log = open(run_dir / "outputs.log", "a", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        log = GuardedFile(run_dir / "outputs.log")  # a full disk gives the log up, as a plain run's tee does
         for stream in self.routed:
-            stream.route(log)
+            stream.route(cast(IO[str], log))  # a text stream, as IO[str] needs
+        from expyrun.track.logging import bind
+
+        bind(run_dir)  # expyrun.log in this thread writes the trial's folder (the environment is the study's)
         try:
             try:
                 result = Finished(key, task())
+                if log.error is not None and result.reply is not None:
+                    result.reply["log_error"] = log.error
             except KeyboardInterrupt:
                 traceback.print_exc()
                 result = Finished(key, None, "the trial was stopped by SIGINT", interrupted="SIGINT")

@@ -8,14 +8,17 @@ and exits like the worst of them.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from expyrun import console
+from expyrun.execute.parent_death import signal_on_parent_death
 from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
 
 GRACE_S = 30.0  # each worker has its own 10 s grace for its trials, plus writing its summary
@@ -35,11 +38,14 @@ def run_study_workers(argv: list[str], workers: int) -> int:
 
     processes: list[subprocess.Popen[bytes]] = []
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    arm = signal_on_parent_death()  # this process SIGKILLed: each launch gets SIGTERM and stops as for one
     try:
         for index in range(workers):
-            processes.append(subprocess.Popen(command, stdin=None if index == 0 else subprocess.DEVNULL))
+            stdin = None if index == 0 else subprocess.DEVNULL
+            # this process has one thread: a preexec_fn is safe here
+            processes.append(subprocess.Popen(command, stdin=stdin, preexec_fn=arm))
         console.info(f"{workers} study workers started: {', '.join(str(p.pid) for p in processes)}")
-        codes = [_wait(process, received) for process in processes]
+        codes = _wait_all(processes, received, on_signal)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -48,17 +54,30 @@ def run_study_workers(argv: list[str], workers: int) -> int:
     return max(codes, key=lambda code: (code != 0, code))
 
 
-def _wait(process: subprocess.Popen[bytes], received: list[int]) -> int:
-    """The worker's exit code; after a stop signal, it gets `GRACE_S` before SIGKILL."""
-    while True:
-        try:
-            return process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            pass
-        if received:
+def _wait_all(
+    processes: list[subprocess.Popen[bytes]], received: list[int], on_signal: Callable[[int, Any], None]
+) -> list[int]:
+    """Every launch's exit code. Ctrl-C on a terminal reaches only the process group in its
+    foreground, the run of the launch holding the terminal, not this process: a launch that ends
+    130 without a signal of ours was stopped by Ctrl-C, and the others are stopped as if we had
+    heard it. After a stop signal, each launch gets `GRACE_S` before SIGKILL."""
+    codes: dict[int, int] = {}
+    deadline: float | None = None
+    while len(codes) < len(processes):
+        for index, process in enumerate(processes):
+            if index in codes or (code := process.poll()) is None:
+                continue
+            codes[index] = code
+            if code == SIGNAL_EXIT[signal.SIGINT] and not received and len(codes) < len(processes):
+                console.info("Ctrl-C: stopping the other study workers")
+                on_signal(signal.SIGINT, None)
+        if received and deadline is None:
             deadline = time.monotonic() + GRACE_S
-            while process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-            return process.wait(timeout=30)
+        if deadline is not None and time.monotonic() >= deadline:
+            for process in processes:
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGKILL)
+            deadline = math.inf
+        if len(codes) < len(processes):
+            time.sleep(0.05)
+    return [codes[index] for index in range(len(processes))]

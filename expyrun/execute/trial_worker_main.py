@@ -26,9 +26,11 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
+from expyrun.execute.parent_death import stop_with_parent
+from expyrun.execute.trial_log import GuardedStreams
 from expyrun.run.child import Terminated, flush_all, until_stopped
-
-INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+from expyrun.run.status import SIGNAL_EXIT, signal_exit
+from expyrun.track.metrics import METRICS_ENV, METRICS_FILE
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
@@ -60,9 +62,12 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
     os.close(log)
     home = os.getcwd()
     interrupted = None
+    streams = GuardedStreams()  # a full disk gives the log up, as a plain run's tee does
+    streams.install()
     try:
         os.chdir(run_dir)
         os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+        os.environ[METRICS_ENV] = str(run_dir / METRICS_FILE)  # what programs the task starts may append to
         try:
             reply, interrupted = until_stopped(lambda: runner(task["payload"]))
         except Exception as error:  # the runner itself failed (storage gone...): this trial fails
@@ -75,6 +80,7 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
         if os.getpid() != me:  # a process the entry point forked came back up here: it never answers
             flush_all()
             os._exit(0)
+        log_error = streams.restore()
         flush_all()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -83,10 +89,13 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
         os.chdir(home)
         signal.signal(signal.SIGINT, handlers[0])  # the entry point may have changed them
         signal.signal(signal.SIGTERM, handlers[1])
+    if log_error is not None:
+        reply["log_error"] = log_error
     return reply, interrupted
 
 
 def serve(commands_fd: int, replies_fd: int) -> int:
+    stop_with_parent(os.getppid())  # a study process killed outright: its trial stops as on SIGTERM
     os.set_inheritable(commands_fd, False)
     os.set_inheritable(replies_fd, False)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -118,12 +127,12 @@ def serve(commands_fd: int, replies_fd: int) -> int:
             reply, interrupted = run_task(runner, task, me)
             replies.write(json.dumps(reply, default=str) + "\n")
             if interrupted is not None:  # the study is stopping: so does its worker
-                return INTERRUPTED[interrupted]
+                return signal_exit(interrupted)
         return 0
     except KeyboardInterrupt:
-        return 130
+        return SIGNAL_EXIT[signal.SIGINT]
     except Terminated:
-        return 143
+        return SIGNAL_EXIT[signal.SIGTERM]
     except BrokenPipeError:  # the driver is gone
         return 1
 

@@ -25,14 +25,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import math
 import os
 import signal
 import sys
-import threading
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,15 +40,21 @@ from expyrun.errors import ConfigError, Quiet
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated
-from expyrun.run.record import now, write_json_atomic
+from expyrun.run.outcome import Outcome
+from expyrun.run.status import Status
 from expyrun.tune import optuna_compat as compat
 from expyrun.tune import seeds
-from expyrun.tune.liveness import Liveness, owner_of
+from expyrun.tune.claims import Claims
+from expyrun.tune.heartbeat import Heartbeat
+from expyrun.tune.liveness import Liveness
+from expyrun.tune.optuna_logs import escape_optuna_logs
+from expyrun.tune.progress import Progress
+from expyrun.tune.reclaim import reclaim_dead_trials, settle_left_trials
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
+from expyrun.tune.study_record import write_summary
 from expyrun.tune.trial_run import PreparedBatch, PreparedTrial, TrialContext, TrialOutcome, evaluate, evaluate_batch
 
-STUDY_FILE = "study.json"
 # Running trials get this long to end after a signal: less than the 10 s after which the launcher
 # kills the run's whole process group, so the driver still records them and writes study.json.
 STOP_GRACE_S = 8.0
@@ -119,12 +122,11 @@ class Driver:
         self.signalled: list[int] = []
         self.inflight: dict[int, Unit] = {}
         self.batches = 0  # batches prepared by this driver: the next one is batches/batch.{self.batches}
-        self.running_ids: set[int] = set()
-        self.ids_mutex = threading.Lock()
         self.liveness: Liveness | None = None
         self.last_reclaim = -math.inf
         self.storage: Any = None
-        self.progress: _Progress | None = None
+        self.claims = Claims(spec, None, None)  # with the storage and liveness once the study is open
+        self.progress: Progress | None = None
         self.sampler_seed = seeds.given_seed(spec.sampler)  # this launch's (see expyrun/tune/seeds.py)
         self.seeded = False  # the launch's sampler gets its seed when it asks for its first new trial
 
@@ -135,7 +137,7 @@ class Driver:
         SQLite file would otherwise both create its tables)."""
         import optuna
 
-        _escape_optuna_logs()
+        escape_optuna_logs()
         with study_lock(self.spec, self.journal):
             self.storage = make_storage(self.spec, self.journal)
             study = optuna.create_study(
@@ -177,6 +179,7 @@ class Driver:
         anchor = storage_file(self.spec, self.journal)
         if anchor is not None:
             self.liveness = Liveness(anchor, self.spec.heartbeat_interval, self.spec.grace_period)
+        self.claims = Claims(self.spec, self.liveness, self.storage)
         context = TrialContext(self.resolved, self.spec, run_dir, import_root)
         self.deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
         wake_read, wake_write = os.pipe()
@@ -190,9 +193,9 @@ class Driver:
 
         handlers = {sig: signal.signal(sig, on_signal) for sig in _EXCEPTIONS}
         executor: Executor | None = None
-        heartbeat = _Heartbeat(self.spec.heartbeat_interval, self._beat)
+        heartbeat = Heartbeat(self.spec.heartbeat_interval, self.claims.beat)
         try:
-            self.progress = _Progress.open(self.spec, study) if self.interactive else None
+            self.progress = Progress.open(self.spec, study) if self.interactive else None
             executor = self._executor(run_dir, import_root, on_signal)
             heartbeat.start()
             self._reclaim(study, force=True)
@@ -210,11 +213,34 @@ class Driver:
             if self.progress:
                 self.progress.close()
             summary = write_summary(study, run_dir, self.spec, self.sampler_seed)
+        from expyrun.track.studies import best_line
+
+        best = best_line(summary)  # SPEC 12.3: one line naming the best trial, on a terminal or not
+        if best is not None:
+            print(visible(best), flush=True)
         if self.signalled:
             raise StudyStopped() if self.signalled[0] == signal.SIGINT else _EXCEPTIONS[self.signalled[0]]()
         if not summary["counts"].get("COMPLETE"):
             raise NoCompletedTrial("the study has no completed trial")
         return summary["best"]
+
+    def settle(self, run_dir: Path, outcome: Outcome) -> None:
+        """In the launcher, once the study's process ended: trials it left `queued` or `running`
+        (it died: an inline trial's `os._exit` or segfault, a kill) are recorded failed saying why,
+        then failed in the storage and retried as the next launch would (expyrun/tune/reclaim.py)."""
+        if outcome.status == Status.COMPLETED:
+            return
+        how = (outcome.exception or {}).get("message") or f"it ended {outcome.status}"
+        if not settle_left_trials(run_dir, how, inline=self.spec.isolation == "inline"):
+            return
+        try:
+            study = self.create_study()
+            anchor = storage_file(self.spec, self.journal)
+            spec = self.spec
+            liveness = None if anchor is None else Liveness(anchor, spec.heartbeat_interval, spec.grace_period)
+            reclaim_dead_trials(study, spec, liveness, self._lock)
+        except Exception as error:  # the storage is out of reach: the next launch reclaims them
+            print(visible(f"expyrun: the trials left running are failed by the next launch ({error})"), flush=True)
 
     def _executor(self, run_dir: Path, import_root: Path, on_signal: Any) -> Executor:
         if self.spec.isolation == "inline":
@@ -308,7 +334,7 @@ class Driver:
                     if not compat.sampler_has_points_left(study, current):
                         break
                 trial = study.ask()
-                self._claim(study, trial._trial_id)
+                self.claims.claim(study, trial._trial_id)
                 asked.append(trial)
         return asked
 
@@ -348,32 +374,8 @@ class Driver:
         why = f"{type(error).__name__}: {error}"
         print(visible(f"expyrun: trial {trial.number} could not be prepared: {why}"), flush=True)
         compat.tell(study, trial, None, "FAIL")
-        self._release(trial._trial_id)
+        self.claims.release(trial._trial_id)
         self._count_failure(True)
-
-    def _claim(self, study: Any, trial_id: int) -> None:
-        if self.liveness is not None:
-            self.liveness.claim(study, trial_id)
-        elif self.spec.is_rdb and not self.spec.is_sqlite:
-            self.storage.record_heartbeat(trial_id)
-        with self.ids_mutex:
-            self.running_ids.add(trial_id)
-
-    def _release(self, trial_id: int) -> None:
-        with self.ids_mutex:
-            self.running_ids.discard(trial_id)
-        if self.liveness is not None:
-            self.liveness.release(trial_id)
-
-    def _beat(self) -> None:
-        """Every heartbeat interval, from the heartbeat thread: running trials are alive."""
-        with self.ids_mutex:
-            ids = sorted(self.running_ids)
-        if self.liveness is not None:
-            self.liveness.beat(ids)
-        elif self.spec.is_rdb and not self.spec.is_sqlite:
-            for trial_id in ids:
-                self.storage.record_heartbeat(trial_id)
 
     def _dispatch(self, unit: Unit, context: TrialContext, executor: Executor, study: Any) -> None:
         self.inflight[unit.number] = unit
@@ -428,13 +430,25 @@ class Driver:
             outcome.error = {"type": "Interrupted", "message": f"the study was stopped ({stopped_by}): {detail}"}
             outcome.interrupted = outcome.interrupted or stopped_by
         context.finish(prepared, outcome, _suggested_in_trial(study, prepared))
-        for key, value in (outcome.metrics or {}).items():  # extra metrics of named objectives
-            if key != "run_dir":
-                prepared.trial.set_user_attr(key, value)
-        sampler_done = compat.tell(study, prepared.trial, outcome.values, outcome.state)
-        if requeue:
-            compat.retry(study, study._storage.get_trial(prepared.trial._trial_id), self.spec.max_retry)
-        self._release(prepared.trial._trial_id)
+        sampler_done = False
+        changed = compat.stored_state(study, prepared.trial._trial_id)
+        try:
+            if changed not in (None, "RUNNING"):  # finished by someone else while it ran
+                raise compat.TrialNotRunning(str(changed))
+            for key, value in (outcome.metrics or {}).items():  # extra metrics of named objectives
+                if key != "run_dir":
+                    prepared.trial.set_user_attr(key, value)
+            sampler_done = compat.tell(study, prepared.trial, outcome.values, outcome.state)
+            if requeue:
+                compat.retry(study, study._storage.get_trial(prepared.trial._trial_id), self.spec.max_retry)
+        except compat.TrialNotRunning as error:  # the dashboard marked it, or another host reclaimed it
+            context.changed_in_storage(prepared, error.state, outcome)
+            self.claims.release(prepared.trial._trial_id)
+            note = f"(marked {error.state} in the storage while it ran; ended here as {outcome.state})"
+            print(visible(f"trial {prepared.number}: {error.state} {note} {json.dumps(prepared.params, default=str)}",
+                          one_line=True), flush=True)  # fmt: skip
+            return False
+        self.claims.release(prepared.trial._trial_id)
         self._log(prepared.number, outcome, prepared.params)
         return sampler_done
 
@@ -455,39 +469,12 @@ class Driver:
     # -- trials of dead drivers ------------------------------------------------------------------
 
     def _reclaim(self, study: Any, force: bool = False) -> None:
-        """Fail and retry RUNNING trials whose driver died: Optuna's heartbeat on a database server,
-        liveness (owner pid, heartbeat file) for a journal or SQLite file. At start and then at
-        most once per heartbeat interval."""
-        import optuna
-
+        """Fail and retry RUNNING trials whose driver died (expyrun/tune/reclaim.py): at start and
+        then at most once per heartbeat interval."""
         if not force and time.monotonic() - self.last_reclaim < self.spec.heartbeat_interval:
             return
         self.last_reclaim = time.monotonic()
-        if self.liveness is None:
-            if self.spec.is_rdb and not self.spec.is_sqlite:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-            return
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if not any(self.liveness.is_dead(t) for t in running):
-            return
-        with self._lock():
-            for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                if not self.liveness.is_dead(trial):
-                    continue
-                try:
-                    if not study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
-                        continue
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    continue
-                retried = compat.retry(study, trial, self.spec.max_retry)
-                self.liveness.release(trial._trial_id)
-                owner = owner_of(trial)
-                _mark_dead(trial.user_attrs.get("run_dir"), owner)
-                again = "queued again" if retried else f"not retried again (max_retry {self.spec.max_retry})"
-                print(visible(f"expyrun: trial {trial.number} was left running by {owner}, which is gone: failed, "
-                              f"{again}"), flush=True)  # fmt: skip
+        reclaim_dead_trials(study, self.spec, self.liveness, self._lock)
 
     def _log(self, number: int, outcome: TrialOutcome, params: dict[str, Any]) -> None:
         detail: Any = outcome.values if outcome.state == "COMPLETE" else (outcome.error or {}).get("message", "")
@@ -505,7 +492,9 @@ def _outcomes(finished: Finished, count: int) -> list[TrialOutcome]:
     """One outcome per trial of the task: a batch's reply holds one each; a worker that died (or
     a single reply, such as a stopped batch's) ends every trial of the task the same way."""
     if finished.reply is not None and "outcomes" in finished.reply:
-        return [TrialOutcome.from_reply(reply) for reply in finished.reply["outcomes"]]
+        log_error = finished.reply.get("log_error")  # a batch's one log
+        return [dataclasses.replace(TrialOutcome.from_reply(reply), log_error=log_error)
+                for reply in finished.reply["outcomes"]]  # fmt: skip
     outcomes = []
     for _ in range(count):
         if finished.reply is not None:
@@ -524,197 +513,3 @@ def _suggested_in_trial(study: Any, prepared: PreparedTrial) -> dict[str, Any]:
     except Exception:  # the storage is unreachable: the trial is recorded without them
         return {}
     return {key: value for key, value in stored.items() if key not in prepared.params}
-
-
-def _mark_dead(run_dir: str | None, owner: str) -> None:
-    """The run.json of a trial whose driver died says so (it said `running` for good)."""
-    if not run_dir:
-        return
-    path = Path(run_dir) / "run.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if record.get("status") not in ("queued", "running"):
-        return
-    message = f"the study process running this trial ({owner}) died; the trial was failed and retried"
-    record.update(status="failed", ended_at=now(), exception={"type": "Died", "message": message})
-    if isinstance(record.get("trial"), dict):
-        record["trial"]["state"] = "FAIL"
-    with contextlib.suppress(OSError):
-        write_json_atomic(path, record)
-
-
-class _Heartbeat:
-    """A thread calling `beat` every `interval` seconds while trials run. It never forks and only
-    touches heartbeat files or records database heartbeats."""
-
-    def __init__(self, interval: float, beat: Any) -> None:
-        self.interval = interval
-        self.beat = beat
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="expyrun-heartbeat")
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.done.wait(self.interval):
-            try:
-                self.beat()
-            except Exception as error:  # a missed beat is not a reason to stop the study
-                print(visible(f"expyrun: heartbeat: {type(error).__name__}: {error}"), file=sys.stderr, flush=True)
-
-    def stop(self) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=5)
-
-
-def write_summary(study: Any, run_dir: Path, spec: StudySpec, sampler_seed: int | None = None) -> dict[str, Any]:
-    """study.json (best trial or Pareto front, counts by state, the seed of this launch's sampler)
-    and, with plotly, plots/."""
-    trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    for trial in trials:
-        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
-    names = spec.objective_names
-
-    def describe(trial: Any) -> dict[str, Any]:
-        described = {"number": trial.number, "values": trial.values, "params": trial.params}
-        if names is not None:
-            described["objectives"] = dict(zip(names, trial.values, strict=True))
-            described["metrics"] = {k: v for k, v in trial.user_attrs.items() if k != "run_dir"}
-        described["run_dir"] = trial.user_attrs.get("run_dir")
-        return described
-
-    best: Any = None
-    if counts.get("COMPLETE"):
-        if len(spec.directions) == 1:
-            best = {**describe(study.best_trial), "value": study.best_value}
-        else:
-            best = [describe(t) for t in study.best_trials]
-    summary: dict[str, Any] = {"study_name": spec.study_name, "directions": list(spec.directions)}
-    if names is not None:
-        summary["objectives"] = dict(zip(names, spec.directions, strict=True))
-    summary.update(n_trials=len(trials), counted_trials=compat.counted_trials(trials), counts=counts, best=best)
-    if spec.batched:
-        summary["batch_size"] = spec.batch_size
-    if sampler_seed is not None:
-        summary["sampler_seed"] = sampler_seed
-    if len(spec.directions) > 1:
-        summary["pareto_front"] = best
-    write_json_atomic(run_dir / STUDY_FILE, summary)
-    _plots(study, run_dir, spec, counts)
-    return summary
-
-
-def _plots(study: Any, run_dir: Path, spec: StudySpec, counts: dict[str, int]) -> None:
-    """HTML plots: the optimisation history and parameter importances of each objective (one file
-    per objective, named after it, for several) and the Pareto front for two or three objectives.
-    A plot Optuna cannot draw (constant parameters, too many objectives) is skipped with a line."""
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        return
-    from optuna import visualization
-
-    completed = counts.get("COMPLETE", 0)
-    if not completed:
-        return
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    several = len(spec.directions) > 1
-    for index, label in enumerate(spec.labels):
-        suffix = f".{_file_part(label)}" if several else ""
-        for name, draw in (
-            ("optimization_history", visualization.plot_optimization_history),
-            ("param_importances", visualization.plot_param_importances),
-        ):
-            if name == "param_importances" and (completed < 2 or not spec.params):
-                continue
-            # Importances are computed for reaching low target values: a maximised objective is negated.
-            sign = -1.0 if name == "param_importances" and spec.directions[index] == "maximize" else 1.0
-            target = (lambda t, i=index, s=sign: s * t.values[i]) if several else None
-            try:
-                with warnings.catch_warnings():  # "computes the importances ... to achieve low `target`": it does
-                    warnings.filterwarnings("ignore", message=".*low `target` values")
-                    figure = draw(study, target=target, target_name=label)
-                figure.write_html(plots / f"{name}{suffix}.html")
-            except (ValueError, RuntimeError) as error:  # e.g. all parameters constant
-                what = f"{name.replace('_', ' ')} plot{f' for {label}' if several else ''}"
-                print(visible(f"expyrun: no {what}: {error}"), flush=True)
-    if several:
-        try:
-            figure = visualization.plot_pareto_front(study, target_names=list(spec.labels))
-            figure.write_html(plots / "pareto_front.html")
-        except (ValueError, RuntimeError) as error:  # Optuna draws two or three objectives
-            print(visible(f"expyrun: no Pareto front plot: {error}"), flush=True)
-
-
-def _file_part(label: str) -> str:
-    """An objective name as part of a file name."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label) or "objective"
-
-
-class _VisibleRecords(logging.Filter):
-    """Rewrites a log record's message with control characters shown escaped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = visible(record.getMessage()), None
-        return True
-
-
-def _escape_optuna_logs() -> None:
-    """Optuna logs the study's name and trials' parameters (`A new study created ... with name: `)
-    on the study's stderr, the terminal and outputs.log: like everything printed of a config, with
-    control characters shown escaped. Its own handler is filtered, once."""
-    for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _VisibleRecords) for f in handler.filters):
-            handler.addFilter(_VisibleRecords())
-
-
-class _Progress:
-    """A rich progress bar on the terminal: trials done / total and the best value so far."""
-
-    def __init__(self, spec: StudySpec, study: Any) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        # Straight to the terminal: the bar is for the person watching, not for outputs.log. The study
-        # and objective names are the config's: never read as markup (`[/]` is a markup error that
-        # ended the study), control characters shown escaped.
-        self.terminal = open("/dev/tty", "w")  # noqa: SIM115 (closed in close())
-        self.progress = Progress(
-            TextColumn("{task.description}", style="bold", markup=False), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("{task.fields[best]}", markup=False),
-            console=Console(file=self.terminal, force_terminal=True),
-            redirect_stdout=False, redirect_stderr=False,  # prints belong in outputs.log
-        )  # fmt: skip
-        self.single = len(spec.directions) == 1
-        self.label = visible(spec.labels[0], one_line=True) if spec.objective_names is not None else ""
-        self.task = self.progress.add_task(visible(spec.study_name, one_line=True), total=spec.n_trials, best="")
-        self.progress.start()
-        self.update(study)
-
-    @classmethod
-    def open(cls, spec: StudySpec, study: Any) -> _Progress | None:
-        try:
-            return cls(spec, study)
-        except OSError:  # no controlling terminal after all
-            return None
-
-    def update(self, study: Any) -> None:
-        trials = study.get_trials(deepcopy=False)
-        finished = sum(1 for t in trials if t.state.is_finished())
-        best = ""
-        if any(t.state.name == "COMPLETE" for t in trials):
-            if self.single:
-                best = f"best {self.label + ' ' if self.label else ''}{study.best_value:.6g}"
-            else:
-                best = f"Pareto front: {len(study.best_trials)} trials"
-        self.progress.update(self.task, completed=finished, best=best)
-
-    def close(self) -> None:
-        self.progress.stop()
-        self.terminal.close()

@@ -22,18 +22,41 @@ def enter_driver_loop(study: Any) -> None:
     study._thread_local.in_optimize_loop = True
 
 
+class TrialNotRunning(Exception):
+    """The trial was finished in the storage by someone else while it ran: marked Fail in
+    optuna-dashboard, or failed and retried by another host that judged its study process dead.
+    Optuna refuses to be told about it (`Cannot tell a FAIL trial`); the study goes on."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the trial is {state} in the storage")
+        self.state = state
+
+
+def stored_state(study: Any, trial_id: int) -> str | None:
+    """The trial's state as the storage has it now (`RUNNING`, `FAIL`...); None when unreadable."""
+    try:
+        return str(study._storage.get_trial(trial_id).state.name)
+    except Exception:  # the storage is unreachable: the caller's own error says more
+        return None
+
+
 def tell(study: Any, trial: Any, values: Sequence[float] | None, state_name: str) -> bool:
     """Tell Optuna how `trial` ended; True when the sampler asked the study to stop (its points are
-    done). A value Optuna refuses fails the trial instead of leaving it RUNNING."""
+    done). A value Optuna refuses fails the trial instead of leaving it RUNNING. Raises
+    TrialNotRunning when the storage already holds the trial finished by someone else."""
     import optuna
 
     state = getattr(optuna.trial.TrialState, state_name)
     study._stop_flag = False
     try:
         study.tell(trial, list(values) if state_name == "COMPLETE" and values is not None else None, state=state)
-    except ValueError:  # e.g. a value that is not finite: never leave the trial RUNNING
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        changed = stored_state(study, trial._trial_id)
+        if changed is not None and changed != "RUNNING":  # finished by someone else while it ran
+            raise TrialNotRunning(changed) from None
         if state_name != "COMPLETE":
             raise
+        # e.g. a value that is not finite: never leave the trial RUNNING
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
     stopped = bool(getattr(study, "_stop_flag", False))
     study._stop_flag = False

@@ -6,6 +6,7 @@ a batch of trials evaluated by one call (`batch_size`), each trial keeping its f
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import pickle
 import sys
@@ -21,31 +22,46 @@ from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
 from expyrun.console import visible  # objective names and values are the config's and the run's
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
-from expyrun.run.prepare import CODE_FOLDER
-from expyrun.run.record import now, start_record, write_json_atomic
+from expyrun.run.outcome import Outcome
+from expyrun.run.prepare import CODE_FOLDER, RESERVE_FILE
+from expyrun.run.prepare import _reserve as reserve_space
+from expyrun.run.record import mark_outcome, mark_started, start_record, write_record
+from expyrun.run.status import TRIAL_STATUS, Status, TrialState, signal_exit
+from expyrun.track.metrics import finish_fields
 from expyrun.tune.current import TRIAL_SECTION, set_trial, set_trials
 from expyrun.tune.objective import Objective, ObjectiveError, read_batch, read_objective
 from expyrun.tune.spec import StudySpec
 
-SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
-
 
 @dataclass
 class TrialOutcome:
-    state: str  # COMPLETE, PRUNED or FAIL
+    """How a trial ended, in the terms Optuna is told (and a worker's reply carries); its record
+    is finished from `as_outcome`, the run-level type every execution ends with."""
+
+    state: TrialState
     values: list[float] | None = None
     error: dict[str, str] | None = None
     interrupted: str | None = None  # SIGINT / SIGTERM: the trial was stopped with the study
     metrics: dict[str, float | None] | None = None  # named objectives: the other numbers returned
+    log_error: str | None = None  # the trial's outputs.log could not be written (a full disk)
 
     def as_reply(self) -> dict[str, Any]:
         return asdict(self)
 
+    def as_outcome(self) -> Outcome:
+        """The end of the trial's run: `completed`/`pruned`/`failed`, the exit code a run stopped
+        the same way gives (130/143 for a trial stopped with its study), the exception, the result."""
+        status = TRIAL_STATUS.get(self.state, Status.FAILED)
+        exit_code = 0 if status != Status.FAILED else signal_exit(self.interrupted, 1)
+        result = self.values[0] if self.values and len(self.values) == 1 else self.values
+        return Outcome(status, exit_code, result=result, exception=self.error, log_error=self.log_error)
+
     @classmethod
     def from_reply(cls, reply: dict[str, Any]) -> TrialOutcome:
         return cls(
-            reply["state"], reply.get("values"), reply.get("error"), reply.get("interrupted"), reply.get("metrics")
-        )
+            reply["state"], reply.get("values"), reply.get("error"), reply.get("interrupted"), reply.get("metrics"),
+            reply.get("log_error"),
+        )  # fmt: skip
 
     @classmethod
     def completed(cls, objective: Objective) -> TrialOutcome:
@@ -65,8 +81,9 @@ def trial_config(resolved: ResolvedConfig, params: dict[str, Any], spec: StudySp
     if resolved.run.is_command:  # the study folder's copy of the scripts (the original in --debug)
         code = code / CODE_FOLDER if (code / CODE_FOLDER).is_dir() else resolved.run.code
     raw["__run__"]["__code__"] = str(code)
-    resolved.provenance.trial_paths = {param.path for param in spec.params}
-    return interpolate(raw, resolved.provenance, Path(resolved.run.output_dir), os.environ, [])
+    provenance = resolved.provenance.copy()  # the study's config is shared by every trial: not changed
+    provenance.trial_paths = {param.path for param in spec.params}
+    return interpolate(raw, provenance, Path(resolved.run.output_dir), os.environ, [])
 
 
 @dataclass
@@ -148,43 +165,75 @@ class TrialContext:
         launch = config.values.get("__launch__")  # a Slurm study's trials run in its array tasks
         launcher = str(launch.get("launcher") or "local") if isinstance(launch, dict) else "local"
         record = start_record(config.run.name, trial_dir, False, [], self.study_dir, launcher=launcher)
-        record["status"] = "queued"
         record["config"] = config.user_config_for_disk()
+        from expyrun.config.explain import origins
+        from expyrun.track.annotations import write_launch_tags
+
+        record["provenance"] = origins(config)  # SPEC 12.3: `trial` for the values the trial received
+        write_launch_tags(trial_dir, config.values["__run__"].get("__tags__"))
         record["trial"] = {"study": self.spec.study_name, "number": trial.number, "params": params,
                            "state": "RUNNING", "values": None}  # fmt: skip
         if self.sampler_seed is not None:
             record["trial"]["sampler_seed"] = self.sampler_seed
         if batch is not None:
             record["batch"] = batch
-        write_json_atomic(trial_dir / "run.json", record)
+        write_record(trial_dir, record)
+        # the space of the last record, as a run keeps it: a trial that fills the disk is still recorded
+        reserve_space(trial_dir / RESERVE_FILE, (trial_dir / "run.json").stat().st_size + 16 * 1024)
         return PreparedTrial(trial, trial.number, params, trial_dir, config, record)
 
     def start(self, prepared: PreparedTrial, pid: int, gpu: str | None) -> None:
         """`running`, in the process `pid`, with the GPU it was given."""
-        prepared.record.update(status="running", pid=pid, started_at=now())
-        if gpu is not None:
-            prepared.record["gpu"] = gpu
+        mark_started(prepared.record, pid, gpu)
         prepared.started = time.monotonic()
-        write_json_atomic(prepared.run_dir / "run.json", prepared.record)
+        write_record(prepared.run_dir, prepared.record)
 
     def finish(self, prepared: PreparedTrial, outcome: TrialOutcome, suggested: dict[str, Any] | None = None) -> None:
         """The trial's end in its `run.json`; `suggested`: the values it suggested itself, recorded
         in `trial.params` and in its configs (see `record_suggested`)."""
         if suggested:
             record_suggested(prepared, suggested, self.spec.study_name)
-        status = {"COMPLETE": "completed", "PRUNED": "pruned"}.get(outcome.state, "failed")
-        exit_code = 0 if status != "failed" else SIGNAL_EXIT.get(outcome.interrupted or "", 1)
+        ended = outcome.as_outcome()
+        ended.exception = self.resolved.scrub(outcome.error)
         record = prepared.record
-        record.update(status=status, ended_at=now(), duration_s=round(time.monotonic() - prepared.started, 3),
-                      exit_code=exit_code, exception=self.resolved.scrub(outcome.error))  # fmt: skip
-        record["result"] = outcome.values[0] if outcome.values and len(outcome.values) == 1 else outcome.values
         record["trial"].update(state=outcome.state, values=outcome.values)
         names = self.spec.objective_names
         if names is not None:  # the objectives by name, and the other numbers the entry point returned
             named = dict(zip(names, outcome.values, strict=True)) if outcome.values else None
             record["trial"].update(objectives=named, metrics=outcome.metrics or {})
-            record["result"] = None if named is None else {**named, **(outcome.metrics or {})}
-        write_json_atomic(prepared.run_dir / "run.json", record)
+            ended.result = None if named is None else {**named, **(outcome.metrics or {})}
+        mark_outcome(record, ended, time.monotonic() - prepared.started)
+        record.update(finish_fields(prepared.run_dir))  # `metrics`: what the trial logged (SPEC 11.1)
+        _write_last_record(prepared)
+
+    def changed_in_storage(self, prepared: PreparedTrial, state: str, outcome: TrialOutcome) -> None:
+        """The trial was finished in the storage by someone else while it ran (marked Fail in
+        optuna-dashboard, or failed and retried by another host that judged this study process
+        dead): Optuna keeps that state, so its `run.json` says so, with how it ended here (its
+        `result` and `exit_code` stay those of the call). Called after `finish`."""
+        ended = outcome.state if outcome.state != "FAIL" else f"FAIL ({(outcome.error or {}).get('message', '')})"
+        message = (
+            f"the trial was marked {state} in the storage while it ran (by optuna-dashboard, or by another "
+            f"study process that judged this one dead); it ended here as {ended}, which was not told to Optuna"
+        )
+        record = prepared.record
+        record["status"] = TRIAL_STATUS.get(state, Status.FAILED)
+        record["exception"] = self.resolved.scrub({"type": "TrialStateChanged", "message": message})
+        record["trial"]["state"] = state
+        _write_last_record(prepared)
+
+
+def _write_last_record(prepared: PreparedTrial) -> None:
+    """The trial's final `run.json`, in the space kept for it at `prepare`; a record that cannot be
+    written (the trial folder removed, a disk full beyond the reserve) is said on the study's log, and
+    the study goes on."""
+    with contextlib.suppress(OSError):
+        os.unlink(prepared.run_dir / RESERVE_FILE)
+    try:
+        write_record(prepared.run_dir, prepared.record)
+    except OSError as error:
+        print(f"expyrun: trial {prepared.number}: cannot write {prepared.run_dir / 'run.json'}: {error.strerror}",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def record_suggested(prepared: PreparedTrial, suggested: dict[str, Any], study_name: str) -> None:
@@ -235,8 +284,27 @@ def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOu
         return None, TrialOutcome.failed(type(error).__name__, str(error))
 
 
+def log_reports(live_trial: Any, spec: StudySpec, batch: bool = False) -> None:
+    """`trial.report(value, step)` is also written to the trial's `metrics.jsonl` as the objective's
+    name (SPEC 11.1); in a batch, to the folder of that trial, not the batch's."""
+    names = spec.objective_names
+    name = names[0] if names else "objective"
+    report = live_trial.report
+
+    def logged(value: float, step: int) -> None:
+        report(value, step)
+        from expyrun.track.logging import report_to_log
+
+        run_dir = live_trial.user_attrs.get("run_dir") if batch else None
+        report_to_log(name, value, step, run_dir)
+
+    with contextlib.suppress(AttributeError):  # a trial class that takes no attribute: reports not logged
+        live_trial.report = logged
+
+
 def evaluate(live_trial: Any, run: RunSection, import_root: Path, config: dict, spec: StudySpec) -> TrialOutcome:
     """Call the entry point for one trial and classify how it ended."""
+    log_reports(live_trial, spec)
     set_trial(live_trial)
     try:
         value, ended = _call(run, import_root, config)
@@ -258,6 +326,8 @@ def evaluate_batch(
     trial from the list it returns. A call that raises (or prunes) ends every trial of the batch
     the same way; a return that is not a list of one objective per config fails them all; a bad
     objective fails its trial only."""
+    for live in live_trials:
+        log_reports(live, spec, batch=True)
     set_trials(live_trials)
     try:
         value, ended = _call(run, import_root, configs)
