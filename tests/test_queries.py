@@ -266,3 +266,13 @@ def test_diff_code_prints_a_unified_diff_of_the_two_snapshots(project, expyrun):
     same = expyrun("diff", str(outputs / "exp.1"), str(outputs / "exp.1"), "--code").stderr
     assert same.endswith("# code\n(same)\n")
     assert "# code" not in expyrun("diff", str(outputs / "exp.0"), str(outputs / "exp.1")).stderr
+
+
+def test_show_prints_tags_and_note(grid, expyrun):
+    run = grid / "demo" / "exp.0"
+    assert expyrun("tag", str(run), "+best", "+baseline").returncode == 0
+    assert expyrun("note", str(run), "first line").returncode == 0
+    assert expyrun("note", str(run), "second line", "--append").returncode == 0
+    shown = expyrun("show", str(run)).stderr.splitlines()
+    assert "tags         best baseline" in shown
+    assert "note         first line" in shown and "             second line" in shown

@@ -245,6 +245,8 @@ def _answer(root: Path, rows: list[dict[str, Any]], asked: Any, as_json: bool) -
     else:
         titles, table = header, report.table_cells(header, shown, _short, cells)
         styles = [_STYLES.get(row["status"]) for row in shown]
-        count = f"{len(shown)} of {total} runs in {root}\n" if len(shown) < total else f"{total} runs in {root}\n"
+        matching = f" ({len(rows)} matching)" if len(shown) < len(rows) < total else ""
+        of = f"{len(shown)} of " if len(shown) < total else ""
+        count = f"{of}{total} runs in {root}{matching}\n"
     sys.stderr.write(render(titles, table, styles, colour=colour, width=width) + count)
     return 0
