@@ -25,7 +25,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
@@ -89,14 +88,14 @@ class Proposer(Protocol[P]):
         ...
 
 
-@dataclass
 class LoopResult:
     """How the loop ended: the outcome of every point that ended (executed or failed to prepare) and
     the stop signal that ended it, if one did."""
 
-    outcomes: list[Outcome] = field(default_factory=list)
-    stopped_by: int | None = None
-    stopped_by_failures: bool = False
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+        self.stopped_by: int | None = None
+        self.stopped_by_failures = False
 
     @property
     def exit_code(self) -> int:
