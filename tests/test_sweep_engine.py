@@ -63,18 +63,19 @@ def test_a_deleted_first_point_folder_does_not_stop_later_points(project):
         """\
         import os, shutil
         def main(name, config):
-            if config["x"] == "a":  # the folder later points clone their snapshot from
-                shutil.rmtree(os.environ["EXPYRUN_RUN_DIR"])
+            if config["x"] == "b":  # point 0's folder, which later points clone their snapshot from
+                shutil.rmtree(os.path.join(os.environ["EXPYRUN_RUN_DIR"], "..", "..", "a", "exp.0"))
             return config["x"]
         """,
     )
-    write(project / "c.yml", sweep_config("[a, b, c]"))
+    write(project / "c.yml", sweep_config("[a, b, c, d]"))
     result = run_expyrun(["c.yml"], project)
+    assert result.returncode == 0, result.stderr
     points = {p["index"]: p for p in sweep_json(project)["points"]}
-    assert [points[i]["status"] for i in (1, 2)] == ["completed", "completed"], result.stderr
-    for index in (1, 2):
+    assert [points[i]["status"] for i in range(4)] == ["completed"] * 4, result.stderr
+    for index in (2, 3):
         run_dir = Path(points[index]["run_dir"])
-        assert (run_dir / "pkg" / "main.py").is_file() and run_json(run_dir)["result"] == "bc"[index - 1]
+        assert (run_dir / "pkg" / "main.py").is_file() and run_json(run_dir)["result"] == "abcd"[index]
 
 
 def test_ctrl_c_on_a_terminal_stops_a_sweep_of_one_job_at_a_time(project):

@@ -63,7 +63,7 @@ class Job(NamedTuple):
 
     prepared: PreparedRun
     work: Callable[[], Any] | Any  # the target: a callable for the run child, or an ExecSpec to exec
-    environment: Mapping[str, str] = {}  # noqa: RUF012 (never mutated: copied before use)
+    environment: Mapping[str, str] = {}  # never mutated: copied before use
     reads_result: bool = True  # a command's exit status and a `__result__` file decide the outcome
     # (False for a study's own run: its trials have the result files)
 
