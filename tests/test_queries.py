@@ -276,3 +276,56 @@ def test_show_prints_tags_and_note(grid, expyrun):
     shown = expyrun("show", str(run)).stderr.splitlines()
     assert "tags         best baseline" in shown
     assert "note         first line" in shown and "             second line" in shown
+
+
+STUDY_ENTRY = """
+import expyrun
+
+
+def main(name, config):
+    return (config["x"] - 1) ** 2
+"""
+
+
+def test_a_study_ends_with_one_line_naming_its_best_trial_and_show_lists_trials_best_first(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_ENTRY)
+    write(
+        project / "tune.yml",
+        RUN_SECTION.replace("demo", "tune")
+        + "x: 0.0\n__optuna__:\n  n_trials: 4\n  sampler: {name: TPESampler, seed: 1}\n"
+        "  search_space:\n    x: {type: float, low: -4, high: 4}\n",
+    )
+    result = expyrun("tune.yml")  # stdout and stderr are pipes
+    assert result.returncode == 0, result.stderr
+    study_dir = project / "outputs" / "tune" / "exp.0"
+    summary = json.loads((study_dir / "study.json").read_text())
+    best = summary["best"]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("best trial")]
+    assert len(lines) == 1, result.stdout
+    assert lines[0].startswith(f"best trial {best['number']}: ")
+    assert f"x={best['params']['x']:.6g}" in lines[0] and lines[0].endswith(best["run_dir"])
+    shown = expyrun("show", str(study_dir)).stderr.splitlines()
+    start = next(i for i, line in enumerate(shown) if line.startswith("# trials (4)"))
+    assert shown[start + 1].split()[:5] == ["trial", "state", "values", "params", "run"]
+    rows = [line.split() for line in shown[start + 2 : start + 6]]
+    assert int(rows[0][0]) == best["number"]
+    values = [json.loads((project / row[-1] / "run.json").read_text())["trial"]["values"][0] for row in rows]
+    assert values == sorted(values) and all(row[1] == "COMPLETE" for row in rows)
+
+
+def test_study_trials_inherit_launch_tags_and_record_trial_values_as_such(project, expyrun):
+    write(project / "pkg" / "main.py", STUDY_ENTRY)
+    write(
+        project / "tune.yml",
+        RUN_SECTION.replace("demo", "tune") + "  __tags__: [search]\nx: 0.0\n__optuna__:\n  n_trials: 2\n"
+        "  search_space:\n    x: {type: float, low: -4, high: 4}\n",
+    )
+    result = expyrun("tune.yml")
+    assert result.returncode == 0, result.stderr
+    study_dir = project / "outputs" / "tune" / "exp.0"
+    assert json.loads((study_dir / "annotations.json").read_text())["tags"] == ["search"]
+    trials = sorted((study_dir / "trials").iterdir())
+    assert len(trials) == 2
+    for trial in trials:
+        assert json.loads((trial / "annotations.json").read_text())["tags"] == ["search"]
+        assert json.loads((trial / "run.json").read_text())["provenance"]["x"] == "trial"
