@@ -161,6 +161,7 @@ def test_a_study_submitted_to_slurm_is_checked_by_the_command_before_anything_ex
 
     assert result.returncode == 0, result.stderr
     assert "names localhost: each Slurm job reaches its own node's localhost" in result.stderr, result.stderr
+    assert "-m expyrun.node" in result.stdout  # the job script calls the node entry
     assert not (project / "outputs").exists()
     bad = study.replace("  direction: minimize\n", "  direction: sideways\n")
     write(project / "c.yml", RUN_SECTION + "x: 1\n" + bad)

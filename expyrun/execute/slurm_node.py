@@ -289,15 +289,3 @@ def _locked(path: Path) -> Any:
         yield
     finally:
         os.close(fd)
-
-
-if __name__ == "__main__":  # job scripts written before the node entry existed (expyrun.node)
-    import sys
-
-    from expyrun.node import main
-
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from expyrun.execute.slurm_options import SlurmOptions
 
-NODE_MODULE = "expyrun.execute.slurm_node"
+NODE_MODULE = "expyrun.node"  # the node entry: `python -m expyrun.node FOLDER`
 SCRIPT_FILE = "slurm.sh"
 
 
