@@ -442,3 +442,17 @@ def test_a_waited_sweep_whose_points_all_died_is_failed_not_completed(project, s
     sweep_json = json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())
     assert sweep_json["counts"] == {"died": 3} and sweep_json["status"] == "failed", sweep_json
     assert "sweep failed: 3 died" in stderr
+
+
+def test_a_sweep_over_the_code_runs_each_points_own_code_on_the_nodes(project, slurm):
+    for folder, result in (("v1", 1), ("v2", 2)):
+        write(project / folder / "pkg" / "__init__.py", "")
+        write(project / folder / "pkg" / "main.py", f"def main(name, config):\n    return {result}\n")
+    run = RUN_SECTION.replace("demo", "p/{__run__.__code__}") + "  __code__: v1\n"
+    sweep = "__sweep__:\n  grid:\n    __run__.__code__: [v1, v2]\n"
+    write(project / "c.yml", run + sweep + slurm_section(wait=True))
+    result = expyrun(project, "c.yml")
+    assert result.returncode == 0, result.stderr
+    runs = [record(project / "outputs" / "p" / version / "exp.0") for version in ("v1", "v2")]
+    assert [r["result"] for r in runs] == [1, 2], runs
+    assert runs[0]["snapshot"]["sha256"] != runs[1]["snapshot"]["sha256"]

@@ -156,3 +156,49 @@ def test_point_lookup_matches_the_order_of_the_points() -> None:
     spec = SweepSpec("s", {"a": [1, 2, 3], "b": [4, 5]}, {"c": [7, 8], "d": [9, 10]}, {"x": {"e": 1}, "y": {"e": 2}})
     assert [spec.point(p.index) for p in spec.points()] == list(spec.points())
     assert os.sep  # (pure: no process, no folder)
+
+
+def code_version(project: Path, folder: str, result: int) -> None:
+    write(project / folder / "pkg" / "__init__.py", "")
+    write(project / folder / "pkg" / "main.py", f"def main(name, config):\n    return {result}\n")
+
+
+def test_a_sweep_over_the_code_runs_and_records_each_points_own_code(project, expyrun):
+    code_version(project, "v1", 1)
+    code_version(project, "v2", 2)
+    run = RUN_SECTION.replace("demo", "p/{__run__.__code__}") + "  __code__: v1\n"
+    write(project / "c.yml", run + "__sweep__:\n  grid:\n    __run__.__code__: [v1, v2]\n")
+    result = expyrun("c.yml")
+    assert result.returncode == 0, result.stderr
+    folder = project / "outputs" / "c" / "sweep.0"
+    points = header(folder)["points"]
+    assert [p["result"] for p in points] == [1, 2], points
+    runs = [json.loads((Path(p["run_dir"]) / "run.json").read_text()) for p in points]
+    assert runs[0]["snapshot"]["sha256"] != runs[1]["snapshot"]["sha256"]
+    assert "return 2" in (Path(points[1]["run_dir"]) / "pkg" / "main.py").read_text()
+
+    code_version(project, "v2", 3)  # --needed: the point whose code changed runs again, the other is done
+    again = expyrun("c.yml", "--needed")
+    assert again.returncode == 0, again.stderr
+    points = header(project / "outputs" / "c" / "sweep.1")["points"]
+    assert [p["status"] for p in points] == ["skipped", "completed"] and points[1]["result"] == 3, points
+
+
+def test_a_sweep_over_the_interpreter_records_each_interpreters_requirements(project, expyrun, tmp_path_factory):
+    import subprocess
+    import sys
+
+    bare = tmp_path_factory.mktemp("tools") / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    run = RUN_SECTION.replace("demo", "p/{x}") + f"  __python__: {bare}\nx: 0\n"
+    write(
+        project / "c.yml",
+        run + f"__sweep__:\n  zip:\n    x: [0, 1]\n    __run__.__python__: [{bare}, {sys.executable}]\n",
+    )
+    result = expyrun("c.yml")
+    assert result.returncode == 0, result.stderr
+    points = header(project / "outputs" / "c" / "sweep.0")["points"]
+    frozen = [(Path(p["run_dir"]) / "frozen_requirements.txt").read_text().lower() for p in points]
+    assert "pyyaml" not in frozen[0] and "pyyaml" in frozen[1], frozen
+    pythons = [json.loads((Path(p["run_dir"]) / "run.json").read_text())["python"] for p in points]
+    assert pythons[0] != pythons[1]

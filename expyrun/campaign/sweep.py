@@ -20,6 +20,7 @@ from expyrun.campaign.loop import Next, PointFailed, run_points
 from expyrun.errors import ExpyrunError
 from expyrun.execute.contract import Job
 from expyrun.execute.outcome import Outcome
+from expyrun.run.status import Status
 from expyrun.sweep.run import check_points, point_config, point_fields
 
 if TYPE_CHECKING:
@@ -55,8 +56,13 @@ class SweepPoints:
         self.digest = digest  # the code digest `--needed` compares, or None
         self.cwd = Path.cwd()
         self.points: Iterator[Point] = spec.points()
-        self.first: PreparedRun | None = None  # whose snapshot later points clone
-        self.recorded: PreparedRun | None = None  # whose requirements and git state later points link
+        # Per distinct `__code__` (a sweep may sweep it): git probe, `--needed` digest, the first point
+        # whose snapshot later points clone; per distinct (interpreter, code): the point whose frozen
+        # requirements and git state later points link. Each point's record describes what it ran.
+        from expyrun.run.prepare import snapshot_source
+
+        self.codes: dict[Path, _Code] = {snapshot_source(resolved.run): _Code(git, digest)}
+        self.recorded: dict[tuple[str | None, Path], PreparedRun] = {}
 
     def next(self) -> Point | Literal[Next.EXHAUSTED]:
         return next(self.points, Next.EXHAUSTED)
@@ -67,56 +73,83 @@ class SweepPoints:
         try:
             config = point_config(self.resolved, point, self.cwd)
             self.record.update(point.index, name=config.run.name)
-            if self.digest is not None:
+            code = self._code(config)
+            if code.digest is not None:
                 from expyrun.run.needed import find_done_run
 
-                done = find_done_run(config, self.digest)
+                done = find_done_run(config, code.digest)
                 if done is not None:
                     self.record.skip(point.index, done)
                     return None
-            prepared = self._prepare(config, point)
+            prepared = self._prepare(config, point, code)
         except (ExpyrunError, OSError) as error:
             raise PointFailed(self._failed(point, error)) from error
-        self.first = self.first or prepared
-        self.record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
+        code.first = code.first or prepared
+        self.record.update(point.index, run_dir=str(prepared.run_dir), status=Status.QUEUED)
         return Job(prepared, run_work(prepared), {"EXPYRUN_SWEEP_POINT": str(point.index)})
 
-    def _prepare(self, config: ResolvedConfig, point: Point) -> PreparedRun:
-        """The point's folder; its snapshot cloned from the first point's, or copied afresh when that
-        clone fails (the first point's folder was deleted or changed meanwhile)."""
+    def _code(self, config: ResolvedConfig) -> _Code:
+        """What the points running this point's `__code__` share, made when the first of them comes
+        (a sweep over `__run__.__code__` snapshots and digests each code, not the first point's)."""
+        from expyrun.run.git_state import GitProbe
+        from expyrun.run.prepare import snapshot_source
+
+        source = snapshot_source(config.run)
+        code = self.codes.get(source)
+        if code is None:
+            git = GitProbe(config.run.code, None if self.debug else source)
+            digest = None
+            if self.digest is not None:
+                from expyrun.run.needed import code_digest
+
+                digest = code_digest(config, git.ignored())
+            code = self.codes[source] = _Code(git, digest)
+        return code
+
+    def _prepare(self, config: ResolvedConfig, point: Point, code: _Code) -> PreparedRun:
+        """The point's folder; its snapshot cloned from the first point's with the same code, or copied
+        afresh when that clone fails (the first point's folder was deleted or changed meanwhile)."""
         from expyrun.run.prepare import prepare_run
 
         fields = point_fields(self.record.folder, point)
-        if self.first is None:
-            return prepare_run(config, self.debug, self.argv, self.cwd, fields, self.git, None)
+        if code.first is None:
+            return prepare_run(config, self.debug, self.argv, self.cwd, fields, code.git, None)
         try:
-            return prepare_run(config, self.debug, self.argv, self.cwd, fields, self.git, self.first)
-        except (ExpyrunError, OSError):
-            if self.first.run_dir.is_dir() and (self.first.run_dir / "run.json").is_file():
-                raise  # the first point is intact: the failure is this point's own
-            self.first = None
-            return prepare_run(config, self.debug, self.argv, self.cwd, fields, self.git, None)
+            return prepare_run(config, self.debug, self.argv, self.cwd, fields, code.git, code.first)
+        except (ExpyrunError, OSError):  # the first point's files may be gone (in part): copy afresh
+            prepared = prepare_run(config, self.debug, self.argv, self.cwd, fields, code.git, None)
+            code.first = None  # (if that fails too, the failure is this point's own); later points
+            return prepared  # clone this one
+
+    def close(self) -> None:
+        """End the git probes of the codes other than the sweep's own (run_sweep closes that one)."""
+        for code in list(self.codes.values())[1:]:
+            code.git.close()
 
     def _failed(self, point: Point, error: BaseException) -> Outcome:
         """A point that could not be prepared: `failed` in `sweep.json` with why, and its line."""
         message = str(error) if isinstance(error, ExpyrunError) else f"{type(error).__name__}: {error}"
         exception = {"type": type(error).__name__, "message": message}
-        outcome = Outcome("failed", 1, exception=exception)
-        self.record.update(point.index, status="failed", exception=exception)
+        outcome = Outcome(Status.FAILED, 1, exception=exception)
+        self.record.update(point.index, status=Status.FAILED, exception=exception)
         values = ", ".join(f"{k}={v}" for k, v in point.values.items())
         self.record.ended(point.index, f"point {point.index} failed (not prepared: {message}) ({values})")
         return outcome
 
     def gather(self, prepared: PreparedRun) -> None:
-        """Frozen requirements and git state: gathered for the first point, linked for the others."""
+        """Frozen requirements and git state: gathered for the first point of each interpreter and
+        code, linked for the others (a sweep over `__python__` freezes each interpreter's packages)."""
         from expyrun.run.freeze import FROZEN_FILE
         from expyrun.run.git_state import DIFF_FILE
         from expyrun.run.launch import record_environment
+        from expyrun.run.prepare import snapshot_source
 
-        source = self.recorded
+        run = prepared.resolved.run
+        key = (None if run.python is None else str(run.python), snapshot_source(run))
+        source = self.recorded.get(key)
         if source is None or not source.run_dir.is_dir():
-            record_environment(prepared, self.git)
-            self.recorded = prepared
+            record_environment(prepared, self._code(prepared.resolved).git)
+            self.recorded[key] = prepared
             return
         for name in (FROZEN_FILE, DIFF_FILE):
             if (source.run_dir / name).exists():
@@ -125,7 +158,7 @@ class SweepPoints:
             prepared.record["git"] = source.record["git"]
 
     def started(self, job: Job) -> None:
-        self.record.update(job.prepared.record["sweep"]["point"], status="running")
+        self.record.update(job.prepared.record["sweep"]["point"], status=Status.RUNNING)
 
     def tell(self, job: Job, outcome: Outcome) -> None:
         prepared = job.prepared
@@ -159,7 +192,7 @@ def run_sweep(
     record = SweepRecord(folder, spec, argv)
     console.info(f"sweep folder: {folder} ({spec.size} points)")
     git = GitProbe(run.code, None if debug else snapshot_source(run))
-    status = "failed"  # unless the loop returns: an error of ours
+    status = Status.FAILED  # unless the loop returns: an error of ours
     try:
         digest = None
         if needed and not debug:
@@ -167,15 +200,28 @@ def run_sweep(
 
             digest = code_digest(resolved, git.ignored())
         proposer = SweepPoints(resolved, spec, record, argv, debug, git, digest)
-        result = run_points(proposer, _executor(launch, cwd, debug))
+        try:
+            result = run_points(proposer, _executor(launch, cwd, debug))
+        finally:
+            proposer.close()
         code = result.exit_code
-        status = {0: "completed", 1: "failed"}.get(code, "interrupted")
+        status = {0: Status.COMPLETED, 1: Status.FAILED}.get(code, Status.INTERRUPTED)
     finally:
         git.close()
         record.close(status)
     counts = record.data["counts"]
     console.info(f"sweep {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f": {folder}")
     return code
+
+
+class _Code:
+    """What the points running one `__code__` share: its git probe, its `--needed` digest (or None)
+    and its first prepared point, whose snapshot the others clone."""
+
+    def __init__(self, git: GitProbe, digest: str | None) -> None:
+        self.git = git
+        self.digest = digest
+        self.first: PreparedRun | None = None
 
 
 def check_reuse_workers(resolved: ResolvedConfig) -> None:

@@ -33,6 +33,7 @@ from expyrun.execute.slurm_options import SlurmOptions
 from expyrun.execute.slurm_script import SCRIPT_FILE, config_digest, job_script, output_pattern
 from expyrun.run.folder import missing_parents, remove_created
 from expyrun.run.prepare import STORE_FOLDER, PreparedRun, prepare_run, run_base, snapshot_source
+from expyrun.run.status import Status
 
 SBATCH_TIMEOUT_S = 120.0
 
@@ -71,7 +72,7 @@ def submit(
             for _ in range(launch.workers if study is not None else 1):
                 batch.prepare(resolved, dict(fields))
         if not batch.prepared:
-            batch.close_sweep("completed")
+            batch.close_sweep(Status.COMPLETED)
             console.info("every point is done already (--needed): nothing to submit")
             return 0
         batch.record_git()
@@ -82,7 +83,7 @@ def submit(
         batch.discard()
         raise
     finally:
-        batch.git.close()
+        batch.close_git()
     if not launch.wait:
         return 0
     from expyrun.execute.slurm_wait import wait_for_runs
@@ -120,6 +121,11 @@ class _Batch:
         self.argv = argv
         self.cwd = cwd
         self.git = GitProbe(resolved.run.code, None if debug else snapshot_source(resolved.run))
+        # per distinct `__code__` (a sweep may sweep it): its git probe and its first prepared folder,
+        # whose snapshot the others with that code clone; each folder's code
+        self.gits: dict[Path, GitProbe] = {snapshot_source(resolved.run): self.git}
+        self.firsts: dict[Path, PreparedRun] = {}
+        self.sources: dict[Path, Path] = {}  # run folder -> its snapshot source
         self.prepared: list[PreparedRun] = []
         self.created: list[Path] = []  # parents this launch made (deepest first within each group)
         self.store_made = False
@@ -136,10 +142,26 @@ class _Batch:
     def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> PreparedRun:
         self._note_parents(run_base(resolved, self.debug))
         fields.update(launcher="slurm", attempt=None)  # the node counts attempts
-        first = self.prepared[0] if self.prepared else None
-        prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self.git, first)
+        source = snapshot_source(resolved.run)
+        prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self._git(resolved),
+                               self.firsts.get(source))  # fmt: skip
+        self.firsts.setdefault(source, prepared)
+        self.sources[prepared.run_dir] = source
         self.prepared.append(prepared)
         return prepared
+
+    def _git(self, resolved: ResolvedConfig) -> Any:
+        """The git probe of this config's `__code__` (one per distinct code)."""
+        from expyrun.run.git_state import GitProbe
+
+        source = snapshot_source(resolved.run)
+        if source not in self.gits:
+            self.gits[source] = GitProbe(resolved.run.code, None if self.debug else source)
+        return self.gits[source]
+
+    def close_git(self) -> None:
+        for git in self.gits.values():
+            git.close()
 
     def prepare_sweep(self, sweep: Any, needed: bool) -> None:
         from expyrun.run.folder import allocate_run_dir
@@ -152,23 +174,22 @@ class _Batch:
         self.created = missing_parents(base) + self.created
         self.sweep_folder = allocate_run_dir(base, "sweep")
         self.sweep_record = SweepRecord(self.sweep_folder, sweep, self.argv, local=False)
-        digest = None
-        if needed and not self.debug:
-            from expyrun.run.needed import code_digest
-
-            digest = code_digest(self.resolved, self.git.ignored())
+        digests: dict[Path, str] = {}  # per distinct `__code__`
         for point, config in points:
             self.sweep_record.update(point.index, name=config.run.name)
-            if digest is not None:
-                from expyrun.run.needed import find_done_run
+            if needed and not self.debug:
+                from expyrun.run.needed import code_digest, find_done_run
 
-                done = find_done_run(config, digest)
+                source = snapshot_source(config.run)
+                if source not in digests:
+                    digests[source] = code_digest(config, self._git(config).ignored())
+                done = find_done_run(config, digests[source])
                 if done is not None:
                     self.sweep_record.skip(point.index, done)
                     continue
             fields = point_fields(self.sweep_folder, point)
             prepared = self.prepare(config, fields)
-            self.sweep_record.update(point.index, run_dir=str(prepared.run_dir), status="queued")
+            self.sweep_record.update(point.index, run_dir=str(prepared.run_dir), status=Status.QUEUED)
 
     def close_sweep(self, status: str) -> None:
         if self.sweep_record is not None:
@@ -180,16 +201,18 @@ class _Batch:
             return  # the node runs `__code__` as it is then, and reads its state then
         from expyrun.run.git_state import DIFF_FILE
 
-        state = self.git.state()
-        if state is None:
-            return
-        first = self.prepared[0]
-        if state.dirty:
-            self.git.write_diff(first.run_dir)
-        for prepared in self.prepared:
-            prepared.record["git"] = state.as_record()
-            if prepared is not first and (first.run_dir / DIFF_FILE).exists():
-                os.link(first.run_dir / DIFF_FILE, prepared.run_dir / DIFF_FILE)
+        for source, git in self.gits.items():  # each folder gets the state of the code it copied
+            group = [prepared for prepared in self.prepared if self.sources[prepared.run_dir] == source]
+            state = git.state() if group else None
+            if state is None:
+                continue
+            first = group[0]
+            if state.dirty:
+                git.write_diff(first.run_dir)
+            for prepared in group:
+                prepared.record["git"] = state.as_record()
+                if prepared is not first and (first.run_dir / DIFF_FILE).exists():
+                    os.link(first.run_dir / DIFF_FILE, prepared.run_dir / DIFF_FILE)
 
     def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool,
                hidden: dict[str, str | None], shown: dict[str, str | None]) -> None:  # fmt: skip
@@ -211,7 +234,7 @@ class _Batch:
                 prepared.record["slurm"] = slurm
                 prepared.write_record()
             if self.sweep_record is not None:
-                self.sweep_record.detach(status="queued", slurm={"array_job_id": _number(self.job_id)})
+                self.sweep_record.detach(status=Status.QUEUED, slurm={"array_job_id": _number(self.job_id)})
             _scontrol("release", self.job_id)
         except BaseException:
             _cancel(self.job_id)
