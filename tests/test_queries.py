@@ -329,3 +329,11 @@ def test_study_trials_inherit_launch_tags_and_record_trial_values_as_such(projec
     for trial in trials:
         assert json.loads((trial / "annotations.json").read_text())["tags"] == ["search"]
         assert json.loads((trial / "run.json").read_text())["provenance"]["x"] == "trial"
+
+
+def test_tag_where_annotations_cannot_be_written_is_one_line(grid, expyrun):
+    run = grid / "demo" / "exp.0"
+    (run / "annotations.json").mkdir()  # as a read-only folder would (root writes into those)
+    result = expyrun("tag", str(run), "+best")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "cannot write annotations.json" in result.stderr and "internal error" not in result.stderr

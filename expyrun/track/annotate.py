@@ -8,6 +8,7 @@ changes none of them and says which one is wrong, in one line.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from expyrun.errors import UsageError
@@ -32,7 +33,7 @@ def tag_command(args: list[str]) -> int:
     remove = [store.check_tag(arg[1:]) for arg in edits if arg[0] == "-"]
     runs = [require_run(path) for path in paths]
     for run_dir in runs:
-        written = store.edit(run_dir, store.retag(add, remove))
+        written = _edit(run_dir, store.retag(add, remove))
         sys.stderr.write(f"{run_dir}: {' '.join(written.tags) or '(no tags)'}\n")
     return 0
 
@@ -52,5 +53,13 @@ def note_command(args: list[str]) -> int:
     if len(rest) != 2:
         raise UsageError("expyrun note: give one RUN and one TEXT (quote a text with spaces)", NOTE_USAGE)
     run_dir: Path = require_run(rest[0])
-    store.edit(run_dir, store.renote(rest[1], append))
+    _edit(run_dir, store.renote(rest[1], append))
     return 0
+
+
+def _edit(run_dir: Path, change: Callable[[store.Annotations], store.Annotations]) -> store.Annotations:
+    """`store.edit`, with a folder that cannot be written (read-only, full) said in one line."""
+    try:
+        return store.edit(run_dir, change)
+    except OSError as error:
+        raise UsageError(f"{run_dir}: cannot write {store.ANNOTATIONS_FILE}: {error.strerror or error}") from None
