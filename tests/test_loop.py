@@ -217,3 +217,17 @@ def test_a_proposer_with_nothing_now_is_asked_again_after_a_wait(tmp_path):
     points = Later(tmp_path, 2)
     result = run_points(points, FakeExecutor(), poll_s=0)
     assert points.told == [(0, "completed"), (1, "completed")] and result.exit_code == 0
+
+
+def test_a_callers_own_handler_stops_the_loop_through_the_shared_list(tmp_path):
+    received: list[int] = []
+
+    def usr2_said_stop(points: Points) -> None:
+        if points.ticks == 2:
+            received.append(signal.SIGTERM)  # what a Slurm node's USR2 handler does
+
+    points = Points(tmp_path, 4, on_tick=usr2_said_stop)
+    executor = FakeExecutor(script=lasting({0: 100}))
+    result = run_points(points, executor, grace_s=3, poll_s=0, received=received)
+    assert executor.stopped == (3, signal.SIGTERM) and result.exit_code == 143
+    assert points.told == [(0, "interrupted")]

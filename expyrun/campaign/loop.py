@@ -208,13 +208,18 @@ def run_points(
     max_failures: int | None = None,
     poll_s: float = POLL_S,
     on_signal: Callable[[int], None] | None = None,
+    received: list[int] | None = None,
 ) -> LoopResult:
     """Execute the proposer's points on the executor until none is left or a stop signal came.
 
     `max_failures`: that many points failing in a row stop the loop (no new point; the running ones
-    end normally). The executor is closed on the way out, whatever happens.
+    end normally). `received`: the list stop signals are appended to, for a caller whose own handler
+    stops the loop too (a Slurm node's USR2 appends SIGTERM; the executor's wake-up fd makes the
+    loop see it at once). The executor is closed on the way out, whatever happens.
     """
     loop = _Loop(proposer, executor, grace_s, max_failures, poll_s)
+    if received is not None:
+        loop.received = received
 
     def handler(signum: int, frame: Any) -> None:
         loop.on_signal(signum, frame)
