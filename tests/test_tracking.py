@@ -554,3 +554,23 @@ def test_a_python_script_run_as_a_command_logs_with_expyrun_log(tmp_path):
     assert [(m["step"], m["loss"]) for m in lines(run_dir / "metrics.jsonl")] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert lines(run_dir / "texts.jsonl")[0]["step"] == 2
     assert record(run_dir)["metrics"]["loss"]["count"] == 3
+
+
+def test_a_trials_printed_lines_are_matched_by_metrics_patterns_when_it_ends(project):
+    config(
+        project,
+        """
+for step in range(3):
+    print(f"step {step} loss {config['lr'] * step}", flush=True)
+return config["lr"]
+""",
+        extra="  __metrics__: ['step (?P<step>\\d+) loss (?P<loss>\\S+)']",
+    )
+    with (project / "c.yml").open("a") as file:
+        file.write(OPTUNA.format(extra="isolation: process"))
+    result = run_expyrun(["c.yml"], project, timeout=180)
+    assert result.returncode == 0, result.stderr
+    for trial_dir in (project / "outputs" / "demo" / "exp.0" / "trials").iterdir():
+        lr = record(trial_dir)["config"]["lr"]
+        assert lines(trial_dir / "metrics.jsonl") == [{"step": s, "loss": lr * s} for s in range(3)]
+        assert record(trial_dir)["metrics"]["loss"]["count"] == 3

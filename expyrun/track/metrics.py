@@ -99,9 +99,9 @@ class Writer:
     order of calls) and across `fork` (a forked process gets a fresh lock and keeps the descriptor).
     """
 
-    def __init__(self, run_dir: str, started: float) -> None:
+    def __init__(self, run_dir: str, started: float | None) -> None:
         self.run_dir = run_dir
-        self.started = started  # seconds since the epoch when the run started (`time` counts from it)
+        self.started = started  # seconds since the epoch when the run started (`time` counts from it; None: no time)
         self.step: int | None = None  # the last step `log` used
         self.lock = threading.Lock()
         self._metrics: int | None = None
@@ -137,7 +137,11 @@ class Writer:
             if step is None:
                 step = 0 if self.step is None else self.step + 1
             self.step = step
-            line = f'{{"step": {step}, "time": {round(time.time() - self.started, 4)!r}, {", ".join(parts)}}}\n'
+            started = self.started
+            if started is not None:
+                line = f'{{"step": {step}, "time": {round(time.time() - started, 4)!r}, {", ".join(parts)}}}\n'
+            else:
+                line = f'{{"step": {step}, {", ".join(parts)}}}\n'
             if self._metrics is None:
                 self._metrics = self._open(METRICS_FILE)
             os.write(self._metrics, line.encode())
@@ -154,10 +158,8 @@ class Writer:
             raise TypeError(f"expyrun.log_text: the tag must be a non-empty string, not {tag!r}")
         if not isinstance(text, str):
             raise TypeError(f"expyrun.log_text: `{tag}`: the text is a {type(text).__name__}, not a string")
-        line = json.dumps(
-            {"step": self.text_step(step), "time": round(time.time() - self.started, 4), "tag": tag, "text": text},
-            ensure_ascii=False,
-        )
+        at = None if self.started is None else round(time.time() - self.started, 4)
+        line = json.dumps({"step": self.text_step(step), "time": at, "tag": tag, "text": text}, ensure_ascii=False)
         with self.lock:
             if self._texts is None:
                 self._texts = self._open(TEXTS_FILE)
@@ -245,7 +247,7 @@ class LineSink:
             size = os.stat(os.path.join(self.writer.run_dir, METRICS_FILE)).st_size
         except OSError:
             return
-        if not self.grown or size > self.grown[-1][0]:
+        if (not self.grown or size > self.grown[-1][0]) and self.writer.started is not None:
             self.grown.append((size, round(time.time() - self.writer.started, 4)))
 
     def feed(self, data: bytes) -> None:
@@ -277,17 +279,32 @@ class LineSink:
                 except (TypeError, OSError):
                     self.skipped += 1
 
-    def close(self) -> None:
-        """Match a last unterminated line; record how many matches were skipped."""
+    def close(self, times: bool = True) -> None:
+        """Match a last unterminated line; record how many matches were skipped; give appended lines
+        their times (`times`)."""
         if self.pending:
             self.match(self.pending.decode("utf-8", "replace"))
             self.pending = b""
         if self.skipped:
             with contextlib.suppress(OSError):
                 Path(self.writer.run_dir, SKIPPED_FILE).write_text(f"{self.skipped}\n")
+        if not times:
+            return
         self.poll(force=True)
         if self.grown:
             add_times(os.path.join(self.writer.run_dir, METRICS_FILE), self.grown)
+
+
+def match_log(run_dir: str | Path, patterns: tuple[str, ...]) -> None:
+    """`__metrics__` matched against a run's ended `outputs.log` (not a batch's shared log, a link):
+    one metrics line per match, without `time` (when it was printed is not known)."""
+    log = Path(run_dir, "outputs.log")
+    if log.is_symlink() or not log.is_file():
+        return
+    sink = LineSink(str(run_dir), patterns)
+    sink.writer.started = None  # lines without `time`
+    sink.feed(log.read_bytes())
+    sink.close(times=False)
 
 
 def add_times(path: str, grown: list[tuple[int, float]]) -> None:
@@ -394,9 +411,7 @@ def read_series(run_dir: str | Path, name: str) -> tuple[Sequence[float], Sequen
     pattern = _SERIES_CACHE.get(name)
     if pattern is None:
         key = re.escape(json.dumps(name, ensure_ascii=False).encode())
-        pattern = _SERIES_CACHE[name] = re.compile(
-            rb'^\{"step": (-?\d+), "time": [^,]*, (?:.*?, )?' + key + rb": ([^,}]*)", re.M
-        )
+        pattern = _SERIES_CACHE[name] = re.compile(rb'^\{"step": (-?\d+), (?:.*?, )?' + key + rb": ([^,}]*)", re.M)
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
     ours = data.count(b'\n{"step": ') + data.startswith(b'{"step": ')
     if ours != lines:  # some line is not one of ours (another program's): read it line by line
@@ -522,10 +537,17 @@ def skipped_matches(run_dir: str | Path) -> int:
         return 0
 
 
-def finish_fields(run_dir: str | Path) -> dict[str, Any]:
+def finish_fields(run_dir: str | Path, patterns: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the end of a run adds to its record: `metrics` when it logged any, `metrics_skipped`
-    when patterns matched values that were not numbers. Never raises: a run's end is recorded anyway."""
+    when patterns matched values that were not numbers. Never raises: a run's end is recorded anyway.
+
+    `patterns`: `__metrics__` of a run whose output no tee read (a study trial, written to its log
+    by its worker): they are matched against its `outputs.log` now, the lines written without a time.
+    """
     fields: dict[str, Any] = {}
+    if patterns:
+        with contextlib.suppress(Exception):
+            match_log(run_dir, patterns)
     try:
         series = read_metrics(run_dir)
         summary = summarize(run_dir, series)

@@ -203,7 +203,8 @@ class TrialContext:
             record["trial"].update(objectives=named, metrics=outcome.metrics or {})
             ended.result = None if named is None else {**named, **(outcome.metrics or {})}
         mark_outcome(record, ended, time.monotonic() - prepared.started)
-        record.update(finish_fields(prepared.run_dir))  # `metrics`: what the trial logged (SPEC 11.1)
+        # `metrics`: what the trial logged (SPEC 11.1); its output had no tee: `__metrics__` read from its log
+        record.update(finish_fields(prepared.run_dir, prepared.config.run.metrics))
         _write_last_record(prepared)
 
     def changed_in_storage(self, prepared: PreparedTrial, state: str, outcome: TrialOutcome) -> None:
