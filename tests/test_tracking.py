@@ -196,6 +196,14 @@ expyrun.log_figure("curves/loss", go.Figure(), step=9)
     folder = project / "outputs" / "demo" / "exp.0" / "figures" / "curves" / "loss"
     assert sorted(p.name for p in folder.iterdir()) == ["4.json", "9.json"]
     assert json.loads((folder / "4.json").read_text())["data"][0]["y"] == [3, 4]
+    script = f"""
+import expyrun
+run = expyrun.runs({str(project / "outputs")!r})[0]
+print([(step, path.name) for step, path in run.figures("curves/loss")], sorted(run.figures()))
+"""
+    read = python(script, project)
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.strip() == "[(4, '4.json'), (9, '9.json')] ['curves/loss']"
 
 
 def test_a_shell_command_appending_to_expyrun_metrics_gets_curves_and_a_summary(tmp_path):
