@@ -582,3 +582,43 @@ return config["lr"]
         lr = record(trial_dir)["config"]["lr"]
         assert lines(trial_dir / "metrics.jsonl") == [{"step": s, "loss": lr * s} for s in range(3)]
         assert record(trial_dir)["metrics"]["loss"]["count"] == 3
+
+
+def test_a_sweep_with_variants_a_grid_and_a_zip_has_their_shape(project):
+    write(project / "pkg" / "main.py", "def main(name, config):\n    return [config['w'], config['lr'], config['a']]\n")
+    write(
+        project / "s.yml",
+        """\
+        __run__:
+          __main__: pkg.main:main
+          __name__: "v/{w}-{lr}-{a}"
+          __output_dir__: outputs
+        w: 1
+        lr: 0.1
+        a: x
+        b: 0
+        __sweep__:
+          name: shaped
+          variants:
+            small: {w: 1}
+            large: {w: 2}
+          grid:
+            lr: [0.1, 0.2]
+          zip:
+            a: [x, y, z]
+            b: [1, 2, 3]
+        """,
+    )
+    result = run_expyrun(["s.yml"], project, timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = read(
+        project,
+        """
+sweep = expyrun.sweep("outputs/shaped/sweep.0")
+print(json.dumps({"shape": sweep.shape, "axes": sweep.axes, "one": sweep[1, 0, 2].result,
+                  "sub": sweep[:, 1, 0].results, "inner": sweep[0, 0].results}))
+""",
+    )
+    assert found["shape"] == [2, 2, 3] and found["axes"] == ["variant", "lr", "zip"]
+    assert found["one"] == [2, 0.1, "z"] and found["sub"] == [[1, 0.2, "x"], [2, 0.2, "x"]]
+    assert found["inner"] == [[1, 0.1, "x"], [1, 0.1, "y"], [1, 0.1, "z"]]
