@@ -231,3 +231,17 @@ def test_a_callers_own_handler_stops_the_loop_through_the_shared_list(tmp_path):
     result = run_points(points, executor, grace_s=3, poll_s=0, received=received)
     assert executor.stopped == (3, signal.SIGTERM) and result.exit_code == 143
     assert points.told == [(0, "interrupted")]
+
+
+def test_the_study_pools_declare_the_task_pool_contract(tmp_path):
+    from expyrun.execute.contract import TaskPool
+    from expyrun.execute.inline_pool import InlinePool
+    from expyrun.execute.trial_workers import WorkerPool
+
+    workers = WorkerPool(1, {}, tmp_path)  # no worker starts before a task
+    inline = InlinePool(1, lambda _signum: None)
+    try:
+        assert isinstance(workers, TaskPool) and isinstance(inline, TaskPool)
+    finally:
+        workers.close()
+        inline.close()

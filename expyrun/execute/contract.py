@@ -53,7 +53,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from expyrun.execute.outcome import Outcome
+    from expyrun.execute.trial_workers import Finished
     from expyrun.run.prepare import PreparedRun
 
 
@@ -94,5 +97,31 @@ class Executor(Protocol):
     def wait(self, timeout: float) -> list[Ended]: ...
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TaskPool(Protocol):
+    """The slots under the study's trials: `WorkerPool` (reused worker processes) and `InlinePool`
+    (threads of the driver). A task is a keyed payload for the runner in the slot, executed in a
+    prepared folder and answered as a `Finished`; the same rules as `Executor` hold (one caller, the
+    main thread; `wait` bounded, sooner when `wake_fd` is readable; `stop` kills what outlives
+    `grace`, blocking until every task ended). `ReusedWorkers` (execute/reused_workers.py) lifts a
+    `WorkerPool` to the `Executor` contract for sweep points; the study driver drives a pool directly
+    until its trials run on the loop."""
+
+    @property
+    def busy(self) -> int: ...
+
+    def has_free_slot(self) -> bool: ...
+
+    def submit(self, key: int, payload: Any, run_dir: Path) -> tuple[int, str | None]: ...
+
+    def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]: ...
+
+    def stop(
+        self, grace: float, wake_fd: int | None = None, exception: type[BaseException] = KeyboardInterrupt
+    ) -> list[Finished]: ...
 
     def close(self) -> None: ...
