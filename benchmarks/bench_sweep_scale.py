@@ -7,7 +7,8 @@ For grids of 10^4 (one list of 10^4 values), 10^5 (100 x 1000) and 10^6 (100 x 1
 this starts `expyrun grid.yml` (one job), waits until the first point's entry point runs (it writes
 a file), reads the launcher's peak RSS (VmHWM), then stops the sweep with SIGINT.
 Target: the first point of the 10^6-point grid within 2 s; peak RSS about the same for every size.
-Run: `python benchmarks/bench_sweep_scale.py [SIZES...]` (Linux: reads /proc).
+Run: `python benchmarks/bench_sweep_scale.py [SIZES...]` (Linux: reads /proc); sizes 4000, 8000 and 16000
+are one swept list of that length.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main(name, config):
 """
 
 GRIDS: dict[int, list[int]] = {10**4: [10**4], 10**5: [100, 1000], 10**6: [100, 100, 100]}
+LISTS = {n: [n] for n in (4000, 8000, 16000)}  # one swept list (`... 4000 8000 16000`): linear, not quadratic
 
 
 def config(lengths: list[int]) -> str:
@@ -85,7 +87,8 @@ def measure(size: int, timeout: float = 600.0) -> tuple[float, float]:
 
 
 def main() -> None:
-    sizes = [int(float(arg)) for arg in sys.argv[1:]] or list(GRIDS)
+    GRIDS.update({n: grid for n, grid in LISTS.items() if n not in GRIDS})
+    sizes = [int(float(arg)) for arg in sys.argv[1:]] or [10**4, 10**5, 10**6]
     print(f"{'points':>9} {'grid':>15} {'first point (s)':>16} {'peak RSS (MB)':>14}")
     for size in sizes:
         elapsed, peak = measure(size)
