@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from expyrun import console
 from expyrun.run.record import host_name, now, to_json, write_json_atomic
+from expyrun.run.status import ACTIVE, Status
 
 if TYPE_CHECKING:
     from expyrun.run.needed import Done
@@ -34,8 +35,8 @@ POINTS_FILE = "points.jsonl"
 FORMAT = 2  # 1 (no `format`): every point's row inside sweep.json, rewritten whole
 FOLD_LIMIT = 10_000  # sweeps up to this size list pending points and get `points` in sweep.json at the end
 _WRITE_EVERY_S = 0.2  # sweep.json is rewritten at most this often while points run (and at the end)
-_ACTIVE = ("queued", "running")
-_SUCCESSFUL = ("completed", "skipped")
+_ACTIVE = tuple(ACTIVE)
+_SUCCESSFUL = (Status.COMPLETED, Status.SKIPPED)
 
 
 def _row(point: Point) -> dict[str, Any]:
@@ -62,7 +63,7 @@ class SweepRecord:
         self.active: dict[int, str] = {}  # index -> queued | running
         launcher = {"host": host_name(), "pid": os.getpid()} if local else {}
         self.data: dict[str, Any] = {
-            "format": FORMAT, "name": spec.name, "dir": str(folder), "argv": argv, "status": "running",
+            "format": FORMAT, "name": spec.name, "dir": str(folder), "argv": argv, "status": Status.RUNNING,
             "started_at": now(), "ended_at": None, "size": self.size, "counts": {}, **launcher,
         }  # fmt: skip
         self.written = 0.0
@@ -96,7 +97,7 @@ class SweepRecord:
         """A point `--needed` does not run: `skipped`, with the run it reuses and that run's result, so
         the table of a sweep whose points were all done before is complete."""
         self.update(
-            index, status="skipped", reused=str(done.run_dir), run_dir=str(done.run_dir),
+            index, status=Status.SKIPPED, reused=str(done.run_dir), run_dir=str(done.run_dir),
             result=done.record.get("result"),
         )  # fmt: skip
         self.ended(index, f"point {index} skipped: {done.run_dir} is done (--needed)")
@@ -197,8 +198,8 @@ def update_point(folder: Path, index: int, fields: dict[str, Any], log_line: str
         data.update(status=ended_status(counts), ended_at=now())
         if data.get("format") == FORMAT and len(rows) <= FOLD_LIMIT:
             data["points"] = rows
-    elif fields.get("status") == "running":
-        data["status"] = "running"
+    elif fields.get("status") == Status.RUNNING:
+        data["status"] = Status.RUNNING
     write_json_atomic(folder / SWEEP_FILE, data)
     if log_line is not None:
         with open(folder / SWEEP_LOG, "a", encoding="utf-8") as log:
@@ -209,4 +210,4 @@ def update_point(folder: Path, index: int, fields: dict[str, Any], log_line: str
 def ended_status(counts: dict[str, int]) -> str:
     """A sweep none of whose points is left: `completed` only when every point completed or was
     skipped; a point that failed, was interrupted or died fails it."""
-    return "completed" if all(status in _SUCCESSFUL for status in counts) else "failed"
+    return Status.COMPLETED if all(status in _SUCCESSFUL for status in counts) else Status.FAILED
