@@ -29,6 +29,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from expyrun.execute.outcome import Outcome
+from expyrun.run.outcome import exit_code
 from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
 
 if TYPE_CHECKING:
@@ -100,16 +101,6 @@ class LoopResult:
     @property
     def exit_code(self) -> int:
         return exit_code(self.outcomes, self.stopped_by)
-
-
-def exit_code(outcomes: list[Outcome], stopped_by: int | None) -> int:
-    """What expyrun exits with for a set of runs: the stop signal's code, an interrupted run's code,
-    1 if any failed, else 0."""
-    if stopped_by is not None:
-        return SIGNAL_EXIT[signal.Signals(stopped_by)]
-    if any(outcome.status == Status.INTERRUPTED for outcome in outcomes):
-        return next(o.exit_code for o in outcomes if o.status == Status.INTERRUPTED)
-    return 1 if any(outcome.status == Status.FAILED for outcome in outcomes) else 0
 
 
 class _Loop(Generic[P]):

@@ -24,7 +24,8 @@ from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, start_tee
-from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
+from expyrun.run.outcome import exit_code as exit_code  # the Slurm node imports it from here
+from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
 
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 
@@ -353,12 +354,3 @@ def _suspend_all(pgids: list[int]) -> None:
     for pgid in pgids:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGCONT)
-
-
-def exit_code(outcomes: list[Outcome], stopped_by: int | None) -> int:
-    """What expyrun exits with for a set of runs: the stop signal's code, 1 if any failed, else 0."""
-    if stopped_by is not None:
-        return SIGNAL_EXIT[signal.Signals(stopped_by)]
-    if any(outcome.status == Status.INTERRUPTED for outcome in outcomes):
-        return next(o.exit_code for o in outcomes if o.status == Status.INTERRUPTED)
-    return 1 if any(outcome.status == Status.FAILED for outcome in outcomes) else 0

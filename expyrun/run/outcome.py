@@ -34,3 +34,17 @@ class Outcome:
 
     def __repr__(self) -> str:
         return f"Outcome({self.status.value!r}, {self.exit_code}, exception={self.exception!r})"
+
+
+def exit_code(outcomes: list[Outcome], stopped_by: int | None) -> int:
+    """What expyrun exits with for a set of runs (the one rule, for a run, a sweep, a Slurm task):
+    the stop signal's code, else an interrupted run's code, 1 if any failed, else 0."""
+    if stopped_by is not None:
+        import signal
+
+        from expyrun.run.status import SIGNAL_EXIT
+
+        return SIGNAL_EXIT[signal.Signals(stopped_by)]
+    if any(outcome.status == Status.INTERRUPTED for outcome in outcomes):
+        return next(o.exit_code for o in outcomes if o.status == Status.INTERRUPTED)
+    return 1 if any(outcome.status == Status.FAILED for outcome in outcomes) else 0
