@@ -98,6 +98,11 @@ def test_every_command_in_the_help_is_in_the_command_table_and_no_other(project,
     assert "(alias: ls)" in usage
 
 
+# Modules a plain launch must not import: each costs milliseconds (dataclasses: inspect, ast, dis) or
+# belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly).
+HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect")
+
+
 def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project):
     write(project / "c.yml", RUN_SECTION + "x: 3\n")
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "expyrun", "c.yml"], cwd=project,
@@ -105,7 +110,7 @@ def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templ
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import ")}
     assert "expyrun.commands.launch" in imported, sorted(imported)  # (the table dispatched to it)
-    heavy = {name for name in imported if name.split(".")[0] in ("argparse", "optuna", "jinja2", "plotly", "difflib")}
+    heavy = {name for name in imported if name.split(".")[0] in HEAVY}
     browsing = {name for name in imported if name.startswith(("expyrun.browse", "expyrun.commands.")) and
                 name not in ("expyrun.commands.launch", "expyrun.commands.suggest")}  # fmt: skip
     assert not heavy and not browsing, sorted(heavy | browsing)

@@ -129,10 +129,13 @@ def _fill(
     record = start_record(run.name, run_dir, debug, argv, cwd, status=Status.QUEUED)
     record["config"] = resolved.user_config_for_disk()  # for `expyrun list`, without parsing YAML
     from expyrun.config.explain import origins
-    from expyrun.track.annotations import write_launch_tags
 
     record["provenance"] = origins(resolved)  # SPEC 12.3: where each value came from, for `diff`
-    write_launch_tags(run_dir, resolved.values["__run__"].get("__tags__"))
+    tags = resolved.values["__run__"].get("__tags__")  # (checked with the config)
+    if tags:  # track.annotations imports dataclasses: ~4 ms that a launch without tags does not pay
+        from expyrun.track.annotations import write_launch_tags
+
+        write_launch_tags(run_dir, tags)
     record.update(fields)
     _note_rerun(record, original_code)
     if not debug and clone_of is not None and clone_of.snapshot is not None:
