@@ -20,6 +20,7 @@ from typing import Any
 
 from expyrun.run.child import Terminated, jsonable
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
+from expyrun.run.status import Status
 
 
 class PointRunner:
@@ -33,7 +34,7 @@ class PointRunner:
         os.environ.update(environment)
         self._import_from(Path(import_root))
         try:
-            return {"status": "completed", "result": jsonable(call_entry_point(run, Path(import_root), config))}
+            return {"status": Status.COMPLETED, "result": jsonable(call_entry_point(run, Path(import_root), config))}
         except (KeyboardInterrupt, Terminated):
             raise  # the worker records the interruption
         except ConfigMismatch as error:  # or SignatureMismatch: one line, no traceback
@@ -41,10 +42,10 @@ class PointRunner:
             return _failed(error)
         except SystemExit as error:
             if error.code in (None, 0):
-                return {"status": "completed", "result": None}
+                return {"status": Status.COMPLETED, "result": None}
             if not isinstance(error.code, int):  # as the interpreter does: the message goes to stderr
                 _write_stderr(f"{error.code}\n")
-            return {"status": "failed", "exception": {"type": "SystemExit", "message": str(error.code)}}
+            return {"status": Status.FAILED, "exception": {"type": "SystemExit", "message": str(error.code)}}
         except BaseException as error:
             with contextlib.suppress(Exception):
                 import traceback
@@ -62,7 +63,7 @@ class PointRunner:
 
 
 def _failed(error: BaseException) -> dict[str, Any]:
-    return {"status": "failed", "exception": {"type": type(error).__name__, "message": str(error)}}
+    return {"status": Status.FAILED, "exception": {"type": type(error).__name__, "message": str(error)}}
 
 
 def _write_stderr(text: str) -> None:

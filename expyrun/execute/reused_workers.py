@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.execute.contract import Ended, Job, Started
-from expyrun.execute.outcome import SIGNAL_EXIT, Outcome
+from expyrun.execute.outcome import Outcome
 from expyrun.execute.trial_workers import Finished, WorkerPool
 from expyrun.run.child import Terminated
+from expyrun.run.status import SIGNAL_EXIT, Status
 
 _RUNNER = "expyrun.execute.point_runner:PointRunner"
 
@@ -118,15 +119,15 @@ class ReusedWorkers:
         interrupted = finished.interrupted or reply.get("interrupted")
         if self.stopped_by is not None or interrupted or finished.killed:
             stopped = self.stopped_by or (signal.SIGINT if interrupted == "SIGINT" else signal.SIGTERM)
-            outcome = Outcome("interrupted", SIGNAL_EXIT[signal.Signals(stopped)])
+            outcome = Outcome(Status.INTERRUPTED, SIGNAL_EXIT[signal.Signals(stopped)])
             outcome.stopped = self.stopped_by is not None
         elif finished.reply is None:
-            outcome = Outcome("failed", 1, exception=_death(finished.failure or ""))
-        elif reply.get("status") == "completed":
-            outcome = Outcome("completed", 0, result=reply.get("result"))
+            outcome = Outcome(Status.FAILED, 1, exception=_death(finished.failure or ""))
+        elif reply.get("status") == Status.COMPLETED:
+            outcome = Outcome(Status.COMPLETED, 0, result=reply.get("result"))
         else:
             exception = reply.get("exception") or reply.get("error") or {"type": "Error", "message": "no answer"}
-            outcome = Outcome("failed", 1, exception=exception)
+            outcome = Outcome(Status.FAILED, 1, exception=exception)
         outcome.log_error = reply.get("log_error")
         return outcome
 
