@@ -190,11 +190,14 @@ def test_a_stop_signal_interrupts_points_on_reused_workers(project):
     process = start_expyrun(["c.yml"], project)
     deadline = time.monotonic() + 30
     logs = project / "outputs" / "s"
-    while time.monotonic() < deadline and len(list(logs.glob("*/exp.0/outputs.log"))) < 2:
-        time.sleep(0.05)
-    while time.monotonic() < deadline and not all(
-        "working" in log.read_text() for log in logs.glob("*/exp.0/outputs.log")
-    ):
+
+    def working() -> list[str]:
+        return [log.parent.parent.name for log in logs.glob("*/exp.0/outputs.log") if "working" in log.read_text()]
+
+    while len(working()) < 2:
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"two points working within 30 s; working: {working()}")
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=30)
