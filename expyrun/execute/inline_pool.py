@@ -32,9 +32,10 @@ from typing import IO, Any, cast
 from expyrun.execute.trial_log import GuardedFile, GuardedStreams
 from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated, flush_all, until_stopped
+from expyrun.run.status import PASSED_ON
 
 Task = Callable[[], dict[str, Any]]
-_SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+_SIGNALS = {sig.name: sig for sig in PASSED_ON}  # how a trial reports it was stopped -> the signal
 
 
 def _raise_terminated(_signum: int, _frame: Any) -> None:
