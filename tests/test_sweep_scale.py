@@ -202,3 +202,15 @@ def test_a_sweep_over_the_interpreter_records_each_interpreters_requirements(pro
     assert "pyyaml" not in frozen[0] and "pyyaml" in frozen[1], frozen
     pythons = [json.loads((Path(p["run_dir"]) / "run.json").read_text())["python"] for p in points]
     assert pythons[0] != pythons[1]
+
+
+def test_reused_workers_for_a_sweep_over_the_code_are_refused_before_anything(project, expyrun):
+    code_version(project, "v1", 1)
+    code_version(project, "v2", 2)
+    run = RUN_SECTION + "  __code__: v1\n__launch__: {reuse_workers: true}\n"
+    write(project / "c.yml", run + "__sweep__:\n  grid:\n    __run__.__code__: [v1, v2]\n")
+    before = files_under(project)
+    result = expyrun("c.yml")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "sweeps `__run__.__code__`" in result.stderr
+    assert files_under(project) == before

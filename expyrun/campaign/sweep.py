@@ -186,6 +186,7 @@ def run_sweep(
     run = resolved.run
     if launch.reuse_workers:
         check_reuse_workers(resolved)
+        check_reused_code(spec)
     check_points(resolved, spec, cwd)  # a point whose config does not resolve is found before anything exists
     base = run.output_dir / "DEBUG" / spec.name if debug else run.output_dir / spec.name
     folder = allocate_run_dir(base, "sweep")
@@ -236,6 +237,21 @@ def check_reuse_workers(resolved: ResolvedConfig) -> None:
             f"`__launch__.reuse_workers`: needs a `__main__` entry point run by expyrun's interpreter, not {what}",
             "a command or another interpreter starts a new process per point anyway: remove reuse_workers",
         )
+
+
+def check_reused_code(spec: SweepSpec) -> None:
+    """A worker imports the entry module once, from one `__code__`, in one interpreter: a sweep over
+    what is imported or who imports it cannot reuse workers (each point must run its own; exit 2)."""
+    from expyrun.errors import ConfigError
+
+    swept = {*spec.grid, *spec.zip, *(key for values in spec.variants.values() for key in values)}
+    for key in sorted(swept):
+        if key.removeprefix("+") in ("__run__.__code__", "__run__.__main__", "__run__.__python__"):
+            raise ConfigError(
+                f"`__launch__.reuse_workers`: `__sweep__` sweeps `{key.removeprefix('+')}`: a reused worker "
+                "imports one entry point from one code folder",
+                "remove reuse_workers: each point then runs its own code in its own process",
+            )
 
 
 def _executor(launch: LaunchSpec, cwd: Path, debug: bool) -> Executor:
