@@ -30,7 +30,7 @@ from expyrun.execute.parent_death import stop_with_parent
 from expyrun.execute.trial_log import GuardedStreams
 from expyrun.run.child import Terminated, flush_all, until_stopped
 from expyrun.run.status import SIGNAL_EXIT, signal_exit
-from expyrun.track.metrics import METRICS_ENV, METRICS_FILE
+from expyrun.track.files import METRICS_ENV, METRICS_FILE
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:

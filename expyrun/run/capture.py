@@ -115,10 +115,7 @@ def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2, metrics: tuple[s
             for fd in {out_write, err_write, control_write, report_read}:
                 os.close(fd)
             sources = {out_read: stdout} if shared else {out_read: stdout, err_read: stderr}
-            from expyrun.track.metrics import LineSink  # imported by the launcher already (run.child)
-
-            sink = LineSink(str(log_path.parent), metrics)
-            _pump(sources, log_fd, control_read, launcher, report_write, sink)
+            _pump(sources, log_fd, control_read, launcher, report_write, _MetricsSink(str(log_path.parent), metrics))
         except BaseException:
             code = 1
         finally:
@@ -214,6 +211,50 @@ def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, rep
                     terminal_ok[target] = False
     if sink is not None:
         _feed(sink, None)
+
+
+class _MetricsSink:
+    """The tee's `track.metrics.LineSink`, made (and its module imported) only when the run has
+    `__metrics__` patterns or once `metrics.jsonl` exists: a run that logs nothing pays nothing."""
+
+    def __init__(self, run_dir: str, patterns: tuple[str, ...]) -> None:
+        self.run_dir = run_dir
+        self.patterns = patterns
+        self.sink: Any = None
+        self.next_look = 0.0
+        self.started = time.time()  # the run starts now: `time` of the lines counts from here
+
+    def _made(self) -> Any:
+        if self.sink is None:
+            from expyrun.track.metrics import LineSink
+
+            self.sink = LineSink(self.run_dir, self.patterns, self.started)
+        return self.sink
+
+    def _exists(self) -> bool:
+        from expyrun.track.files import METRICS_FILE
+
+        return os.path.exists(os.path.join(self.run_dir, METRICS_FILE))
+
+    def feed(self, data: bytes) -> None:
+        if self.patterns:
+            self._made().feed(data)
+        else:
+            self.poll()
+
+    def poll(self) -> None:
+        if self.sink is None:
+            now = time.monotonic()
+            if now < self.next_look:
+                return
+            self.next_look = now + 0.05
+            if not self._exists():
+                return
+        self._made().poll()
+
+    def close(self) -> None:
+        if self.sink is not None or self._exists():
+            self._made().close()
 
 
 def _feed(sink: Any, data: bytes | None) -> None:

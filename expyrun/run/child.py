@@ -23,7 +23,7 @@ from expyrun.run.entry_point import ConfigMismatch
 from expyrun.run.shutdown import exit_grace, shut_down
 from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
 from expyrun.run.status import SIGNAL_EXIT
-from expyrun.track.metrics import METRICS_ENV, METRICS_FILE
+from expyrun.track.files import METRICS_ENV, METRICS_FILE
 
 
 class Terminated(BaseException):

@@ -72,9 +72,13 @@ def finish_record(prepared: PreparedRun, outcome: Outcome, duration_s: float) ->
     if outcome.log_error is not None:
         console.warning(f"{prepared.run_dir / LOG_FILE} is incomplete: {outcome.log_error}")
     mark_outcome(prepared.record, outcome, duration_s)
-    from expyrun.track.metrics import finish_fields
+    from expyrun.track.files import METRICS_FILE, SKIPPED_FILE
 
-    prepared.record.update(finish_fields(prepared.run_dir))  # what the run logged (SPEC 11.1), whatever its status
+    # what the run logged (SPEC 11.1), whatever its status; a run that logged nothing imports nothing for it
+    if any(os.path.exists(prepared.run_dir / name) for name in (METRICS_FILE, SKIPPED_FILE)):
+        from expyrun.track.metrics import finish_fields
+
+        prepared.record.update(finish_fields(prepared.run_dir))
     prepared.release_reserve()
     try:
         prepared.write_record()

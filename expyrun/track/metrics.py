@@ -29,13 +29,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
-TEXTS_FILE = "texts.jsonl"
-FIGURES_FOLDER = "figures"
-SKIPPED_FILE = ".metrics_skipped"  # matches of `__metrics__` that were not numbers, counted by the tee
-COLUMNS_FILE = ".metrics.columns"  # metrics.jsonl as binary columns, written when the run ends (see `write_columns`)
+from expyrun.track.files import COLUMNS_FILE, FIGURES_FOLDER, METRICS_FILE, SKIPPED_FILE, TEXTS_FILE
+from expyrun.track.files import METRICS_ENV as METRICS_ENV  # where callers have imported it from
+
 _COLUMNS_MAGIC = b"expyrun-metric-columns 1\n"
-METRICS_ENV = "EXPYRUN_METRICS"  # where a command run's program appends its JSON lines
 RESERVED_NAMES = ("step", "time", "index")  # written by expyrun or arguments: never metric names
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "NaN": math.nan, "Infinity": math.inf,
                "-Infinity": -math.inf}  # fmt: skip
