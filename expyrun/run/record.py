@@ -1,4 +1,13 @@
-"""`run.json`: the run's metadata, rewritten atomically (temp file + rename)."""
+"""`run.json`, the run's record, has one owner: this module. Nothing else writes the file.
+
+Why one owner: a run folder is prepared and executed by a forked child, reused workers, an inline
+trial or a Slurm node, and each used to compose the record by hand. Here are its fields
+(`RunRecord`), its version (`SCHEMA_VERSION`), its three moments (`start_record` when the folder is
+prepared, `mark_started`, `mark_finished`/`mark_outcome`) and its one writer (`write_record`, temp
+file + rename: a reader never sees half a file) and reader (`load_record`, which trusts no shape).
+The JSON helpers (`to_json`, `write_json_atomic`) are shared with the owners of `sweep.json` and
+`study.json`.
+"""
 
 from __future__ import annotations
 
