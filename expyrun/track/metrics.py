@@ -7,8 +7,10 @@ module (the logging API, the run's end, the reading API, the viewer) goes throug
 The format: one JSON object per line, `{"step": S, "time": T, NAME: VALUE, ...}`, step first and
 time second, NaN and infinities written as the strings `"nan"`, `"inf"`, `"-inf"` (strict JSON
 readers refuse the bare tokens). A line appended by another program (`$EXPYRUN_METRICS`) may lack
-`step` (the previous line's plus one, 0 first) or `time` (unknown). A line that is not a JSON
-mapping (a program that wrote half a line, then died) is skipped by readers.
+`step` (the previous line's plus one, 0 first); one without `time` gets the time the tee saw it
+(`LineSink`, `add_times`). A line that is not a JSON mapping (a program that wrote half a line,
+then died) is skipped by readers. When the run ends, `.metrics.columns` holds the same series as
+binary arrays for readers of many runs (`write_columns`). The names are in `track/files.py`.
 
 Cost: a write is one `os.write` on a descriptor opened once per run with `O_APPEND`, so the line is
 in the operating system when the call returns (a SIGKILL of the run loses nothing) and lines from
