@@ -51,7 +51,6 @@ SECTION_CASES = [
     ("unknown-dunder", RUN + "__notes__: 1\n", ["c.yml:5", "`__notes__`", "keys starting with `__` are reserved"]),
     ("run-key-misspelt", RUN + "  __nmae__: other\n", ["c.yml:5", "`__run__.__nmae__`", "did you mean `__name__`?"]),
     ("run-key-plain", RUN + "  code: src\n", ["`__run__.code`", "did you mean `__code__`?"]),
-    ("run-key-future", RUN + "  __tags__: [best]\n", ["`__run__.__tags__`", "not supported by this version"]),
 ]
 
 
