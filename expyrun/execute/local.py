@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from expyrun.execute.contract import Ended, Job, Started
+from expyrun.execute.gpu_leases import Lease, handing_to_child
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, start_tee
@@ -28,17 +29,19 @@ from expyrun.run.outcome import exit_code as exit_code  # the Slurm node imports
 from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
 
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
+LEASE_POLL_S = 0.2  # while every GPU id is leased by other launches, how often to look again
 
 
 class _Running:
     """An executing run: its child, tee, result pipe (None once at end of file) and what it sent."""
 
-    def __init__(self, job: Job, pid: int, tee: Tee, result_fd: int, gpu: str | None) -> None:
+    def __init__(self, job: Job, pid: int, tee: Tee, result_fd: int, gpu: str | None, lease: Lease | None) -> None:
         self.job = job
         self.pid = pid
         self.tee = tee
         self.result_fd: int | None = result_fd
         self.gpu = gpu
+        self.lease = lease  # the GPU's machine-wide lease (execute/gpu_leases.py), released at the end
         self.payload = bytearray()
 
 
@@ -62,9 +65,13 @@ class LocalExecutor:
         on_end: Callable[[Job, Outcome], None] | None = None,
         grace_s: float = GRACE_S,
         on_tick: Callable[[], None] | None = None,
+        leases: bool = True,
     ) -> None:
         self.slots = slots if gpus is None else min(slots, len(gpus))
         self.free_gpus = list(gpus) if gpus is not None else None
+        self.leases = leases  # GPU ids leased machine-wide (False where a scheduler assigns GPUs: Slurm)
+        self._lease: Lease | None = None  # taken by has_free_slot for the next submit
+        self._told_waiting = False
         self.on_start = on_start  # (execute() only) called when a job started
         self.on_end = on_end  # (execute() only) called when a job ended
         self.grace_s = grace_s
@@ -82,7 +89,26 @@ class LocalExecutor:
     # The contract (expyrun.execute.contract.Executor)
 
     def has_free_slot(self) -> bool:
-        return len(self.running) < self.slots and not self.received
+        return len(self.running) < self.slots and not self.received and self._gpu_leased()
+
+    def _gpu_leased(self) -> bool:
+        """Whether a GPU this executor may give is leased for the next run (taken now if free); when
+        every such id is held by another launch, says once who holds them and answers False."""
+        if not self.leases or not self.free_gpus or self._lease is not None:
+            return True
+        from expyrun.execute.gpu_leases import try_lease, waiting_message
+
+        for gpu in self.free_gpus:
+            self._lease = try_lease(gpu)
+            if self._lease is not None:
+                self._told_waiting = False
+                return True
+        if not self._told_waiting:
+            from expyrun import console
+
+            console.info(waiting_message(self.free_gpus))
+            self._told_waiting = True
+        return False
 
     def submit(self, job: Job) -> Started:
         self._open()
@@ -93,6 +119,8 @@ class LocalExecutor:
     def wait(self, timeout: float) -> list[Ended]:
         """Runs that ended within `timeout` s; SIGKILL for those still running past a stop's grace."""
         self._open()
+        if self._told_waiting:  # waiting for another launch's GPU lease: look again soon
+            timeout = min(timeout, LEASE_POLL_S)
         self._wait(self.running, self._wake_read, timeout)
         if self._suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
             self._suspend.clear()
@@ -104,6 +132,8 @@ class LocalExecutor:
                 finished = self.running.pop(pid)
                 if finished.gpu is not None and self.free_gpus is not None:
                     self.free_gpus.append(finished.gpu)
+                if finished.lease is not None:
+                    finished.lease.release()
                 ended.append(Ended(finished.job, outcome))
         if self.kill_at is not None and time.monotonic() >= self.kill_at:
             for run in self.running.values():
@@ -136,7 +166,12 @@ class LocalExecutor:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(run.pid, 0)
             run.tee.stop()
+            if run.lease is not None:
+                run.lease.release()
         self.running.clear()
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         if self.terminal is not None:
             child.take_terminal(self.terminal, os.getpgrp())
         for tee in self.ending_tees:  # closed their pipes: exiting now (one left copying for a
@@ -193,7 +228,7 @@ class LocalExecutor:
                     started = self.submit(job)
                     if self.on_start is not None:
                         self.on_start(job, started.pid, started.gpu)
-                if not self.running:
+                if not self.running and (exhausted or not self._told_waiting):
                     break
                 ended = self.wait(1.0)
                 if len(self.received) > passed_on:
@@ -220,7 +255,11 @@ class LocalExecutor:
 
     def _start(self, job: Job, terminal: int | None) -> _Running:
         prepared = job.prepared
-        gpu = self.free_gpus.pop(0) if self.free_gpus is not None else None
+        lease, self._lease = self._lease, None
+        if lease is not None and self.free_gpus is not None:  # (a lease is taken only from free_gpus)
+            self.free_gpus.remove(lease.gpu)
+            lease.describe(f"{prepared.run_dir} (launcher pid {os.getpid()})")
+        gpu = lease.gpu if lease is not None else self.free_gpus.pop(0) if self.free_gpus else None
         environment = dict(job.environment)
         if gpu is not None:
             environment["CUDA_VISIBLE_DEVICES"] = gpu
@@ -228,16 +267,17 @@ class LocalExecutor:
             environment["PYTHONUNBUFFERED"] = "1"
         tee = start_tee(prepared.run_dir / LOG_FILE, metrics=prepared.resolved.run.metrics)
         from_snapshot = not prepared.debug
-        pid, result_fd = child.start(
-            job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment, from_snapshot,
-            terminal, no_stdin=self.slots > 1,
-        )  # fmt: skip
+        with handing_to_child(lease):  # the run's processes hold its GPU's lease until they are gone
+            pid, result_fd = child.start(
+                job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
+                from_snapshot, terminal, no_stdin=self.slots > 1,
+            )  # fmt: skip
         tee.close_writers()
         tee.watch(pid)
         os.set_blocking(result_fd, False)
         if terminal is not None:
             child.take_terminal(terminal, pid)
-        return _Running(job, pid, tee, result_fd, gpu)
+        return _Running(job, pid, tee, result_fd, gpu, lease)
 
     def _wait(self, running: dict[int, _Running], wake_read: int, timeout: float) -> None:
         """Until a child may have changed state, a result arrived, a signal came, or a deadline passed."""

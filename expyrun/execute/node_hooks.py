@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 class NodeHooks:
     """No scheduler: execute the folder as a local launch would."""
 
+    # GPU ids leased machine-wide (execute/gpu_leases.py), as a local launch leases them; False where
+    # the scheduler gives each job its own GPUs (Slurm: "0" of one job is not "0" of another)
+    leases_gpus = True
+
     def check(self, run_dir: Path, record: dict[str, Any]) -> None:
         """Before the folder's config is resolved: raise an `ExpyrunError` to refuse the folder."""
 

@@ -48,6 +48,8 @@ SCONTROL_TIMEOUT_S = 30.0
 class SlurmHooks(NodeHooks):
     """Slurm's specifics around a folder executed by `python -m expyrun.node` in a job."""
 
+    leases_gpus = False  # Slurm gives the job its GPUs: no lease across jobs
+
     def __init__(self) -> None:
         self.options: SlurmOptions | None = None
         self.attempt = 1
