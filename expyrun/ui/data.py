@@ -1,0 +1,277 @@
+"""What the runs viewer's page asks for, answered as JSON-ready values; never writes a run folder.
+
+Everything is read through the owners of the files (`browse.listing.collect` and `browse.runs` for
+`run.json` and `annotations.json` as `expyrun list` reads them, `track.metrics` for metrics, texts
+and figures, `track.query` for the query box, `track.studies` for a study's trials): the viewer
+shows exactly what `list`, `show` and `expyrun.runs()` show.
+
+Paths from the page are folders relative to DIR; `run_folder` refuses any that is absolute, holds
+`..`, or resolves (through links) outside DIR: nothing outside DIR is ever read. Cost: the table
+re-reads every `run.json` below DIR (as `list` does: about 0.3 s for 10,000 runs) at most once per
+`TABLE_SECONDS`, shared by every request in that time; nothing else is kept, so the server's memory
+does not grow with the runs' metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from expyrun.errors import UsageError
+from expyrun.track import metrics as metric_files
+from expyrun.ui.reduce import reduce_points
+
+TABLE_SECONDS = 0.7  # the table is read again when older than this (live updates within 2 s)
+LOG_TAIL_BYTES = 64 * 1024
+NAMES_PROBE_BYTES = 64 * 1024  # a running run's metric names: read from its first and last lines
+DEFAULT_BUCKETS = 1000  # up to 2,000 points per curve (see `reduce.py`)
+
+
+class Refused(Exception):
+    """A path from the page that names nothing the viewer may show (HTTP 403)."""
+
+
+class Missing(Exception):
+    """A path that names no run (HTTP 404)."""
+
+
+def run_folder(root: Path, relative: str) -> Path:
+    """The run folder `relative` names below `root`; `Refused` when it would leave `root`."""
+    if not relative or "\0" in relative or relative.startswith(("/", "\\")) or os.path.isabs(relative):
+        raise Refused(f"{relative!r}: not a folder below the viewed one")
+    if ".." in relative.replace("\\", "/").split("/"):
+        raise Refused(f"{relative!r}: `..` is refused")
+    folder = root / relative
+    real = Path(os.path.realpath(folder))
+    if not real.is_relative_to(Path(os.path.realpath(root))):
+        raise Refused(f"{relative!r}: outside the viewed folder")
+    if not (real / "run.json").is_file():
+        raise Missing(f"{relative!r}: not a run folder")
+    return real
+
+
+def file_below(run_dir: Path, relative: str) -> Path:
+    """A figure file of a run (`figures/...png|json`), refused when it leaves the run's `figures/`."""
+    parts = relative.replace("\\", "/").split("/")
+    if not relative or os.path.isabs(relative) or ".." in parts or parts[0] != metric_files.FIGURES_FOLDER:
+        raise Refused(f"{relative!r}: not a figure of the run")
+    path = Path(os.path.realpath(run_dir / relative))
+    if not path.is_relative_to(run_dir / metric_files.FIGURES_FOLDER) or path.suffix not in (".png", ".json"):
+        raise Refused(f"{relative!r}: not a figure of the run")
+    if not path.is_file():
+        raise Missing(f"{relative!r}: no such figure")
+    return path
+
+
+class Table:
+    """The runs below DIR as the page's table, read again at most every `TABLE_SECONDS`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._read_at = -1e9
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every run's record (`list`'s rows: with `path`, `tags`, `differs`), fresh within `TABLE_SECONDS`."""
+        with self._lock:
+            if time.monotonic() - self._read_at > TABLE_SECONDS:
+                from expyrun.browse.listing import collect
+
+                self._rows = collect(self.root)
+                self._read_at = time.monotonic()
+            return self._rows
+
+    def answer(self, where: list[str]) -> dict[str, Any]:
+        """`{"runs": [...], "version": ...}` of the runs satisfying `where` (the query box, SPEC 12.1);
+        a bad query is `{"error": ...}` with the table unfiltered."""
+        rows = self.rows()
+        error = None
+        if where:
+            from expyrun.track import query
+
+            try:
+                rows = query.select(rows, where)
+            except UsageError as problem:
+                error = str(problem)
+        root = os.path.realpath(self.root)
+        shown = [_table_row(row, root) for row in rows]
+        version = hashlib.sha1(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return {"root": str(self.root), "runs": shown, "error": error, "version": version}
+
+
+def _table_row(row: dict[str, Any], root: str) -> dict[str, Any]:
+    """One run as the page shows it: texts for the cells, numbers for sorting, where it is grouped."""
+    from expyrun.browse.listing import cells
+
+    path, status, started, duration, commit, result, _ = cells(row)
+    summaries = row.get("metrics")
+    last = {}
+    if isinstance(summaries, dict):
+        for name, summary in summaries.items():
+            if isinstance(summary, dict):
+                last[str(name)] = _json_number(summary.get("last"))
+    return {
+        "path": path, "name": row.get("name"), "status": status, "started": started, "duration": duration,
+        "duration_s": _json_number(row.get("duration_s")), "commit": commit, "result": result,
+        "tags": [str(t) for t in row.get("tags") or ()],
+        "differs": {key: _cell(value) for key, value in (row.get("differs") or {}).items()},
+        "config": _flat(row.get("config")), "metrics": last, "group": _group(row, path, root),
+        "study": bool(row.get("study")),
+    }  # fmt: skip
+
+
+def _group(row: dict[str, Any], path: str, root: str) -> dict[str, str] | None:
+    """The sweep or study a run belongs to: `{"kind": "sweep"|"study", "key": its folder below DIR}`."""
+    sweep = row.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("dir"), str):
+        return {"kind": "sweep", "key": os.path.relpath(os.path.realpath(sweep["dir"]), root)}
+    if isinstance(row.get("trial"), dict) and "/trials/" in f"/{path}":
+        return {"kind": "study", "key": path.rsplit("/trials/", 1)[0]}
+    if row.get("study"):
+        return {"kind": "study", "key": path}
+    return None
+
+
+def _flat(node: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Config leaves by dotted key (what `group by` and the config columns name)."""
+    out = {} if out is None else out
+    if isinstance(node, dict):
+        for key, child in node.items():
+            if isinstance(child, dict) and child:
+                _flat(child, f"{prefix}{key}.", out)
+            else:
+                out[f"{prefix}{key}"] = _cell(child)
+    return out
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return _json_number(value)
+    return json.dumps(value, default=str)
+
+
+def _json_number(value: Any) -> Any:
+    """A number JSON can hold (NaN and infinities as their names); other values as they are."""
+    if isinstance(value, float) and value - value != 0:
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def metric_names(run_dir: Path) -> list[str]:
+    """The names of a run's metrics: `run.json`'s summary when it ended; while it runs, the names of
+    its first and last lines (the whole file is not read at every poll)."""
+    from expyrun.run.record import load_record
+
+    record = load_record(run_dir) or {}
+    names: dict[str, None] = {}
+    summaries = record.get("metrics")
+    if isinstance(summaries, dict):
+        names.update(dict.fromkeys(str(name) for name in summaries))
+    path = run_dir / metric_files.METRICS_FILE
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(NAMES_PROBE_BYTES)
+            file.seek(max(0, size - NAMES_PROBE_BYTES))
+            tail = file.read(NAMES_PROBE_BYTES)
+    except OSError:
+        return list(names)
+    for line in (head + b"\n" + tail).splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            names.update(dict.fromkeys(key for key, value in item.items() if key not in ("step", "time")
+                                       and metric_files.parse_number(value) is not None))  # fmt: skip
+    return list(names)
+
+
+def series(run_dir: Path, name: str, buckets: int = DEFAULT_BUCKETS) -> dict[str, Any]:
+    """One metric of a run for drawing: steps and values reduced to at most `2 * buckets` points
+    (each bucket's min and max), with the number of points logged."""
+    steps, values = metric_files.read_series(run_dir, name)
+    kept_steps, kept_values = reduce_points(steps, values, max(1, min(buckets, 10_000)))
+    return {"steps": kept_steps, "values": kept_values, "count": len(values)}
+
+
+def texts(run_dir: Path) -> dict[str, list[tuple[int, str]]]:
+    return metric_files.read_texts(run_dir)
+
+
+def figures(run_dir: Path) -> dict[str, list[tuple[int, str]]]:
+    """Each figure tag's `(step, path relative to the run folder)`, by step."""
+    return {
+        tag: [(step, path.relative_to(run_dir).as_posix()) for step, path in found]
+        for tag, found in metric_files.list_figures(run_dir).items()
+    }
+
+
+def log_tail(run_dir: Path, size: int = LOG_TAIL_BYTES) -> str:
+    """The last `size` bytes of the run's `outputs.log` (from a line's start), as text."""
+    try:
+        with open(run_dir / "outputs.log", "rb") as file:
+            file.seek(0, os.SEEK_END)
+            end = file.tell()
+            file.seek(max(0, end - size))
+            data = file.read(size)
+    except OSError:
+        return ""
+    if end > size and b"\n" in data:
+        data = data[data.index(b"\n") + 1 :]
+    return data.decode("utf-8", "replace")
+
+
+def run_page(root: Path, run_dir: Path) -> dict[str, Any]:
+    """A run's page: its record, tags and note, metric names, log tail, and a study's trials."""
+    from expyrun.browse.runs import effective_status
+    from expyrun.run.record import load_record
+    from expyrun.track.annotations import read as read_annotations
+
+    record = load_record(run_dir) or {}
+    record["status"] = effective_status(record)
+    found = read_annotations(run_dir)
+    answer: dict[str, Any] = {
+        "path": run_dir.relative_to(Path(os.path.realpath(root))).as_posix(), "record": record,
+        "tags": list(found.tags), "note": found.note, "metrics": metric_names(run_dir), "log": log_tail(run_dir),
+    }  # fmt: skip
+    if record.get("study"):
+        answer["trials"] = _trials(root, run_dir)
+        answer["dashboard"] = _dashboard_installed()
+    return answer
+
+
+def _trials(root: Path, study_dir: Path) -> list[dict[str, Any]]:
+    from expyrun.track.studies import trial_rows
+
+    try:
+        summary = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        summary = {}
+    directions = summary.get("directions") if isinstance(summary, dict) else None
+    rows = trial_rows(study_dir, [str(d) for d in directions] if isinstance(directions, list) else ["minimize"])
+    real_root = Path(os.path.realpath(root))
+    out = []
+    for trial in rows:
+        folder = Path(os.path.realpath(trial["run_dir"]))
+        out.append({
+            "number": trial.get("number"), "state": trial.get("state"), "status": trial.get("status"),
+            "values": trial.get("objectives") or trial.get("values") or trial.get("value"),
+            "params": trial.get("params") or {},
+            "path": folder.relative_to(real_root).as_posix() if folder.is_relative_to(real_root) else None,
+        })  # fmt: skip
+    return out
+
+
+def _dashboard_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("optuna_dashboard") is not None
