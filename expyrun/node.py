@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
-def execute_folder(run_dir: Path) -> int:
-    """Execute the prepared folder `run_dir` here; the exit code of a local launch."""
+def execute_folder(run_dir: Path, hooks: NodeHooks | None = None) -> int:
+    """Execute the prepared folder `run_dir` here; the exit code of a local launch.
+
+    `hooks`: the scheduler's (None: chosen from the record); `expyrun resume` gives the plain ones,
+    as it executes any folder here, a Slurm one included."""
     try:
         record = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -80,7 +83,7 @@ def execute_folder(run_dir: Path) -> int:
     from expyrun.config import resolve_config
     from expyrun.execute.launch_spec import parse_launch
 
-    hooks = _hooks(record)
+    hooks = hooks or _hooks(record)
     attempt = int(record.get("attempt") or 0) + 1
     try:
         hooks.check(run_dir, record)
@@ -100,6 +103,10 @@ def _hooks(record: dict[str, Any]) -> NodeHooks:
         from expyrun.execute.slurm_node import SlurmHooks
 
         return SlurmHooks()
+    if isinstance(record.get("ray"), dict):
+        from expyrun.execute.ray_task import RayHooks
+
+        return RayHooks()
     return NodeHooks()
 
 
@@ -140,7 +147,7 @@ class _Attempt:
         if isinstance(sweep, dict):
             environment["EXPYRUN_SWEEP_POINT"] = str(sweep.get("point"))
         gpus = self.launch.gpus if not prepared.record.get("study") else None  # a study's trial workers take them
-        executor = _HookedExecutor(hooks, gpus=gpus, on_start=self._on_start)
+        executor = _HookedExecutor(hooks, gpus=gpus, on_start=self._on_start, leases=hooks.leases_gpus)
         started = time.monotonic()
         work = hooks.wrap_work(self._work())
         with hooks.executing(executor.received):

@@ -55,6 +55,12 @@ def main(args: list[str]) -> int:
         if spec is not None:
             _check_study_on_slurm(resolved, spec, launch_spec)
         return submit(resolved, launch_spec, sweep, spec, args, flags)
+    if launch_spec.launcher == "ray" and not flags & {"--explain", "--dry-run"}:
+        from expyrun.execute import ray_submit
+
+        if spec is not None:
+            _check_study_on_slurm(resolved, spec, launch_spec)  # (the same shared-storage rules for Ray tasks)
+        return ray_submit.submit(resolved, launch_spec, sweep, spec, args, flags)
     if sweep is not None:
         return _sweep(resolved, sweep, launch_spec, args, flags)
     if "--explain" in flags or "--dry-run" in flags:

@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 from expyrun.errors import ConfigError, did_you_mean
 
-LAUNCHERS = ("local", "slurm")
-_KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait", "reuse_workers")
+LAUNCHERS = ("local", "slurm", "ray")
+_KNOWN = ("launcher", "jobs", "gpus", "workers", "slurm", "wait", "reuse_workers", "ray")
 
 
 class LaunchSpec(NamedTuple):
@@ -27,6 +27,7 @@ class LaunchSpec(NamedTuple):
     slurm: Any = None  # SlurmOptions with `launcher: slurm`
     gpus_auto: bool = False  # `gpus: auto` on Slurm: detected on the node, not where expyrun submits
     reuse_workers: bool = False  # a sweep's points in reused worker processes (entry module imported once each)
+    ray: Any = None  # RayOptions with `launcher: ray` (execute/ray_options.py)
 
     @property
     def slots(self) -> int:
@@ -62,7 +63,8 @@ def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False
         raise _err(unknown[0], "unknown setting", did_you_mean(unknown[0], _KNOWN))
     launcher = section.get("launcher") or "local"
     if launcher not in LAUNCHERS:
-        raise _err("launcher", f"expected local or slurm, got {launcher!r}")
+        hint = did_you_mean(str(launcher), LAUNCHERS)
+        raise _err("launcher", f"expected local, slurm or ray, got {launcher!r}", hint)
     jobs = _positive_int(section, "jobs", 1)
     n_jobs = optuna_section.get("n_jobs") if isinstance(optuna_section, dict) else None
     if n_jobs is not None:
@@ -92,15 +94,26 @@ def parse_launch(section: Any, optuna_section: Any = None, on_node: bool = False
 
         slurm = parse_slurm(section.get("slurm"))
         gpus_auto = section.get("gpus") == "auto"
+    ray: Any = None
+    gpus: tuple[str, ...] | None = None
+    if launcher == "ray" and on_node:  # the GPUs Ray gave this task (CUDA_VISIBLE_DEVICES): all for its one run
+        gpus = (",".join(detect_gpus()),) if os.environ.get("CUDA_VISIBLE_DEVICES") else None
+    elif launcher == "ray":
+        from expyrun.execute.ray_options import parse_ray
+
+        ray = parse_ray(section.get("ray"))
+    elif not gpus_auto:
+        gpus = _gpus(section.get("gpus"))
     return LaunchSpec(
         launcher="local" if on_node else launcher,
         jobs=jobs,
-        gpus=None if gpus_auto else _gpus(section.get("gpus")),
+        gpus=gpus,
         workers=_positive_int(section, "workers", 1),
         wait=wait,
         slurm=slurm,
         gpus_auto=gpus_auto,
         reuse_workers=reuse_workers,
+        ray=ray,
     )
 
 

@@ -111,7 +111,10 @@ def _done(resolved: ResolvedConfig, git: Any) -> Path | None:
 
 
 class _Batch:
-    """The folders one submission prepares, and how to take them all back."""
+    """The folders one submission prepares, and how to take them all back (Ray's submission prepares
+    them the same way: `execute/ray_submit.py`)."""
+
+    launcher = "slurm"  # run.json's `launcher` until the node records its own
 
     def __init__(self, resolved: ResolvedConfig, debug: bool, argv: list[str], cwd: Path) -> None:
         from expyrun.run.git_state import GitProbe
@@ -141,7 +144,7 @@ class _Batch:
 
     def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> PreparedRun:
         self._note_parents(run_base(resolved, self.debug))
-        fields.update(launcher="slurm", attempt=None)  # the node counts attempts
+        fields.update(launcher=self.launcher, attempt=None)  # the node counts attempts
         source = snapshot_source(resolved.run)
         prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self._git(resolved),
                                self.firsts.get(source))  # fmt: skip

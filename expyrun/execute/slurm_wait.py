@@ -220,15 +220,15 @@ class _LogCopy:
 class _Progress:
     """On a terminal: queued / running / done of the submitted runs."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, label: str = "slurm") -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("[bold]slurm"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("{task.fields[detail]}"), console=Console(stderr=True), transient=True,
         )  # fmt: skip
-        self.task = self.progress.add_task("slurm", total=total, detail="")
+        self.task = self.progress.add_task(label, total=total, detail="")
         self.progress.start()
 
     def update(self, runs: list[_Waited]) -> None:
