@@ -20,6 +20,7 @@ from expyrun.browse.runs import effective_status, iter_runs, record_problem, slu
 from expyrun.browse.table import render
 from expyrun.run.status import Status
 from expyrun.track.annotations import read as read_annotations
+from expyrun.verify.last import last_verdict_word
 
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
 
@@ -57,6 +58,9 @@ def _annotate(record: dict[str, Any], run_dir: str) -> None:
         record["tags"] = list(found.tags)
     if found.note:
         record["note"] = found.note
+    verdict = last_verdict_word(run_dir)
+    if verdict is not None:  # SPEC 14: a run's last verify verdict
+        record["verified"] = verdict
 
 
 _ABSENT = object()
@@ -167,6 +171,9 @@ def render_rows(rows: list[dict[str, Any]], colour: bool = False, width: int | N
             [*cell[:-1], " ".join(row.get("tags") or ()) or "-", cell[-1]]
             for cell, row in zip(table, rows, strict=True)
         ]
+    if any(row.get("verified") for row in rows):  # SPEC 14: the last verify verdict
+        columns = (*columns[:-1], "verified", columns[-1])
+        table = [[*cell[:-1], row.get("verified") or "-", cell[-1]] for cell, row in zip(table, rows, strict=True)]
     if any(row.get("slurm") for row in rows) or len({row.get("host") for row in rows}) > 1:  # where each ran
         columns = (*columns[:2], "host", *columns[2:])
         hosts = [(row.get("slurm") or {}).get("node") or row.get("host") or "-" for row in rows]

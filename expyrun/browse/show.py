@@ -43,6 +43,11 @@ def render_show(run_dir: Path) -> str:
         record["status"] = f"unknown (run.json is not a run record: {problem})"
     lines = [f"{key:<12} {_value(record[key])}" for key in FIELDS if record.get(key) is not None]
     lines += annotation_lines(run_dir)
+    from expyrun.verify.last import last_verdict, verdict_line
+
+    verdict = last_verdict(run_dir)
+    if verdict is not None:  # SPEC 14: the run's last verify
+        lines.append(f"{'verified':<12} {verdict_line(verdict)}")
     config = run_dir / "config.yml"
     text = config.read_text(encoding="utf-8", errors="replace").rstrip() if config.is_file() else "(missing)"
     lines += ["", "# config.yml", text]

@@ -63,7 +63,8 @@ class SweepRecord:
         self.active: dict[int, str] = {}  # index -> queued | running
         launcher = {"host": host_name(), "pid": os.getpid()} if local else {}
         self.data: dict[str, Any] = {
-            "format": FORMAT, "name": spec.name, "dir": str(folder), "argv": argv, "status": Status.RUNNING,
+            "format": FORMAT, "name": spec.name, "dir": str(folder), "argv": argv, "cwd": os.getcwd(),
+            "status": Status.RUNNING,
             "started_at": now(), "ended_at": None, "size": self.size, "counts": {}, **launcher,
         }  # fmt: skip
         self.written = 0.0
@@ -76,6 +77,35 @@ class SweepRecord:
                 self.lines.write(_line(_row(point)))
             self.listed = self.size
         self.write(force=True)
+
+    @classmethod
+    def reopen(cls, folder: Path, spec: SweepSpec) -> tuple[SweepRecord, list[dict[str, Any]]]:
+        """The record of a sweep folder written before, taken over by this process (`expyrun resume
+        SWEEP`): its rows kept as they are (nothing listed again), its header `running` with this
+        process as the launcher, its counts taken from its rows. Returns the record and those rows."""
+        data = read_sweep(folder)
+        rows = [row for row in data.pop("points") if isinstance(row, dict)]
+        self = cls.__new__(cls)
+        self.folder, self.spec, self.size = folder, spec, spec.size
+        self.counts = {"pending": self.size - len(rows)}
+        self.active = {}
+        for row in rows:
+            status = str(row.get("status"))
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if status != "pending":  # whatever it was: a point run again moves its count from there
+                self.active[int(row["index"])] = status
+        legacy = data.get("format") != FORMAT or not (folder / POINTS_FILE).is_file()  # expyrun <= 0.3: rows inside
+        data.update(status=Status.RUNNING, ended_at=None, host=host_name(), pid=os.getpid(), format=FORMAT)
+        self.data = data
+        self.written, self.changed = 0.0, False
+        if legacy:
+            with open(folder / POINTS_FILE, "w", encoding="utf-8") as lines:
+                lines.writelines(_line(row) for row in rows)
+        self.lines = open(folder / POINTS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.log = open(folder / SWEEP_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.listed = len(rows)
+        self.write(force=True)
+        return self, rows
 
     def update(self, index: int, **fields: Any) -> None:
         """A change of point `index` (its name, run folder, status, result): one appended line."""

@@ -1,0 +1,112 @@
+"""`expyrun resume RUN`: an interrupted, failed or died run executes again in its own folder.
+
+Why: a run stopped by a crash, a reboot or Ctrl-C could only start over in a new folder; a Slurm
+requeue alone continued in place. Resuming does what a requeue does (SPEC 14): the folder goes back
+to `queued`, its log gets a line naming the new attempt, and the node entry (`expyrun/node.py`)
+executes it here with `attempt` + 1 and `EXPYRUN_ATTEMPT`, so an entry point that saved a checkpoint
+in its folder (its working directory) continues from it. The log is appended to, never truncated.
+Costs one read and one write of `run.json` before the usual execution of the folder.
+
+Refused (one line, exit 2, nothing changed): a folder that is not a run, a run still queued or
+running, a completed (or pruned) one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.errors import UsageError
+from expyrun.run.capture import LOG_FILE
+from expyrun.run.record import host_name, load_record, now, write_record
+from expyrun.run.status import ACTIVE, UNSUCCESSFUL, Status
+
+RESUMABLE = UNSUCCESSFUL
+"""The statuses a run can be resumed from: `interrupted`, `failed`, `died`."""
+
+
+def resumable_status(record: dict[str, Any]) -> str:
+    """The record's status as `list` shows it (`died` for a process gone from this host), where a
+    local run left `queued` by a launcher that is gone is `died` too (it will never be started)."""
+    from expyrun.browse.runs import effective_status
+
+    status = effective_status(record)
+    if status == Status.QUEUED and not isinstance(record.get("slurm"), dict) and _gone(record):
+        return Status.DIED
+    return status
+
+
+def _gone(record: dict[str, Any]) -> bool:
+    """The process the record names ended on this host (another host's cannot be asked: not gone)."""
+    pid = record.get("pid")
+    if record.get("host") != host_name() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def check_resumable(run_dir: Path) -> dict[str, Any]:
+    """The record of `run_dir` when it can be resumed; a `UsageError` saying why not otherwise."""
+    record = load_record(run_dir)
+    if not isinstance(record, dict):
+        raise UsageError(f"{run_dir}: not a run folder (no readable run.json)",
+                         "give a folder such as outputs/NAME/exp.0")  # fmt: skip
+    status = resumable_status(record)
+    if status == Status.COMPLETED:
+        again = f"run its config again as a new run: expyrun {run_dir / 'config.yml'}"
+        raise UsageError(f"{run_dir} is completed: not resumed", again)
+    if status in ACTIVE:
+        raise UsageError(f"{run_dir} is {status}: not resumed", "wait for it to end, or stop it first")
+    if status not in RESUMABLE:
+        raise UsageError(f"{run_dir} is {status}: not resumed", "only an interrupted, failed or died run resumes")
+    record["status"] = status  # `died`, where the record still says `running`
+    return record
+
+
+def prepare_attempt(run_dir: Path, record: dict[str, Any], in_sweep: bool = True) -> int:
+    """Put the folder back to `queued` (as a requeue does) with a line naming the next attempt in its
+    log and, for a sweep point (unless `in_sweep` is False: the resumed sweep records it), in its
+    sweep's record; the number of that attempt (the record's `attempt` is left to whoever starts it)."""
+    from expyrun.execute.slurm_node import update_sweep
+
+    previous = record.get("status")
+    attempt = int(record.get("attempt") or 1) + 1
+    append_log(run_dir, f"expyrun: resumed ({previous} at {record.get('ended_at') or 'an unknown time'}): "
+                        f"attempt {attempt} follows ({host_name()}, {now()})")  # fmt: skip
+    record.update(status=Status.QUEUED, exit_code=None, ended_at=None, exception=None, result=None,
+                  launcher="local", pid=os.getpid(), host=host_name())  # fmt: skip
+    write_record(run_dir, record)
+    if in_sweep:
+        update_sweep(record, Status.QUEUED)
+    return attempt
+
+
+def resume_run(run_dir: Path) -> int:
+    """Execute `run_dir` again in place; the exit code of a local launch (0 completed, 1 failed...)."""
+    from expyrun.execute.node_hooks import NodeHooks
+    from expyrun.node import execute_folder
+
+    run_dir = run_dir.absolute()
+    record = check_resumable(run_dir)
+    attempt = prepare_attempt(run_dir, record)
+    console.info(f"resuming {run_dir}: attempt {attempt}")
+    return execute_folder(run_dir, NodeHooks())
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    """One line at the end of the run's `outputs.log` (created when missing)."""
+    try:
+        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{line}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")
