@@ -93,7 +93,7 @@ class Viewer:
         if path == "/static/plotly.min.js":
             return _file(start, self.plotly)
         if path == "/favicon.ico":  # asked by every browser: nothing, rather than a 404 in its console
-            start("204 No Content", _SECURITY_HEADERS)
+            start("204 No Content", list(_SECURITY_HEADERS))  # a copy: wsgiref adds to the list it is given
             return []
         if path == "/api/runs":
             where = [line for text in query.get("where", []) for line in text.splitlines() if line.strip()]

@@ -1,0 +1,339 @@
+"""`expyrun ui DIR`: the real viewer serving real run folders, driven in headless Chromium through
+Playwright (Debian's /usr/bin/chromium, no downloaded browser) as a user drives it: rows ticked,
+tabs clicked, charts read back from what plotly drew. Every wait has a deadline and fails saying
+what it saw."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RUN_SECTION, clean_env, write
+
+from expyrun.ui.reduce import reduce_points
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+LOSS_PLOT = "document.querySelector('.chart[data-metric=loss] .plot')"  # plotly's graph div of `loss`
+XSS = "<script>window.__pwned=1</script><img/src=x/onerror=window.__pwned=2>"
+
+ENTRY = """
+import math, os, time
+import expyrun
+
+
+def main(name, config):
+    for step in range(config["steps"]):
+        expyrun.log(loss=config["scale"] * math.exp(-step / 10), accuracy=step / 100)
+    expyrun.log_text("note", config["text"])
+    print(config["text"])
+    stop = config.get("stop_file")
+    step = config["steps"]
+    while stop and not os.path.exists(stop):  # a run that goes on until the test says stop
+        expyrun.log(loss=1.0 / (step + 1), accuracy=0.5)
+        step += 1
+        time.sleep(0.05)
+    return {"loss": config["scale"]}
+"""
+
+
+def config(**values: object) -> str:
+    lines = [f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}" for key, value in values.items()]
+    return RUN_SECTION + "\n".join(lines) + "\n"
+
+
+def make_runs(project: Path, *overrides: list[str]) -> list[Path]:
+    """One run per list of overrides (steps, scale, text, seed set by default), in outputs/demo/exp.{i}."""
+    write(project / "pkg" / "main.py", ENTRY)
+    write(project / "run.yml", config(steps=30, scale=1.0, text="plain", seed=0))
+    folders = []
+    for index, extra in enumerate(overrides):
+        result = subprocess.run(
+            [sys.executable, "-m", "expyrun", "run.yml", *extra], cwd=project, env=clean_env(),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        folders.append(project / "outputs" / "demo" / f"exp.{index}")
+    return folders
+
+
+class Viewer:
+    """`expyrun ui` in the background, its URL read from its first line of stdout."""
+
+    def __init__(self, args: list[str], cwd: Path, timeout: float = 60) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "expyrun", "ui", *args], cwd=cwd, env=clean_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = b""
+        deadline = time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.process.poll() is not None:
+                self.fail(f"no URL within {timeout:g} s (stdout so far {line!r})")
+            if select.select([self.process.stdout], [], [], min(left, 0.2))[0]:
+                chunk = os.read(self.process.stdout.fileno(), 1)
+                if not chunk:
+                    self.fail(f"stdout closed before a URL (stdout so far {line!r})")
+                line += chunk
+        self.url = line.decode().strip()
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+    def fail(self, what: str) -> None:
+        self.process.kill()
+        _, stderr = self.process.communicate(timeout=30)
+        pytest.fail(f"expyrun ui: {what}; exit {self.process.returncode}; stderr: {stderr.decode()[-2000:]}")
+
+    def status(self, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
+        request = urllib.request.Request(self.url.rstrip("/") + path, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def interrupt(self, timeout: float = 20) -> tuple[int, str]:
+        """Ctrl-C: SIGINT, then the exit status and stderr."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail(f"still running {timeout:g} s after SIGINT")
+        return self.process.returncode, stderr.decode()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def viewers() -> Iterator[list[Viewer]]:
+    started: list[Viewer] = []
+    yield started
+    for viewer in started:
+        viewer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: run `bash .ci/install` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    opened = context.new_page()
+    opened.errors = []
+    opened.on("pageerror", lambda error: opened.errors.append(str(error)))
+    yield opened
+    context.close()
+
+
+def wait_until(page, expression: str, what: str, timeout_ms: float = 10_000) -> None:
+    """Wait for a JavaScript expression to be true on the page; fail saying what the page showed."""
+    try:
+        page.wait_for_function(expression, timeout=timeout_ms)
+    except Exception:
+        shown = page.evaluate("document.body.innerText.slice(0, 1500)")
+        pytest.fail(f"{what}: not within {timeout_ms / 1000:g} s; page errors {page.errors}; the page showed:\n{shown}")
+
+
+def traces_per_chart(page) -> dict[str, int]:
+    """Each chart's title and the number of lines plotly drew in it."""
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.chart')].map(c =>
+            [c.querySelector('h3').textContent, c.querySelectorAll('.scatterlayer .trace').length]))"""
+    )
+
+
+def open_viewer(project: Path, viewers: list[Viewer], folder: str = "outputs") -> Viewer:
+    viewer = Viewer([folder, "--port", str(free_port())], project)
+    viewers.append(viewer)
+    return viewer
+
+
+def test_the_page_lists_every_run_with_a_checkbox_and_a_link_to_its_page(project, viewers, page):
+    make_runs(project, ["--scale", "1.0"], ["--scale", "2.0"], ["--scale", "3.0"])
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 3", "three runs listed")
+    rows = page.evaluate("[...document.querySelectorAll('tr.run')].map(r => r.dataset.path)")
+    assert rows == ["demo/exp.0", "demo/exp.1", "demo/exp.2"]
+    assert page.locator("tr.run input.select").count() == 3
+    assert "scale" in page.inner_text("#runs thead")  # the config value that differs is a column
+    page.click("tr.run >> nth=1 >> a.run-link")
+    wait_until(page, "document.getElementById('run-title').textContent === 'demo/exp.1'", "the run's page")
+    wait_until(page, "document.querySelectorAll('#run-charts .chart').length === 2", "the run's two metrics drawn")
+    assert "completed" in page.inner_text("#run-status")
+    code, stderr = viewer.interrupt()
+    assert code == 0, stderr
+
+
+def test_two_selected_runs_draw_two_lines_in_each_metric_chart(project, viewers, page):
+    make_runs(project, ["--scale", "1.0"], ["--scale", "2.0"], ["--scale", "3.0"])
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 3", "three runs listed")
+    page.check("tr.run[data-path='demo/exp.0'] input.select")
+    page.check("tr.run[data-path='demo/exp.2'] input.select")
+    page.click("a[data-tab=scalars]")
+    wait_until(page, "document.querySelectorAll('.chart .scatterlayer .trace').length === 4", "two lines in two charts")
+    assert traces_per_chart(page) == {"accuracy": 2, "loss": 2}
+    assert page.evaluate("typeof Plotly.newPlot") == "function"  # drawn by plotly.js, served by expyrun
+    last = page.evaluate(
+        "[...document.querySelectorAll('.chart')].find(c => c.dataset.metric === 'loss')"
+        ".querySelector('.plot').data.map(t => t.y[0])"
+    )
+    assert last == [1.0, 3.0]  # each run's own values: exp.0 scale 1, exp.2 scale 3
+    page.check(".chart[data-metric=loss] input.log")
+    wait_until(page, f"{LOSS_PLOT}.layout.yaxis.type === 'log'", "log scale")
+
+
+def test_group_by_draws_a_mean_line_and_a_band_per_group(project, viewers, page):
+    make_runs(project, ["--scale", "1.0", "--seed", "0"], ["--scale", "1.0", "--seed", "1"], ["--scale", "2.0"])
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 3", "three runs listed")
+    for box in page.locator("tr.run input.select").all():
+        box.check()
+    page.click("a[data-tab=scalars]")
+    wait_until(page, "document.querySelectorAll('.chart').length === 2", "two charts")
+    page.select_option("#group-by", "scale")
+    wait_until(page, f"{LOSS_PLOT}.data.length === 6", "two groups drawn")
+    names = page.evaluate(f"{LOSS_PLOT}.data.map(t => t.name).filter(Boolean)")
+    assert names == ["scale=1 (n=2)", "scale=2 (n=1)"]
+
+
+def test_a_running_runs_curve_grows_and_new_runs_appear_without_reloading(project, viewers, page):
+    make_runs(project, ["--scale", "1.0"])
+    stop = project / "stop"
+    running = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "run.yml", "--+stop_file", str(stop)], cwd=project, env=clean_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        viewer = open_viewer(project, viewers)
+        page.goto(viewer.url)
+        wait_until(page, "document.querySelectorAll('tr.run').length === 2", "the new run listed without reloading")
+        page.check("tr.run[data-path='demo/exp.1'] input.select")
+        page.click("a[data-tab=scalars]")
+        length = f"{LOSS_PLOT}.data[0].x.length"
+        wait_until(page, f"{LOSS_PLOT} && {length} > 30", "the curve drawn")
+        first = page.evaluate(length)
+        wait_until(page, f"{length} > {first} + 10", "the curve grown", timeout_ms=5000)
+    finally:
+        stop.write_text("")
+        running.wait(timeout=60)
+    page.click("a[data-tab=runs]")
+    wait_until(page, "document.querySelector(\"tr.run[data-path='demo/exp.1'] .status\").textContent === 'completed'",
+               "the status change shown without reloading")  # fmt: skip
+
+
+def test_text_from_runs_stays_text(project, viewers, page):
+    write(project / "pkg" / "main.py", ENTRY)
+    tagged = RUN_SECTION + f"  __tags__: ['{XSS}']\n"  # a launch tag (`__run__.__tags__`)
+    write(project / "run.yml", tagged + config(steps=5, scale=1.0, text=XSS, seed=0).removeprefix(RUN_SECTION))
+    for value in ("a", XSS):
+        result = subprocess.run([sys.executable, "-m", "expyrun", "run.yml", "--text", value], cwd=project,
+                                env=clean_env(), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 2", "two runs listed")
+    table = page.inner_text("#runs")
+    assert XSS in table  # the tag, and the config value that differs, shown as typed
+    page.check("tr.run[data-path='demo/exp.1'] input.select")
+    page.click("a[data-tab=text]")
+    wait_until(page, "document.querySelectorAll('#texts pre').length === 1", "the logged text")
+    assert page.inner_text("#texts pre") == XSS
+    page.goto(viewer.url + "#run=demo%2Fexp.1")
+    wait_until(page, "document.getElementById('run-log').textContent.includes('__pwned')", "the log tail")
+    assert XSS in page.inner_text("#run-log")
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("#runs script, #texts script, #run-log script, img[src=x]").count() == 0
+
+
+def test_paths_outside_the_folder_and_other_sites_are_refused(project, viewers, tmp_path_factory):
+    (run,) = make_runs(project, [])
+    outside = tmp_path_factory.mktemp("outside")
+    write(outside / "run.json", '{"name": "secret"}')
+    (project / "outputs" / "link").symlink_to(outside)
+    (run / "figures").mkdir()
+    before = sorted(str(p) for p in (project / "outputs").rglob("*"))
+    viewer = open_viewer(project, viewers)
+    assert viewer.status("/api/run?run=demo/exp.0") == 200
+    for path in ("/api/run?run=../outputs/demo/exp.0", "/api/run?run=demo/../demo/exp.0",
+                 f"/api/run?run={outside}", "/api/run?run=link", "/api/log?run=link",
+                 "/api/file?run=demo/exp.0&path=figures/../run.json", "/api/file?run=demo/exp.0&path=run.json",
+                 "/api/file?run=demo/exp.0&path=/etc/passwd"):  # fmt: skip
+        assert viewer.status(path) == 403, path
+    assert viewer.status("/", {"Host": "attacker.example:80"}) == 421  # DNS rebinding
+    assert viewer.status("/api/runs", {"Origin": "http://attacker.example"}) == 403
+    assert viewer.status("/api/runs", method="POST") == 405
+    assert sorted(str(p) for p in (project / "outputs").rglob("*")) == before  # read-only: nothing written
+
+
+def test_a_second_viewer_gets_the_next_port_and_ctrl_c_exits_0(project, viewers):
+    make_runs(project, [])
+    first = Viewer(["outputs", "--port", str(free_port())], project)
+    viewers.append(first)
+    second = Viewer(["outputs", "--port", str(first.port)], project)
+    viewers.append(second)
+    assert second.port > first.port
+    assert second.status("/") == 200 and first.status("/api/runs") == 200
+    for viewer in (first, second):
+        code, stderr = viewer.interrupt()
+        assert code == 0, stderr
+        assert "Traceback" not in stderr
+
+
+def test_a_folder_that_does_not_exist_is_one_line(project):
+    result = subprocess.run([sys.executable, "-m", "expyrun", "ui", "missing"], cwd=project, env=clean_env(),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "expyrun: error: missing: no such folder (give the folder holding the runs, such as outputs)"
+    ]
+
+
+def test_reducing_points_keeps_every_spike():
+    steps = list(range(100_000))
+    values = [0.0] * 100_000
+    values[12_345] = 50.0
+    values[77_777] = -50.0
+    values[500] = float("nan")
+    kept_steps, kept_values = reduce_points(steps, values, 1000)
+    assert len(kept_steps) <= 2000
+    kept = dict(zip(kept_steps, kept_values, strict=True))
+    assert kept[12_345] == 50.0 and kept[77_777] == -50.0
+    assert kept_steps == sorted(kept_steps)
+    assert reduce_points([0, 1], [1.0, float("inf")], 10) == ([0, 1], [1.0, None])
