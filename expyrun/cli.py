@@ -28,6 +28,12 @@ usage: expyrun CONFIG [--debug] [--dry-run] [--explain] [--needed] [--KEY VALUE 
        expyrun note RUN TEXT [--append]
        expyrun env RUN [--venv PATH] [--check]
        expyrun dashboard STUDY_RUN [--port P] [--allow-edits]
+       expyrun ui [DIR] [--port P]
+       expyrun resume RUN|SWEEP
+       expyrun verify RUN [--rtol R] [--atol A]
+       expyrun CONFIG --queue [--priority N]
+       expyrun worker [--jobs N] [--gpus auto|0,1] [--once]
+       expyrun queue [list] | cancel RUN... | clear
        expyrun --version | -h | --help
 
 Run the entry point named in CONFIG's __run__ section in a new run folder
@@ -39,6 +45,9 @@ options:
   --explain      print every leaf key, its value and where it came from (implies --dry-run)
   --needed       skip a run (or sweep point) already completed with the same config and code; say
                  which run it reuses
+  --queue        prepare the run (every sweep point, the study's workers) and add it to the machine's
+                 queue ($EXPYRUN_QUEUE, default ~/.expyrun/queue) for `expyrun worker`; --priority N
+                 (default 0): higher first, then first in, first out
   --a.b VALUE    override a key (converted to the type of the value it replaces)
   --+a.b VALUE   add a new key on purpose (VALUE read as YAML)
 
@@ -55,9 +64,21 @@ commands:
          or create/sync a virtual environment matching them (--venv PATH, with pip-tools)
   dashboard  serve optuna-dashboard for a study folder's study on 127.0.0.1 (port 8080 or the next
          free one) until Ctrl-C, read-only unless --allow-edits (pip install 'expyrun[dashboard]')
+  ui     the runs viewer: a read-only web page on 127.0.0.1 (port 8080 or the next free one) over
+         the runs below DIR: table, curves, texts, figures, logs (pip install 'expyrun[ui]')
+  resume execute an interrupted, failed or died run again in its own folder (attempt + 1,
+         EXPYRUN_ATTEMPT), or a sweep's unfinished and pending points in its sweep folder
+  verify rerun a run's config.yml from its snapshot in an environment matching its frozen
+         requirements into RUN/verify.{k}/ and compare result and metrics (exit 1: it differs)
+  worker execute queued runs (priority, then first in, first out), --jobs at a time, each GPU id
+         leased machine-wide, until Ctrl-C (its runs go back to the queue) or, with --once, until
+         the queue is empty
+  queue  list queued and executing runs; cancel RUN... or clear removes queued ones (interrupted)
 
 environment:
   EXPYRUN_TRACEBACK=1   show Python tracebacks of expyrun's own errors
+  EXPYRUN_QUEUE         the queue folder (default ~/.expyrun/queue)
+  EXPYRUN_GPU_LEASES    the GPU lease folder (default ~/.expyrun/gpu-leases/HOST)
 """
 
 
@@ -155,6 +176,36 @@ def _dashboard(args: list[str]) -> int:
     return dashboard.main(args)
 
 
+def _resume(args: list[str]) -> int:
+    from expyrun.commands import resume
+
+    return resume.main(args)
+
+
+def _verify(args: list[str]) -> int:
+    from expyrun.commands import verify
+
+    return verify.main(args)
+
+
+def _ui(args: list[str]) -> int:
+    from expyrun.commands import ui
+
+    return ui.main(args)
+
+
+def _worker(args: list[str]) -> int:
+    from expyrun.commands import worker
+
+    return worker.main(args)
+
+
+def _queue(args: list[str]) -> int:
+    from expyrun.commands import queue
+
+    return queue.main(args)
+
+
 def _tag(args: list[str]) -> int:
     from expyrun.commands import tag
 
@@ -177,8 +228,13 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "diff": _diff,
     "env": _env,
     "dashboard": _dashboard,
+    "ui": _ui,
     "tag": _tag,
     "note": _note,
+    "worker": _worker,
+    "queue": _queue,
+    "resume": _resume,
+    "verify": _verify,
 }
 
 

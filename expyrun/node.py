@@ -107,6 +107,10 @@ def _hooks(record: dict[str, Any]) -> NodeHooks:
         from expyrun.execute.ray_task import RayHooks
 
         return RayHooks()
+    if isinstance(record.get("queue"), dict):  # executed by `expyrun worker` (expyrun/queue/)
+        from expyrun.queue.node_hooks import QueueHooks
+
+        return QueueHooks()
     return NodeHooks()
 
 

@@ -21,12 +21,15 @@ if TYPE_CHECKING:
     from expyrun.sweep.spec import SweepSpec
     from expyrun.tune.spec import StudySpec
 
-FLAGS = ("--debug", "--dry-run", "--explain", "--needed")
+FLAGS = ("--debug", "--dry-run", "--explain", "--needed", "--queue")
 
 
 def main(args: list[str]) -> int:
     """Resolve CONFIG with its overrides and flags, check it, then run it, its sweep or its study."""
+    args, priority = _take_priority(args)
     flags = {flag for flag in args if flag in FLAGS}
+    if priority is not None and "--queue" not in flags:
+        raise UsageError("--priority without --queue", "it orders queued runs: expyrun CONFIG --queue --priority N")
     rest = [arg for arg in args if arg not in FLAGS]
     suspects = _check_flags(rest)
     if not rest or rest[0].startswith("--"):
@@ -49,6 +52,10 @@ def main(args: list[str]) -> int:
             console.warning(message)
 
     launch_spec, sweep, spec = _check(resolved, config_file)
+    if "--queue" in flags and not flags & {"--dry-run", "--explain"}:
+        from expyrun.queue.enqueue import enqueue
+
+        return enqueue(resolved, launch_spec, sweep, spec, args, flags, priority or 0)
     if launch_spec.launcher == "slurm" and "--explain" not in flags:
         from expyrun.execute.slurm_submit import submit
 
@@ -126,6 +133,22 @@ def _check_flags(rest: list[str]) -> list[tuple[str, str]]:
             suspects.append((token, flag))
         position += 2
     return suspects
+
+
+def _take_priority(args: list[str]) -> tuple[list[str], int | None]:
+    """`--priority N` (or `--priority=N`) taken out of the arguments: it orders queued runs (`--queue`),
+    it is no config key."""
+    for position, token in enumerate(args):
+        if token == "--priority" or token.startswith("--priority="):
+            following = args[position + 1] if position + 1 < len(args) else ""
+            value = token.partition("=")[2] if "=" in token else following
+            if not value:
+                raise UsageError("--priority: missing value", "expyrun CONFIG --queue --priority N (higher first)")
+            from expyrun.queue.store import check_priority
+
+            rest = args[:position] + args[position + (1 if "=" in token else 2) :]
+            return rest, check_priority(value)
+    return args, None
 
 
 def _is_option(token: str) -> bool:

@@ -1,0 +1,69 @@
+"""The queue's hooks around a queued folder executed by `python -m expyrun.node` under a worker.
+
+Why: a worker stopped by Ctrl-C or SIGTERM (or killed: its node hears SIGTERM from the kernel)
+returns its runs to the queue instead of ending them `interrupted`: the folder goes back to
+`queued`, with a line in `outputs.log`, and the next worker executes it again in the same folder
+with `attempt` + 1 (`EXPYRUN_ATTEMPT`), as a Slurm requeue does, up to `MAX_ATTEMPTS`.
+Costs nothing on the launch path: imported only by the node for a folder whose record has `queue`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from expyrun import console
+from expyrun.execute.node_hooks import NodeHooks
+from expyrun.queue.store import MAX_ATTEMPTS
+from expyrun.run.status import Status
+
+if TYPE_CHECKING:
+    from expyrun.run.outcome import Outcome
+    from expyrun.run.prepare import PreparedRun
+
+
+class QueueHooks(NodeHooks):
+    """A queued folder: attempts named in the log, a stopped attempt returned to the queue."""
+
+    def __init__(self) -> None:
+        self.attempt = 1
+        self.stopped_by: int | None = None
+
+    def starting(self, run_dir: Path, attempt: int) -> None:
+        self.attempt = attempt
+        if attempt > 1:
+            append_log(run_dir, f"expyrun: attempt {attempt} of {MAX_ATTEMPTS} (queue worker pid {os.getppid()})")
+        console.info(f"attempt {attempt}: executing {run_dir}")
+
+    def stopped(self, stopped_by: int | None) -> None:
+        self.stopped_by = stopped_by
+
+    def take_over_end(self, prepared: PreparedRun, outcome: Outcome) -> int | None:
+        """Stopped by its worker (SIGINT/SIGTERM) with attempts left: `queued` again, and the exit code."""
+        stopped = self.stopped_by in (signal.SIGINT, signal.SIGTERM)
+        if outcome.status != Status.INTERRUPTED or not stopped or self.attempt >= MAX_ATTEMPTS:
+            return None
+        from expyrun.execute.slurm_node import update_sweep
+
+        append_log(prepared.run_dir, f"expyrun: attempt {self.attempt} stopped by its worker; back in the queue")
+        prepared.record.update(status=Status.QUEUED, exit_code=None)
+        prepared.write_record()
+        update_sweep(prepared.record, Status.QUEUED)
+        console.info(f"attempt {self.attempt} stopped: {prepared.run_dir} is queued again")
+        return outcome.exit_code
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    """One line at the end of the run's `outputs.log` (where its attempts are told apart)."""
+    from expyrun.run.capture import LOG_FILE
+
+    try:
+        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{line}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")

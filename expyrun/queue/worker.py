@@ -1,0 +1,184 @@
+"""`expyrun worker`: execute queued run folders, `jobs` at a time, until stopped (or the queue is empty).
+
+Why a node process per run: a queued folder is executed exactly as a local launch would execute
+it, by the node entry (`python -m expyrun.node FOLDER`: the local executor, the same run child,
+tee, record and signals), so the worker itself holds no run state. The worker claims an entry
+(`queue/store.py`), passes the claim's descriptor to the node (the lock then lasts as long as the
+node does), and removes the entry when the node has ended the folder's record.
+
+Stopping: Ctrl-C or SIGTERM of the worker sends SIGTERM to its nodes, which pass it on to their
+runs and put the folders back to `queued` (`queue/node_hooks.py`); a SIGKILLed worker's nodes hear
+SIGTERM from the kernel (`PR_SET_PDEATHSIG`) and do the same, so the next worker finds the entries
+free and executes them again (`attempt` + 1). A folder that already had `MAX_ATTEMPTS` executions is
+recorded `failed` instead.
+
+GPUs (`--gpus`): each run gets one id, leased machine-wide (`execute/gpu_leases.py`); the node and
+the run hold the lease, so it lasts as long as they do, whatever happens to the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from expyrun import console
+from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
+from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, entries
+from expyrun.run.record import load_record, mark_finished, write_record
+from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
+
+POLL_S = 0.1  # how often an idle worker looks at the queue (and a busy one at its nodes)
+GRACE_S = 30.0  # after passing a stop on, how long nodes may take (their runs get 10 s) before SIGKILL
+
+
+@dataclass
+class _Executing:
+    claim: Claim
+    process: subprocess.Popen[bytes]
+    lease: Lease | None
+
+
+class Worker:
+    """One worker process: claims, executes, removes; stops on SIGINT/SIGTERM."""
+
+    def __init__(self, folder: Path, jobs: int, gpus: tuple[str, ...] | None, once: bool) -> None:
+        self.folder = folder
+        self.jobs = jobs if gpus is None else min(jobs, len(gpus))
+        self.gpus = gpus
+        self.once = once
+        self.executing: list[_Executing] = []
+        self.received: list[int] = []
+        self._told_waiting = False
+
+    def run(self) -> int:
+        previous = {sig: signal.signal(sig, lambda signum, _: self.received.append(signum)) for sig in STOP_SIGNALS}
+        try:
+            self._serve()
+        finally:
+            self._stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.received:
+            return SIGNAL_EXIT[signal.Signals(self.received[0])]
+        return 0
+
+    def _serve(self) -> None:
+        while not self.received:
+            self._reap()
+            idle = True
+            while not self.received and len(self.executing) < self.jobs:
+                lease = self._lease()
+                if self.gpus is not None and lease is None:
+                    break
+                claim = claim_next(self.folder)
+                if claim is None:
+                    if lease is not None:
+                        lease.release()
+                    break
+                idle = False
+                self._execute(claim, lease)
+            if self.once and idle and not self.executing and not entries(self.folder):
+                return  # the queue is empty (an entry another worker executes may come back to it)
+            time.sleep(POLL_S)
+
+    def _lease(self) -> Lease | None:
+        if self.gpus is None:
+            return None
+        busy = {run.lease.gpu for run in self.executing if run.lease is not None}
+        free = [gpu for gpu in self.gpus if gpu not in busy]
+        for gpu in free:
+            lease = try_lease(gpu, f"queue worker pid {os.getpid()}")
+            if lease is not None:
+                self._told_waiting = False
+                return lease
+        if not self._told_waiting and free:
+            console.info(waiting_message(free))
+            self._told_waiting = True
+        return None
+
+    def _execute(self, claim: Claim, lease: Lease | None) -> None:
+        """Execute the claimed folder in a node process, or settle it here when it needs no execution."""
+        run_dir = claim.entry.run_dir
+        record = load_record(run_dir)
+        if not record or record.get("status") not in ACTIVE:  # cancelled or ended already, or gone
+            claim.done()
+            if lease is not None:
+                lease.release()
+            return
+        if int(record.get("attempt") or 0) >= MAX_ATTEMPTS:
+            _give_up(run_dir, record)
+            claim.done()
+            if lease is not None:
+                lease.release()
+            return
+        from expyrun.execute.parent_death import signal_on_parent_death
+
+        env = dict(os.environ)
+        fds = [claim.fd] if claim.fd is not None else []
+        if lease is not None and lease.fd is not None:
+            env["CUDA_VISIBLE_DEVICES"] = lease.gpu
+            lease.describe(f"{run_dir} (queue worker pid {os.getpid()})")
+            fds.append(lease.fd)
+        with handing_to_child(lease):  # (a preexec_fn runs the fork hooks: they keep this lease only)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "expyrun.node", str(run_dir)],
+                env=env,
+                pass_fds=fds,  # the node holds the claim (and the GPU lease) as long as it lives
+                start_new_session=True,  # Ctrl-C reaches the worker, which stops its nodes once
+                preexec_fn=signal_on_parent_death(signal.SIGTERM),
+            )
+        self.executing.append(_Executing(claim, process, lease))
+
+    def _reap(self) -> None:
+        for run in list(self.executing):
+            if run.process.poll() is None:
+                continue
+            self.executing.remove(run)
+            self._settle(run)
+
+    def _settle(self, run: _Executing) -> None:
+        """The node ended: the entry goes when the folder's record ended, stays when it is queued again."""
+        record = load_record(run.claim.entry.run_dir) or {}
+        if record.get("status") in ACTIVE:
+            run.claim.release()
+        else:
+            run.claim.done()
+        if run.lease is not None:
+            run.lease.release()
+
+    def _stop(self) -> None:
+        """Pass a stop on to every node (SIGTERM), wait for them (SIGKILL after `GRACE_S`)."""
+        for run in self.executing:
+            _signal(run.process, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        while self.executing:
+            self._reap()
+            if time.monotonic() > deadline:
+                for run in self.executing:
+                    _signal(run.process, signal.SIGKILL)
+            time.sleep(POLL_S)
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signum)
+
+
+def _give_up(run_dir: Path, record: dict[str, Any]) -> None:
+    """A folder executed `MAX_ATTEMPTS` times without ending: recorded `failed`, not executed again."""
+    from expyrun.execute.slurm_node import update_sweep
+    from expyrun.queue.node_hooks import append_log
+
+    exception = {"type": "QueueAttempts", "message": f"{MAX_ATTEMPTS} attempts did not end the run"}
+    append_log(run_dir, f"expyrun: {exception['message']}: given up")
+    mark_finished(record, Status.FAILED, None, exception=exception)
+    write_record(run_dir, record)
+    update_sweep(record, Status.FAILED, None, exception)
+    console.warning(f"{run_dir}: {exception['message']}: recorded failed")
