@@ -134,7 +134,8 @@ class _Loop(Generic[P]):
                 break
             if not self.running and (exhausted or self.stopping):
                 break
-            ended = self.executor.wait(self.poll_s) if self.running or waiting else []
+            # not exhausted, nothing running and no slot: the executor waits for a resource (a GPU lease)
+            ended = self.executor.wait(self.poll_s) if self.running or waiting or not exhausted else []
             if len(self.received) > passed_on:
                 passed_on = len(self.received)
                 ended += self.executor.stop(0.0 if passed_on > 2 else self.grace_s, self.received[0])
@@ -168,7 +169,8 @@ class _Loop(Generic[P]):
             return
         started = self.executor.submit(job)
         self.running[id(job)] = time.monotonic()
-        record_start(job.prepared, started.gpu, lambda: self.proposer.gather(job.prepared))
+        if not job.records_itself:
+            record_start(job.prepared, started.gpu, lambda: self.proposer.gather(job.prepared))
         self.proposer.started(job)
 
     def _end(self, end: Ended, executed: bool = True) -> None:
@@ -178,7 +180,8 @@ class _Loop(Generic[P]):
         began = self.running.pop(id(job), time.monotonic())
         if job.reads_result and executed:
             outcome = complete_outcome(outcome, job.prepared.resolved.run, job.prepared.run_dir)
-        finish_record(job.prepared, outcome, time.monotonic() - began)
+        if not job.records_itself:
+            finish_record(job.prepared, outcome, time.monotonic() - began)
         self._count(outcome)
         self.proposer.tell(job, outcome)
 

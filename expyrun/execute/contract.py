@@ -69,6 +69,8 @@ class Job(NamedTuple):
     environment: Mapping[str, str] = {}  # never mutated: copied before use
     reads_result: bool = True  # a command's exit status and a `__result__` file decide the outcome
     # (False for a study's own run: its trials have the result files)
+    records_itself: bool = False  # a study's trial (or batch of trials): its proposer writes its
+    # records (`started`, `tell`), the trial's own `run.json` moments (expyrun/tune/trial_run.py)
 
 
 class Started(NamedTuple):
