@@ -97,7 +97,7 @@ class Viewer:
             return []
         if path == "/api/runs":
             where = [line for text in query.get("where", []) for line in text.splitlines() if line.strip()]
-            return _json(start, self.table.answer(where))
+            return _json(start, self.table.answer(where, _one(query, "version")))
         if not path.startswith("/api/"):
             return _text(start, "404 Not Found", f"{path}: no such page")
         run_dir = data.run_folder(self.root, _one(query, "run"))

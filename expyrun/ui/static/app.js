@@ -160,10 +160,10 @@ function select(path, on) {
 }
 
 async function refreshRuns() {
-  const answer = await getJSON(`/api/runs?${q({ where: state.where })}`);
+  const answer = await getJSON(`/api/runs?${q({ where: state.where, version: state.version || "" })}`);
   document.getElementById("root").textContent = answer.root;
+  if (answer.unchanged || answer.version === state.version) return false;
   document.getElementById("where-error").textContent = answer.error || "";
-  if (answer.version === state.version) return false;
   const before = state.byPath;
   state.version = answer.version;
   state.runs = answer.runs;
