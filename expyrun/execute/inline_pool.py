@@ -159,6 +159,9 @@ class InlinePool:
         try:
             os.chdir(run_dir)
             os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+            from expyrun.run.resume import set_retry_environment
+
+            set_retry_environment(run_dir)  # EXPYRUN_RETRY_OF of a retried trial (SPEC 14)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_terminated)
             value, interrupted = until_stopped(task)
@@ -178,6 +181,7 @@ class InlinePool:
             os.chdir(home)
             if run_dir_env is not None:
                 os.environ["EXPYRUN_RUN_DIR"] = run_dir_env
+            os.environ.pop("EXPYRUN_RETRY_OF", None)  # the study process's own environment has none
             if interrupted is not None:
                 self.on_interrupt(_SIGNALS[interrupted])
 

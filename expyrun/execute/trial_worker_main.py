@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 from expyrun.execute.parent_death import stop_with_parent
 from expyrun.execute.trial_log import GuardedStreams
 from expyrun.run.child import Terminated, flush_all, until_stopped
+from expyrun.run.resume import set_retry_environment
 from expyrun.run.status import SIGNAL_EXIT, signal_exit
 from expyrun.track.files import METRICS_ENV, METRICS_FILE
 
@@ -67,6 +68,7 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
     try:
         os.chdir(run_dir)
         os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
+        set_retry_environment(run_dir)  # EXPYRUN_RETRY_OF of a retried trial (SPEC 14)
         os.environ[METRICS_ENV] = str(run_dir / METRICS_FILE)  # what programs the task starts may append to
         try:
             reply, interrupted = until_stopped(lambda: runner(task["payload"]))

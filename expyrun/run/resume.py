@@ -110,3 +110,39 @@ def append_log(run_dir: Path, line: str) -> None:
             os.close(fd)
     except OSError as error:
         console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")
+
+
+# -- a study's retried trial: EXPYRUN_RETRY_OF -----------------------------------------------------
+
+RETRY_OF_ENV = "EXPYRUN_RETRY_OF"
+"""The folder of the trial attempt a retried trial retries (its checkpoint is there), in the trial's
+environment; absent for a trial that retries nothing."""
+
+
+def retried_trial_folder(trial: Any, trials_dir: Path) -> str | None:
+    """The folder of the trial that the Optuna trial `trial` retries (the `failed_trial` that Optuna's
+    retry callbacks and expyrun's reclaim record), None when it is a first attempt."""
+    storage = trial.study._storage
+    try:
+        number = storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+    except Exception:  # a storage that cannot say: the trial is taken for a first attempt
+        return None
+    if not isinstance(number, int) or isinstance(number, bool):
+        return None
+    try:  # its own folder (`run_dir`, set when it was prepared): maybe another launch's study folder
+        failed = storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, number)
+        folder = storage.get_trial_user_attrs(failed).get("run_dir")
+    except Exception:
+        folder = None
+    return folder if isinstance(folder, str) else str(trials_dir / f"trial.{number}")
+
+
+def set_retry_environment(run_dir: Path | str) -> None:
+    """`EXPYRUN_RETRY_OF` for the trial about to run in `run_dir` (from its `run.json`'s `retry_of`),
+    or removed: a worker runs one trial after another and the last one's must not leak."""
+    record = load_record(run_dir)
+    retry_of = record.get("retry_of") if isinstance(record, dict) else None
+    if isinstance(retry_of, str):
+        os.environ[RETRY_OF_ENV] = retry_of
+    else:
+        os.environ.pop(RETRY_OF_ENV, None)

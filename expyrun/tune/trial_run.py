@@ -175,6 +175,11 @@ class TrialContext:
                            "state": "RUNNING", "values": None}  # fmt: skip
         if self.sampler_seed is not None:
             record["trial"]["sampler_seed"] = self.sampler_seed
+        from expyrun.run.resume import retried_trial_folder
+
+        retry_of = retried_trial_folder(trial, self.study_dir / "trials")
+        if retry_of is not None:  # SPEC 14: its EXPYRUN_RETRY_OF (the attempt it retries, its checkpoint)
+            record["retry_of"] = retry_of
         if batch is not None:
             record["batch"] = batch
         write_record(trial_dir, record)
