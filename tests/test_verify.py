@@ -143,3 +143,13 @@ def test_a_debug_run_and_a_folder_that_is_not_a_run_are_refused_in_one_line(proj
     assert not list(debug_run.glob("verify.*"))
     assert not_a_run.returncode == 2 and "not a run folder" in not_a_run.stderr
     assert bad_tolerance.returncode == 2
+
+
+def test_an_environment_without_expyrun_cannot_rerun_the_run_and_is_said_so(run_dir, verify):
+    (run_dir / "frozen_requirements.txt").write_text("pyyaml\n")  # as a `__python__` tool's interpreter freezes
+
+    answer = verify(str(run_dir))
+
+    assert answer.returncode == 1
+    assert answer.stdout.startswith("environment differs: ") and "could not execute the run" in answer.stdout
+    assert json.loads((run_dir / "verify.0" / "run.json").read_text())["status"] == "queued"

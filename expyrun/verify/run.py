@@ -27,7 +27,7 @@ from expyrun import console
 from expyrun.errors import UsageError
 from expyrun.run.freeze import FROZEN_FILE
 from expyrun.run.record import RUN_FILE, load_record, now, write_json_atomic, write_record
-from expyrun.run.status import ACTIVE
+from expyrun.run.status import ACTIVE, Status
 from expyrun.verify.compare import ENVIRONMENT_DIFFERS, REPRODUCED, Comparison, describe
 from expyrun.verify.last import LAST_VERDICT_FILE
 
@@ -53,8 +53,9 @@ def verify_run(run_dir: Path, rtol: float = 0.0, atol: float = 0.0) -> int:
     console.info(f"rerunning {run_dir} in {rerun_dir}")
     code = _execute(python, rerun_dir)
     rerun = load_record(rerun_dir) or {}
-    if code == 2 and rerun.get("status") in ACTIVE:  # the node refused it: the environment lacks expyrun
-        return _conclude(rerun_dir, verdict, ENVIRONMENT_DIFFERS, {"reason": f"{python} cannot execute the run"})
+    if rerun.get("status") == Status.QUEUED:  # never executed: the environment lacks expyrun (a `__python__` run's)
+        reason = f"{python} could not execute the run (exit {code}): is expyrun among its requirements?"
+        return _conclude(rerun_dir, verdict, ENVIRONMENT_DIFFERS, {"reason": reason})
     comparison = Comparison(rtol, atol)
     _compare(run_dir, rerun_dir, record, rerun, comparison)
     return _conclude(rerun_dir, verdict, comparison.verdict, comparison.difference)
