@@ -30,6 +30,10 @@ TABLE_SECONDS = 0.7  # the table is read again when older than this (live update
 LOG_TAIL_BYTES = 64 * 1024
 NAMES_PROBE_BYTES = 64 * 1024  # a running run's metric names: read from its first and last lines
 DEFAULT_BUCKETS = 1000  # up to 2,000 points per curve (see `reduce.py`)
+# what the table keeps of each run's record between readings: what it shows and what queries name
+# (requirements, provenance, environment are read again only on a run's page)
+KEPT = ("path", "name", "status", "result", "tags", "started_at", "duration_s", "metrics", "config", "trial",
+        "differs", "study", "sweep", "note")  # fmt: skip
 
 
 class Refused(Exception):
@@ -100,12 +104,13 @@ class Table:
         previous = self._shown
         shown: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         changed = len(rows) != len(self._rows)
-        for row in rows:
+        for index, full in enumerate(rows):
+            row = rows[index] = {key: full[key] for key in KEPT if key in full}  # the rest of run.json is not kept
             old = previous.get(row["path"])
             if old is not None and old[0] == row:
                 shown[row["path"]] = old
             else:
-                shown[row["path"]] = (row, _table_row(row, self._real_root))
+                shown[row["path"]] = (row, _table_row(full, self._real_root))
                 changed = True
         if changed or [r["path"] for r in rows] != [r["path"] for r in self._rows]:
             self._generation += 1

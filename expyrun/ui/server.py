@@ -167,7 +167,12 @@ def serve(folder: Path, port: int | None) -> int:
     plotly_js()  # refused before a port is taken
     server = _server(lambda environ, start: [], DEFAULT_PORT if port is None else port)
     bound = server.server_address[1]
-    server.set_app(Viewer(root, bound))
+    viewer = Viewer(root, bound)
+    server.set_app(viewer)
+    import threading
+
+    # the table read once while the browser opens the page (10,000 runs: half a second it need not wait)
+    threading.Thread(target=viewer.table.rows, name="expyrun-ui-table", daemon=True).start()
     url = f"http://127.0.0.1:{bound}/"
 
     def stop(_signum: int, _frame: Any) -> None:

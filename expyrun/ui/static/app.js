@@ -31,6 +31,22 @@ function el(tag, props, ...children) {
   return node;
 }
 
+let plotlyLoaded = null;
+
+function loadPlotly() {
+  // plotly.js (4 MB, from the installed plotly package) is loaded when the first chart is drawn:
+  // the table of runs does not wait for it
+  if (!plotlyLoaded) {
+    plotlyLoaded = new Promise((resolve, reject) => {
+      const script = el("script", { src: "/static/plotly.min.js" });
+      script.addEventListener("load", resolve);
+      script.addEventListener("error", () => reject(new Error("plotly.min.js could not be loaded")));
+      document.head.append(script);
+    });
+  }
+  return plotlyLoaded;
+}
+
 function plotlyText(text) {
   return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
@@ -159,8 +175,13 @@ function select(path, on) {
   if (state.tab !== "runs") showTab(state.tab);
 }
 
+// the table is asked for as soon as this script runs, before the page has finished loading
+let firstTable = getJSON("/api/runs?where=&version=");
+
 async function refreshRuns() {
-  const answer = await getJSON(`/api/runs?${q({ where: state.where, version: state.version || "" })}`);
+  const asked = firstTable || getJSON(`/api/runs?${q({ where: state.where, version: state.version || "" })}`);
+  firstTable = null;
+  const answer = await asked;
   document.getElementById("root").textContent = answer.root;
   if (answer.unchanged || answer.version === state.version) return false;
   document.getElementById("where-error").textContent = answer.error || "";
@@ -291,13 +312,16 @@ function groupTraces(name, runs, key, weight) {
 const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 async function drawCharts(container, paths, groupKey) {
+  await loadPlotly();
   const perRun = await Promise.all(paths.map(async (path) => ({ path, names: await namesOf(path) })));
   const names = [...new Set(perRun.flatMap((r) => r.names))].sort();
   const known = new Set(names);
   for (const chart of [...container.querySelectorAll(".chart")]) if (!known.has(chart.dataset.metric)) chart.remove();
-  for (const name of names) {
-    const runs = [];
-    for (const { path, names: has } of perRun) if (has.includes(name)) runs.push({ path, data: await seriesOf(path, name) });
+  // every curve asked at once (the server answers on several threads), each chart drawn when its curves came
+  const curves = names.map((name) => Promise.all(perRun.filter((r) => r.names.includes(name))
+    .map(async ({ path }) => ({ path, data: await seriesOf(path, name) }))));
+  for (const [index, name] of names.entries()) {
+    const runs = await curves[index];
     let chart = [...container.querySelectorAll(".chart")].find((c) => c.dataset.metric === name);
     if (!chart) chart = makeChart(container, name);
     chart.runs = runs;
@@ -367,6 +391,7 @@ async function renderTexts() {
 }
 
 async function renderFigures() {
+  await loadPlotly();
   const container = document.getElementById("figures");
   const cards = [];
   for (const path of state.selected) {
