@@ -12,17 +12,18 @@ With `batch_size`, a slot executes a batch: N trials asked at once (under the sa
 batch is smaller when `n_trials` says so), each prepared in its own folder, evaluated by one call
 `function(name, configs)` in `batches/batch.{k}/`, then recorded and told one by one.
 
-SIGINT/SIGTERM only set a flag here (and wake the dispatcher), so a signal never lands in the middle
-of a storage write: the driver then stops dispatching, gives its running trials (which received the
-signal with the process group) a grace period, records them failed in the storage and their
-run.json and queues them again, writes study.json and raises the signal's exception, so the run
-exits 130/143. Trials left RUNNING by a driver that died without a word are found by liveness
+The loop is the one every way of running points shares (expyrun/campaign/loop.py), with the study
+as its proposer (expyrun/tune/proposer.py) and the pool wrapped in the Executor contract
+(expyrun/execute/trial_executor.py). Its stop signals only set a flag, so a signal never lands in
+the middle of a storage write: no unit is taken after one, the running trials (which received the
+signal with the process group) get a grace period, then are recorded failed in the storage and
+their run.json and queued again; study.json is written and the signal's exception raised, so the
+run exits 130/143. Trials left RUNNING by a driver that died without a word are found by liveness
 (expyrun/tune/liveness.py, or Optuna's heartbeat on a database server), failed and retried.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -30,14 +31,15 @@ import os
 import signal
 import sys
 import time
-from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from expyrun.campaign.loop import Proposer, run_points
 from expyrun.config import ResolvedConfig
 from expyrun.console import visible
 from expyrun.errors import ConfigError, Quiet
 from expyrun.execute.launch_spec import LaunchSpec
+from expyrun.execute.trial_executor import TrialExecutor, TrialPool
 from expyrun.execute.trial_workers import Finished
 from expyrun.run.child import Terminated
 from expyrun.run.outcome import Outcome
@@ -49,6 +51,7 @@ from expyrun.tune.heartbeat import Heartbeat
 from expyrun.tune.liveness import Liveness
 from expyrun.tune.optuna_logs import escape_optuna_logs
 from expyrun.tune.progress import Progress
+from expyrun.tune.proposer import StudyProposer
 from expyrun.tune.reclaim import reclaim_dead_trials, settle_left_trials
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
@@ -58,7 +61,6 @@ from expyrun.tune.trial_run import PreparedBatch, PreparedTrial, TrialContext, T
 # Running trials get this long to end after a signal: less than the 10 s after which the launcher
 # kills the run's whole process group, so the driver still records them and writes study.json.
 STOP_GRACE_S = 8.0
-_EXCEPTIONS: dict[int, type[BaseException]] = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
 
 
 Unit = PreparedTrial | PreparedBatch  # what one slot executes: a trial, or a batch of them in one call
@@ -70,25 +72,6 @@ class NoCompletedTrial(Quiet, Exception):
 
 class StudyStopped(Quiet, KeyboardInterrupt):
     """The study was stopped by SIGINT after recording its trials (exit 130, no traceback)."""
-
-
-class Executor(Protocol):
-    """A pool of slots that execute prepared trials (WorkerPool, InlinePool)."""
-
-    @property
-    def busy(self) -> int: ...
-
-    def has_free_slot(self) -> bool: ...
-
-    def submit(self, key: int, payload: Any, run_dir: Path) -> tuple[int, str | None]: ...
-
-    def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]: ...
-
-    def stop(
-        self, grace: float, wake_fd: int | None = None, exception: type[BaseException] = KeyboardInterrupt
-    ) -> list[Finished]: ...
-
-    def close(self) -> None: ...
 
 
 class Driver:
@@ -119,7 +102,6 @@ class Driver:
         self.deadline = math.inf
         self.ended: str | None = None  # why no more trials are asked for
         self.failures = 0
-        self.signalled: list[int] = []
         self.inflight: dict[int, Unit] = {}
         self.batches = 0  # batches prepared by this driver: the next one is batches/batch.{self.batches}
         self.liveness: Liveness | None = None
@@ -182,34 +164,20 @@ class Driver:
         self.claims = Claims(self.spec, self.liveness, self.storage)
         context = TrialContext(self.resolved, self.spec, run_dir, import_root)
         self.deadline = math.inf if self.spec.timeout is None else time.monotonic() + self.spec.timeout
-        wake_read, wake_write = os.pipe()
-        os.set_blocking(wake_read, False)
-        os.set_blocking(wake_write, False)
-
-        def on_signal(signum: int, _frame: Any = None) -> None:
-            self.signalled.append(signum)
-            with contextlib.suppress(OSError):
-                os.write(wake_write, b".")
-
-        handlers = {sig: signal.signal(sig, on_signal) for sig in _EXCEPTIONS}
-        executor: Executor | None = None
+        executor: TrialExecutor | None = None
         heartbeat = Heartbeat(self.spec.heartbeat_interval, self.claims.beat)
         try:
             self.progress = Progress.open(self.spec, study) if self.interactive else None
-            executor = self._executor(run_dir, import_root, on_signal)
+            executor = TrialExecutor(self._executor(run_dir, import_root))
             heartbeat.start()
             self._reclaim(study, force=True)
-            self._loop(study, context, executor, wake_read)
-            if self.signalled:
-                self._stop(study, context, executor, wake_read)
+            proposer: Proposer[Unit] = StudyProposer(self, study, context, executor)
+            result = run_points(proposer, executor, grace_s=STOP_GRACE_S)
+            stopped_by = result.stopped_by
         finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
             heartbeat.stop()
             if executor is not None:
                 executor.close()
-            for fd in (wake_read, wake_write):
-                os.close(fd)
             if self.progress:
                 self.progress.close()
             summary = write_summary(study, run_dir, self.spec, self.sampler_seed)
@@ -218,8 +186,8 @@ class Driver:
         best = best_line(summary)  # SPEC 12.3: one line naming the best trial, on a terminal or not
         if best is not None:
             print(visible(best), flush=True)
-        if self.signalled:
-            raise StudyStopped() if self.signalled[0] == signal.SIGINT else _EXCEPTIONS[self.signalled[0]]()
+        if stopped_by is not None:
+            raise StudyStopped() if stopped_by == signal.SIGINT else Terminated()
         if not summary["counts"].get("COMPLETE"):
             raise NoCompletedTrial("the study has no completed trial")
         return summary["best"]
@@ -242,12 +210,12 @@ class Driver:
         except Exception as error:  # the storage is out of reach: the next launch reclaims them
             print(visible(f"expyrun: the trials left running are failed by the next launch ({error})"), flush=True)
 
-    def _executor(self, run_dir: Path, import_root: Path, on_signal: Any) -> Executor:
+    def _executor(self, run_dir: Path, import_root: Path) -> TrialPool:
         if self.spec.isolation == "inline":
             from expyrun.execute.inline_pool import InlinePool
 
             gpu = self.launch.gpus[0] if self.launch.gpus is not None else None
-            return InlinePool(self.slots, on_signal, gpu)
+            return InlinePool(self.slots, signal.raise_signal, gpu)  # the loop hears a trial's Ctrl-C
         import base64
         import pickle
 
@@ -264,32 +232,36 @@ class Driver:
         }
         return WorkerPool(self.slots, hello, run_dir, self.launch.gpus)
 
-    def _loop(self, study: Any, context: TrialContext, executor: Executor, wake_read: int) -> None:
-        paused = False  # nothing to ask for now: try again when a trial ends
-        while not self.signalled:
-            while not (paused or self.ended or self.signalled) and executor.has_free_slot():
-                if time.monotonic() >= self.deadline:
-                    self.ended = "timeout"
-                    break
-                prepared = self._next(study, context)
-                if prepared is None:
-                    paused = True
-                    break
-                self._dispatch(prepared, context, executor, study)
-            if not executor.busy:
-                return
-            finished = executor.wait(1.0, wake_read)
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_read, 4096)
-            stopping = signal.Signals(self.signalled[0]).name if self.signalled else None
-            for item in finished:
-                self._conclude(study, context, item, stopping)
-                paused = False
-            self._reclaim(study)
+    @property
+    def inline(self) -> bool:
+        return self.spec.isolation == "inline"
+
+    def next_unit(self, study: Any, context: TrialContext) -> Unit | None:
+        """The next trial unit for the loop (expyrun/tune/proposer.py); None when there is none now
+        (`self.ended` says why when asking has ended)."""
+        if not self.ended and time.monotonic() >= self.deadline:
+            self.ended = "timeout"
+        return None if self.ended else self._next(study, context)
+
+    def started(self, unit: Unit, context: TrialContext, pid: int, gpu: str | None) -> None:
+        """Its trials' records say `running`, in the process `pid`, with the GPU it was given."""
+        for prepared in _members(unit):
+            context.start(prepared, pid, gpu)
+
+    def conclude(
+        self, study: Any, context: TrialContext, unit: Unit, finished: Finished, stopped_by: str | None
+    ) -> None:
+        """A unit ended (or was never started): its trials recorded, told and logged (`_conclude`
+        finds the unit by its number)."""
+        self.inflight[unit.number] = unit
+        self._conclude(study, context, dataclasses.replace(finished, key=unit.number), stopped_by)
+
+    def tick(self, study: Any) -> None:
+        self._reclaim(study)
 
     def _next(self, study: Any, context: TrialContext) -> Unit | None:
         """The next trial (or batch of trials), prepared; None when none is to be asked for now."""
-        while not (self.ended or self.signalled):
+        while not self.ended:
             self._reclaim(study)
             asked = self._ask(study)
             if not asked:
@@ -377,17 +349,7 @@ class Driver:
         self.claims.release(trial._trial_id)
         self._count_failure(True)
 
-    def _dispatch(self, unit: Unit, context: TrialContext, executor: Executor, study: Any) -> None:
-        self.inflight[unit.number] = unit
-        if self.spec.isolation == "inline":
-            payload: Any = partial(self._evaluate_inline, unit, context)
-        else:
-            payload = unit.task()
-        pid, gpu = executor.submit(unit.number, payload, unit.run_dir)
-        for prepared in _members(unit):
-            context.start(prepared, pid, gpu)
-
-    def _evaluate_inline(self, unit: Unit, context: TrialContext) -> dict[str, Any]:
+    def evaluate_inline(self, unit: Unit, context: TrialContext) -> dict[str, Any]:
         if isinstance(unit, PreparedBatch):
             configs = [member.config.user_config() for member in unit.members]
             run = unit.members[0].config.run
@@ -457,16 +419,6 @@ class Driver:
         if self.failures >= self.spec.max_consecutive_failures and not self.ended:
             print(f"expyrun: stopping the study: {self.failures} trials failed in a row", flush=True)
             self.ended = "failures"
-
-    def _stop(self, study: Any, context: TrialContext, executor: Executor, wake_read: int) -> None:
-        name = signal.Signals(self.signalled[0]).name
-        if executor.busy:
-            print(f"expyrun: the study was stopped ({name}): {executor.busy} running trial(s) get "
-                  f"{STOP_GRACE_S:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
-        for finished in executor.stop(STOP_GRACE_S, wake_read, _EXCEPTIONS[self.signalled[0]]):
-            self._conclude(study, context, finished, stopped_by=name)
-
-    # -- trials of dead drivers ------------------------------------------------------------------
 
     def _reclaim(self, study: Any, force: bool = False) -> None:
         """Fail and retry RUNNING trials whose driver died (expyrun/tune/reclaim.py): at start and
