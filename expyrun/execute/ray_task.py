@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ def execute_task(folder: str) -> int:
 
         fcntl.flock(lock, fcntl.LOCK_EX)  # a retry waits for the attempt before it to write its end
         process = subprocess.Popen([sys.executable, "-m", "expyrun.node", folder], env=environment,
-                                   pass_fds=(lock,), preexec_fn=signal_on_parent_death())  # fmt: skip
+                                   pass_fds=(lock,), preexec_fn=_child_setup(signal_on_parent_death()))  # fmt: skip
     finally:
         os.close(lock)  # the node process holds it now
     try:
@@ -79,6 +80,18 @@ def execute_task(folder: str) -> int:
             process.send_signal(signal.SIGINT)
         process.wait()
         raise
+
+
+def _child_setup(arm: Callable[[], None] | None) -> Callable[[], None]:
+    """The node process's `preexec_fn`: a Ray worker blocks SIGINT (and the node would inherit the
+    mask, deaf to Ctrl-C and to the cancel passed on as SIGINT); then SIGTERM when the worker dies."""
+
+    def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if arm is not None:
+            arm()
+
+    return setup
 
 
 class RayHooks(NodeHooks):
