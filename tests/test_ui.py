@@ -337,3 +337,29 @@ def test_reducing_points_keeps_every_spike():
     assert kept[12_345] == 50.0 and kept[77_777] == -50.0
     assert kept_steps == sorted(kept_steps)
     assert reduce_points([0, 1], [1.0, float("inf")], 10) == ([0, 1], [1.0, None])
+
+
+def test_a_followed_curve_reads_only_new_lines_and_keeps_every_spike(tmp_path):
+    from expyrun.track import metrics
+    from expyrun.ui.live import Curves
+
+    writer = metrics.Writer(str(tmp_path), time.time())
+    curves = Curves(100)
+    logged: list[float] = []
+    for chunk in range(30):
+        for step in range(1 + chunk * 997 % 4000):
+            value = 1000.0 if step == 500 else -1000.0 if step == 1500 else (step % 13) / 13
+            logged.append(value)
+            writer.log(None, {"loss": value, "other": 1})
+        drawn = curves.read(tmp_path, "loss")
+        assert drawn["count"] == len(logged)
+        assert len(drawn["steps"]) <= 400 and drawn["steps"] == sorted(drawn["steps"])
+        assert max(drawn["values"]) == max(logged) and min(drawn["values"]) == min(logged)
+    steps, values, offset, last = metrics.read_series_from(tmp_path, "loss")
+    assert (steps, values) == tuple(list(part) for part in metrics.read_series(tmp_path, "loss"))
+    assert offset == (tmp_path / "metrics.jsonl").stat().st_size and last == len(logged) - 1
+    with open(tmp_path / "metrics.jsonl", "a") as file:  # another program's lines, and half a line
+        file.write('{"loss": 5}\n{"time": 1, "loss": "nan"}\n{"loss": ')
+    more = metrics.read_series_from(tmp_path, "loss", offset, last)
+    assert more[0] == [len(logged), len(logged) + 1] and more[1][0] == 5.0 and more[3] == len(logged) + 1
+    assert more[2] == (tmp_path / "metrics.jsonl").stat().st_size - len('{"loss": ')

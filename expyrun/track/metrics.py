@@ -418,6 +418,57 @@ def read_series(run_dir: str | Path, name: str) -> tuple[Sequence[float], Sequen
     return [float(step) for step, _ in found], [float(value.strip(b'"')) for _, value in found]
 
 
+_STEP_AT_START = re.compile(rb'^\{"step": (-?\d+)')
+
+
+def read_series_from(
+    run_dir: str | Path, name: str, offset: int = 0, previous_step: int | None = None
+) -> tuple[list[float], list[float], int, int | None]:
+    """The points of metric `name` in the complete lines written since byte `offset` of a growing
+    `metrics.jsonl`, for a reader that follows a running run (the runs viewer): (steps, values, the
+    offset to give next time, the last line's step, to give as `previous_step`). A line still being
+    written is left for the next call. Lines as `Writer` writes them are read with `read_series`'s
+    expression; any other line (another program's: maybe without a step) with `json`."""
+    try:
+        with open(os.path.join(run_dir, METRICS_FILE), "rb") as file:
+            file.seek(offset)
+            data = file.read()
+    except OSError:
+        return [], [], offset, previous_step
+    data = data[: data.rfind(b"\n") + 1]
+    if not data:
+        return [], [], offset, previous_step
+    end = offset + len(data)
+    lines = data.count(b"\n")
+    ours = data.count(b'\n{"step": ') + data.startswith(b'{"step": ')
+    if ours == lines:
+        pattern = _SERIES_CACHE.get(name)
+        if pattern is None:
+            key = re.escape(json.dumps(name, ensure_ascii=False).encode())
+            pattern = _SERIES_CACHE[name] = re.compile(rb'^\{"step": (-?\d+), (?:.*?, )?' + key + rb": ([^,}]*)", re.M)
+        found = pattern.findall(data)
+        last = _STEP_AT_START.match(data[data.rfind(b"\n", 0, len(data) - 1) + 1 :])
+        steps = [float(step) for step, _ in found]
+        values = [float(value.strip(b'"')) for _, value in found]
+        return steps, values, end, int(last.group(1)) if last else previous_step
+    steps, values = [], []
+    step = previous_step
+    for line in data.splitlines():
+        try:
+            item = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        given = item.get("step")
+        step = given if type(given) is int else (0 if step is None else step + 1)
+        value = parse_number(item.get(name))
+        if value is not None:
+            steps.append(float(step))
+            values.append(float(value))
+    return steps, values, end, step
+
+
 def read_texts(run_dir: str | Path, tag: str | None = None) -> dict[str, list[tuple[int, str]]]:
     """`{tag: [(step, text), ...]}` of `texts.jsonl` (only `tag` when given)."""
     texts: dict[str, list[tuple[int, str]]] = {}

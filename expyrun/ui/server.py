@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 from expyrun import console
 from expyrun.errors import UsageError
 from expyrun.run.status import SIGNAL_EXIT
-from expyrun.ui import data
+from expyrun.ui import data, live
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"/": "index.html", "/static/app.js": "app.js", "/static/app.css": "app.css"}
@@ -66,6 +66,7 @@ class Viewer:
         self.root = root
         self.port = port
         self.table = data.Table(root)
+        self.curves = live.Curves(data.DEFAULT_BUCKETS)
         self.plotly = plotly_js()
 
     def __call__(self, environ: dict[str, Any], start: Start) -> Iterable[bytes]:
@@ -107,8 +108,8 @@ class Viewer:
             return _json(start, data.metric_names(run_dir))
         if path == "/api/series":
             buckets = _one(query, "buckets")
-            return _json(start, data.series(run_dir, _one(query, "name"), int(buckets) if buckets.isdigit() else
-                                            data.DEFAULT_BUCKETS))  # fmt: skip
+            size = int(buckets) if buckets.isdigit() else data.DEFAULT_BUCKETS
+            return _json(start, data.series(run_dir, _one(query, "name"), self.curves, size))
         if path == "/api/texts":
             return _json(start, data.texts(run_dir))
         if path == "/api/figures":
