@@ -46,7 +46,7 @@ def free_port() -> int:
 class RayHead:
     """One head node; `env` is what a driver (expyrun) needs to reach it and stay on loopback."""
 
-    def __init__(self, num_cpus: int = 2, num_gpus: int = 0) -> None:
+    def __init__(self, num_cpus: int = 2, num_gpus: int = 0, dashboard: bool = False) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # socket paths stay under 107 bytes
         self.home = self.folder / "home"
         self.home.mkdir()
@@ -55,6 +55,7 @@ class RayHead:
         self.address = f"127.0.0.1:{self.port}"
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
+        self.dashboard = f"127.0.0.1:{free_port()}" if dashboard else None  # the job server (wait: false)
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,9 +76,14 @@ class RayHead:
         command = [
             str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1",
             "--port", str(self.port), "--num-cpus", str(self.num_cpus), "--num-gpus", str(self.num_gpus),
-            "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(self.folder / "t"),
+            "--disable-usage-stats", "--temp-dir", str(self.folder / "t"),
             "--object-store-memory", "104857600", *[part for item in ports.items() for part in item],
         ]  # fmt: skip
+        if self.dashboard is None:
+            command += ["--include-dashboard", "false"]
+        else:
+            host, _, port = self.dashboard.partition(":")
+            command += ["--include-dashboard", "true", "--dashboard-host", host, "--dashboard-port", port]
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EXPYRUN_", "RAY_"))}
         environment.update(self.env)
         environment.pop("RAY_ADDRESS")

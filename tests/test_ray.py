@@ -257,3 +257,23 @@ def test_ray_not_installed_names_the_extra(project, head, tmp_path):
 def test_wait_false_on_a_cluster_without_job_server_is_one_line_exit_2(project, head):
     write(project / "c.yml", RUN_SECTION + ray_section(wait=False))
     _refused(expyrun(project, head, "c.yml"), project, "has no job server")
+
+
+def test_wait_false_submits_a_ray_job_that_runs_the_points_and_exits_0_with_its_id(project):
+    served = RayHead(num_cpus=2, dashboard=True).start()
+    try:
+        sweep = "__sweep__:\n  grid:\n    x: [1, 2]\n"
+        write(project / "c.yml", RUN_SECTION.replace("demo", "x{x}") + "x: 0\n" + sweep + ray_section(wait=False))
+        result = expyrun(project, served, "c.yml")
+        assert result.returncode == 0, result.stderr
+        job_id = result.stdout.strip()
+        assert job_id.startswith("expyrun-") and f"submitted Ray job {job_id} (2 tasks)" in result.stderr
+        run_dirs = [project / "outputs" / f"x{x}" / "exp.0" for x in (1, 2)]
+        assert all(record(d)["ray"]["submission_id"] == job_id for d in run_dirs)
+        wait_until(lambda: all(record(d)["status"] == "completed" for d in run_dirs), "the job to run both points",
+                   lambda: [record(d)["status"] for d in run_dirs])  # fmt: skip
+        sweep_json = json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())
+        wait_until(lambda: json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())["status"]
+                   == "completed", "the sweep to end", lambda: sweep_json)  # fmt: skip
+    finally:
+        served.stop()
