@@ -105,11 +105,13 @@ def handing_to_child(lease: Lease | None) -> Iterator[None]:
     if lease is None or lease.fd is None:
         yield
         return
-    _handing.append(lease.fd)
+    fd = lease.fd
+    _handing.append(fd)
     try:
         yield
     finally:
-        _handing.remove(lease.fd)
+        if fd in _handing:  # (a forked child that leaves the block finds the list emptied)
+            _handing.remove(fd)
 
 
 def _in_child() -> None:

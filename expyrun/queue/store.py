@@ -90,14 +90,18 @@ def add(folder: Path, run_dir: Path, priority: int, queued_at: str) -> Entry:
     return Entry(path, run_dir, priority, queued_at)
 
 
-def entries(folder: Path) -> list[Entry]:
-    """The entries in execution order (unreadable files skipped: a crafted file runs nothing)."""
+def names(folder: Path) -> list[str]:
+    """The entry files' names in execution order (their names sort so): no file is read."""
     try:
-        names = sorted(name for name in os.listdir(folder) if name.endswith(_SUFFIX) and not name.startswith("."))
+        return sorted(name for name in os.listdir(folder) if name.endswith(_SUFFIX) and not name.startswith("."))
     except OSError:
         return []
+
+
+def entries(folder: Path) -> list[Entry]:
+    """The entries in execution order (unreadable files skipped: a crafted file runs nothing)."""
     found = []
-    for name in names:
+    for name in names(folder):
         entry = _read(folder / name)
         if entry is not None:
             found.append(entry)
@@ -135,26 +139,38 @@ class Claim:
 
 def try_claim(entry: Entry) -> Claim | None:
     """Hold `entry` (exclusive lock), or None when another process holds it or it is gone."""
+    fd = _lock(entry.path)
+    return None if fd is None else Claim(entry, fd)
+
+
+def _lock(path: Path) -> int | None:
+    """An exclusive lock on the entry file at `path`, or None when it is held or gone."""
     try:
-        fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if os.stat(entry.path).st_ino != os.fstat(fd).st_ino:
-            raise FileNotFoundError(entry.path)
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError(path)
     except OSError:  # held, or finished and removed by its worker after we opened it
         os.close(fd)
         return None
-    return Claim(entry, fd)
+    return fd
 
 
 def claim_next(folder: Path) -> Claim | None:
-    """The first waiting entry in execution order, held by this process; None when none waits."""
-    for entry in entries(folder):
-        claim = try_claim(entry)
-        if claim is not None:
-            return claim
+    """The first waiting entry in execution order, held by this process; None when none waits.
+    Only the claimed entry is read (a claim costs no more with 10,000 entries queued)."""
+    for name in names(folder):
+        fd = _lock(folder / name)
+        if fd is None:
+            continue
+        entry = _read(folder / name)
+        if entry is None:  # not an entry expyrun wrote: left alone
+            os.close(fd)
+            continue
+        return Claim(entry, fd)
     return None
 
 

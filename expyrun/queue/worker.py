@@ -1,10 +1,12 @@
 """`expyrun worker`: execute queued run folders, `jobs` at a time, until stopped (or the queue is empty).
 
 Why a node process per run: a queued folder is executed exactly as a local launch would execute
-it, by the node entry (`python -m expyrun.node FOLDER`: the local executor, the same run child,
-tee, record and signals), so the worker itself holds no run state. The worker claims an entry
-(`queue/store.py`), passes the claim's descriptor to the node (the lock then lasts as long as the
-node does), and removes the entry when the node has ended the folder's record.
+it, by the node entry (`expyrun.node.main([FOLDER])`, as `python -m expyrun.node FOLDER`: the local
+executor, the same run child, tee, record and signals), so the worker itself holds no run state.
+The node is forked from the worker, which imported `expyrun.node` once: a run costs no interpreter
+start (benchmarks/bench_queue.py). The worker claims an entry (`queue/store.py`); the forked node
+holds the claim's descriptor (the lock then lasts as long as the node does), and the worker removes
+the entry when the node has ended the folder's record.
 
 Stopping: Ctrl-C or SIGTERM of the worker sends SIGTERM to its nodes, which pass it on to their
 runs and put the folders back to `queued` (`queue/node_hooks.py`); a SIGKILLed worker's nodes hear
@@ -20,17 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from expyrun import console
 from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
-from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, entries
+from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, names
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
@@ -41,7 +43,8 @@ GRACE_S = 30.0  # after passing a stop on, how long nodes may take (their runs g
 @dataclass
 class _Executing:
     claim: Claim
-    process: subprocess.Popen[bytes]
+    pid: int  # the node process (forked: `_node`)
+    pidfd: int  # readable once it has exited (the worker's waits wake at once)
     lease: Lease | None
 
 
@@ -56,13 +59,25 @@ class Worker:
         self.executing: list[_Executing] = []
         self.received: list[int] = []
         self._told_waiting = False
+        self.parent = os.getpid()
+        self._wake_read = -1
 
     def run(self) -> int:
+        import expyrun.node  # noqa: F401  (imported once here: each forked node starts with it)
+
         previous = {sig: signal.signal(sig, lambda signum, _: self.received.append(signum)) for sig in STOP_SIGNALS}
+        wake_read, wake_write = os.pipe()
+        for fd in (wake_read, wake_write):
+            os.set_blocking(fd, False)
+        self._wake_read = wake_read
+        previous_wakeup = signal.set_wakeup_fd(wake_write)
         try:
             self._serve()
         finally:
             self._stop()
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(wake_read)
+            os.close(wake_write)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.received:
@@ -84,9 +99,9 @@ class Worker:
                     break
                 idle = False
                 self._execute(claim, lease)
-            if self.once and idle and not self.executing and not entries(self.folder):
+            if self.once and idle and not self.executing and not names(self.folder):
                 return  # the queue is empty (an entry another worker executes may come back to it)
-            time.sleep(POLL_S)
+            self._pause(POLL_S)
 
     def _lease(self) -> Lease | None:
         if self.gpus is None:
@@ -118,30 +133,37 @@ class Worker:
             if lease is not None:
                 lease.release()
             return
-        from expyrun.execute.parent_death import signal_on_parent_death
-
-        env = dict(os.environ)
-        fds = [claim.fd] if claim.fd is not None else []
-        if lease is not None and lease.fd is not None:
-            env["CUDA_VISIBLE_DEVICES"] = lease.gpu
+        if lease is not None:
             lease.describe(f"{run_dir} (queue worker pid {os.getpid()})")
-            fds.append(lease.fd)
-        with handing_to_child(lease):  # (a preexec_fn runs the fork hooks: they keep this lease only)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "expyrun.node", str(run_dir)],
-                env=env,
-                pass_fds=fds,  # the node holds the claim (and the GPU lease) as long as it lives
-                start_new_session=True,  # Ctrl-C reaches the worker, which stops its nodes once
-                preexec_fn=signal_on_parent_death(signal.SIGTERM),
-            )
-        self.executing.append(_Executing(claim, process, lease))
+        others = [run.claim.fd for run in self.executing if run.claim.fd is not None]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with handing_to_child(lease):  # the fork hooks close every other lease in the node
+            pid = os.fork()
+            if pid == 0:  # the node: holds the claim (and the GPU lease) as long as it lives
+                _node(run_dir, lease, others, self.parent)  # (never returns)
+        self.executing.append(_Executing(claim, pid, os.pidfd_open(pid), lease))
 
     def _reap(self) -> None:
         for run in list(self.executing):
-            if run.process.poll() is None:
+            try:
+                pid, _ = os.waitpid(run.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid = run.pid
+            if pid == 0:
                 continue
+            os.close(run.pidfd)
             self.executing.remove(run)
             self._settle(run)
+
+    def _pause(self, timeout: float) -> None:
+        """Until a node ends, a signal comes, or `timeout` s passed (then the queue is looked at again)."""
+        fds = [self._wake_read] + [run.pidfd for run in self.executing]
+        with contextlib.suppress(InterruptedError):
+            select.select(fds, [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_read, 4096):
+                pass
 
     def _settle(self, run: _Executing) -> None:
         """The node ended: the entry goes when the folder's record ended, stays when it is queued again."""
@@ -156,19 +178,51 @@ class Worker:
     def _stop(self) -> None:
         """Pass a stop on to every node (SIGTERM), wait for them (SIGKILL after `GRACE_S`)."""
         for run in self.executing:
-            _signal(run.process, signal.SIGTERM)
+            _signal(run.pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_S
         while self.executing:
             self._reap()
             if time.monotonic() > deadline:
                 for run in self.executing:
-                    _signal(run.process, signal.SIGKILL)
-            time.sleep(POLL_S)
+                    _signal(run.pid, signal.SIGKILL)
+            self._pause(POLL_S)
 
 
-def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signum)
+        os.kill(pid, signum)
+
+
+def _node(run_dir: Path, lease: Lease | None, others: list[int], parent: int) -> NoReturn:
+    """In the forked node process: execute the folder as `python -m expyrun.node FOLDER` would, in
+    a session of its own (Ctrl-C reaches the worker alone, which stops its nodes once), stopped by
+    SIGTERM when the worker dies; the claims of the worker's other runs are not held here."""
+    code = 2
+    try:
+        for fd in others:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for signum in (*STOP_SIGNALS, signal.SIGCHLD):
+            signal.signal(signum, signal.SIG_DFL)
+        from expyrun.execute.parent_death import stop_with_parent
+
+        stop_with_parent(parent)
+        if lease is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = lease.gpu
+        from expyrun import node
+
+        code = node.main([str(run_dir)])
+    except BaseException:  # nothing may return into the worker's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
 
 
 def _give_up(run_dir: Path, record: dict[str, Any]) -> None:
