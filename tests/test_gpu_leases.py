@@ -146,3 +146,32 @@ def test_a_sigkilled_launch_leaves_its_gpu_to_the_next_launch(project, leases_en
     _, err = after.communicate(timeout=60)
     assert after.returncode == 0, err
     assert [run["gpu"] for run in calls(project)] == ["0"]  # the second run's; the first never ended
+
+
+STUDY = """\
+__run__:
+  __main__: pkg.main:main
+  __name__: study
+  __output_dir__: outputs
+gate: ""
+x: 0.0
+__launch__: {gpus: [0, 1], jobs: 2}
+__optuna__:
+  n_trials: 4
+  sampler: {name: RandomSampler, seed: 0}
+  search_space:
+    x: {type: float, low: -4, high: 4}
+"""
+
+
+def test_a_studys_trial_workers_take_only_gpus_no_other_launch_holds(project, leases_env):
+    holder = start_holder(project, leases_env)  # GPU 0 held by another launch's run
+    write(project / "study.yml", STUDY)
+    study = launch(["study.yml"], project, leases_env)
+    _, err = study.communicate(timeout=120)
+    assert study.returncode == 0, err
+    assert "waiting for a GPU lease" in err and "GPU 0 held by" in err
+    trials = [call for call in calls(project) if call["name"] != "single"]
+    assert len(trials) == 4 and {call["gpu"] for call in trials} == {"1"}
+    (project / "gate").touch()
+    assert holder.wait(timeout=30) == 0

@@ -35,7 +35,11 @@ def lease_folder() -> Path:
     """Where the lease files are: `$EXPYRUN_GPU_LEASES`, else `~/.expyrun/gpu-leases/HOST` (GPU 0 of
     one machine is not GPU 0 of another that shares the home folder)."""
     configured = os.environ.get(ENV_FOLDER)
-    return Path(configured) if configured else Path.home() / ".expyrun" / "gpu-leases" / os.uname().nodename
+    folder = Path(configured) if configured else Path.home() / ".expyrun" / "gpu-leases" / os.uname().nodename
+    job = os.environ.get("SLURM_JOB_ID")
+    # inside a Slurm job, ids count the job's own GPUs ("0" of one job is not "0" of another): the
+    # job's launches share leases among themselves only
+    return folder / f"slurm-{job}" if job else folder
 
 
 class Lease:

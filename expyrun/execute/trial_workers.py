@@ -26,7 +26,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from expyrun.execute.gpu_leases import Lease
 
 from expyrun.run.status import PASSED_ON, PASSED_ON_EXIT
 
@@ -69,20 +72,46 @@ class WorkerPool:
         self.cwd = cwd
         self.gpus = gpus
         self.slots: list[_Worker | None] = [None] * size
+        self.leases: dict[int, Lease] = {}  # slot -> its GPU's lease, taken for the worker it will start
+        self.told_waiting: set[int] = set()  # slots whose GPU another launch holds (said once)
 
     @property
     def busy(self) -> int:
         return sum(1 for w in self.slots if w is not None and w.key is not None)
 
     def has_free_slot(self) -> bool:
-        return any(w is None or w.key is None for w in self.slots)
+        return any(self._free(index) for index in range(len(self.slots)))
+
+    def _free(self, index: int) -> bool:
+        """An idle worker, or a slot without one whose GPU is leased for the worker it will start
+        (`execute/gpu_leases.py`: taken now if free; a GPU held by another launch keeps the slot
+        empty, said once)."""
+        worker = self.slots[index]
+        if worker is not None:
+            return worker.key is None
+        if self.gpus is None or index in self.leases:
+            return True
+        from expyrun.execute.gpu_leases import try_lease, waiting_message
+
+        lease = try_lease(self.gpus[index], f"study trial workers of pid {os.getpid()}")
+        if lease is None:
+            if index not in self.told_waiting:
+                from expyrun import console
+
+                console.info(waiting_message([self.gpus[index]]))
+                self.told_waiting.add(index)
+            return False
+        self.told_waiting.discard(index)
+        self.leases[index] = lease
+        return True
 
     def submit(self, key: int, payload: dict[str, Any], run_dir: Path) -> tuple[int, str | None]:
         """Send a task to a free slot's worker; returns its pid and GPU id."""
-        index = next(i for i, w in enumerate(self.slots) if w is None or w.key is None)
+        index = next(i for i in range(len(self.slots)) if self._free(i))
         worker = self.slots[index]
         if worker is None:
-            worker = self.slots[index] = self._spawn(None if self.gpus is None else self.gpus[index])
+            worker = self.slots[index] = self._spawn(None if self.gpus is None else self.gpus[index],
+                                                     self.leases.pop(index, None))  # fmt: skip
         worker.key = key
         try:
             worker.commands.write(json.dumps({"run_dir": str(run_dir), "payload": payload}) + "\n")
@@ -91,23 +120,28 @@ class WorkerPool:
             pass
         return worker.process.pid, worker.gpu
 
-    def _spawn(self, gpu: str | None) -> _Worker:
+    def _spawn(self, gpu: str | None, lease: Lease | None = None) -> _Worker:
+        """A worker for a slot; it holds the GPU's lease (`lease`, handed over: this process lets go)
+        for as long as it lives, however it ends."""
         commands_read, commands_write = os.pipe()
         replies_read, replies_write = os.pipe()
         env = dict(os.environ)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         argv = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", _BOOTSTRAP]  # type: ignore[attr-defined]
+        held = (lease.fd,) if lease is not None and lease.fd is not None else ()
         try:
             process = subprocess.Popen(
                 [*argv, json.dumps(sys.path), str(commands_read), str(replies_write)],
                 cwd=self.cwd,
                 env=env,
-                pass_fds=(commands_read, replies_write),
+                pass_fds=(commands_read, replies_write, *held),
             )
         finally:
             os.close(commands_read)
             os.close(replies_write)
+            if lease is not None:
+                lease.release()
         os.set_blocking(replies_read, False)
         commands = os.fdopen(commands_write, "w", encoding="utf-8")
         commands.write(json.dumps(self.hello) + "\n")
@@ -228,3 +262,6 @@ class WorkerPool:
             with contextlib.suppress(OSError):
                 os.close(worker.replies)
         self.slots = [None] * len(self.slots)
+        for lease in self.leases.values():  # taken for workers that never started
+            lease.release()
+        self.leases.clear()
