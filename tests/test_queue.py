@@ -232,3 +232,48 @@ def test_a_worker_gives_each_run_a_leased_gpu(project, env):
                 assert a["gpu"] != b["gpu"], (a, b)
     with contextlib.suppress(FileNotFoundError):
         assert sorted(os.listdir(project / "leases")) == ["gpu-0.lock", "gpu-1.lock"]
+
+
+STUDY = """\
+__run__:
+  __main__: pkg.main:main
+  __name__: study
+  __output_dir__: outputs
+i: 0
+gate: ""
+x: 0.0
+__launch__: {workers: 2}
+__optuna__:
+  n_trials: 4
+  sampler: {name: RandomSampler, seed: 0}
+  search_space:
+    x: {type: float, low: -4, high: 4}
+"""
+
+
+def test_a_queued_study_queues_its_workers_which_share_the_study(project, env):
+    write(project / "study.yml", STUDY)
+    folders = queued(project, env, "study.yml")
+    assert len(folders) == 2 and all(record(folder)["study"] for folder in folders)
+    worker = expyrun(project, env, "worker", "--once", "--jobs", "2")
+    assert worker.returncode == 0, worker.stderr
+    assert [record(folder)["status"] for folder in folders] == ["completed", "completed"]
+    assert len(calls(project)) == 4  # n_trials is the study's total, shared by its two workers
+
+
+def test_a_run_whose_worker_is_killed_three_times_ends_and_leaves_the_queue(project, env):
+    run_dir = gated(project, env)
+    for attempt in (1, 2, 3):
+        worker = start(project, env, "worker")
+
+        def running(attempt: int = attempt) -> bool:
+            return record(run_dir)["status"] == "running" and record(run_dir)["attempt"] == attempt
+
+        wait_for(running, 60, lambda attempt=attempt: f"attempt {attempt} not running: {record(run_dir)}")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=30)
+    wait_for(lambda: record(run_dir)["status"] == "interrupted", 60, lambda: f"not ended: {record(run_dir)}")
+    (project / "gate").touch()
+    last = expyrun(project, env, "worker", "--once")
+    assert last.returncode == 0, last.stderr
+    assert record(run_dir)["attempt"] == 3 and calls(project) == [] and entries(project) == []
