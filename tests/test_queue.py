@@ -277,3 +277,13 @@ def test_a_run_whose_worker_is_killed_three_times_ends_and_leaves_the_queue(proj
     last = expyrun(project, env, "worker", "--once")
     assert last.returncode == 0, last.stderr
     assert record(run_dir)["attempt"] == 3 and calls(project) == [] and entries(project) == []
+
+
+def test_a_foreign_file_in_the_queue_folder_runs_nothing_and_stops_no_worker(project, env):
+    (run_dir,) = queued(project, env, "one.yml")
+    write(project / "queue" / "zzz.json", '["not", "an entry"]')
+    listed = expyrun(project, env, "queue")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 2  # the header and the run
+    worker = expyrun(project, env, "worker", "--once", timeout=60)
+    assert worker.returncode == 0, worker.stderr
+    assert record(run_dir)["status"] == "completed" and (project / "queue" / "zzz.json").exists()

@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 
 from expyrun import console
 from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
-from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, names
+from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, entries
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
@@ -103,7 +103,7 @@ class Worker:
                     break
                 idle = False
                 self._execute(claim, lease)
-            if self.once and idle and not self.executing and not names(self.folder):
+            if self.once and idle and not self.executing and not entries(self.folder):
                 return  # the queue is empty (an entry another worker executes may come back to it)
             self._pause(POLL_S)
 
