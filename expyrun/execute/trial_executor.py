@@ -14,6 +14,8 @@ the workers (inline threads are abandoned), and answers each unit once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 from typing import Any, Protocol
 
@@ -52,6 +54,8 @@ class TrialExecutor:
         self.next_key = 0
         self.started: dict[int, tuple[int, str | None]] = {}
         self.stopped_by: int | None = None
+        self._wake: tuple[int, int] | None = None
+        self._previous_wakeup = -1
 
     def has_free_slot(self) -> bool:
         return self.stopped_by is None and self.pool.has_free_slot()
@@ -64,7 +68,9 @@ class TrialExecutor:
         return Started(job, pid, gpu)
 
     def wait(self, timeout: float) -> list[Ended]:
-        return [self._ended(finished) for finished in self.pool.wait(timeout)]
+        ended = [self._ended(finished) for finished in self.pool.wait(timeout, self._open())]
+        self._drain()
+        return ended
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
         """The running trials got the signal with the process group: they get `grace_s` to answer."""
@@ -76,10 +82,31 @@ class TrialExecutor:
             print(f"expyrun: the study was stopped ({name}): {self.pool.busy} running trial(s) get "
                   f"{grace_s:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
         exception = KeyboardInterrupt if signum == signal.SIGINT else Terminated
-        return [self._ended(finished) for finished in self.pool.stop(grace_s, None, exception)]
+        return [self._ended(finished) for finished in self.pool.stop(grace_s, self._open(), exception)]
 
     def close(self) -> None:
         self.pool.close()
+        if self._wake is not None:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+
+    def _open(self) -> int:
+        """A wake-up pipe, so a signal ends a wait at once (Python retries select after a handler)."""
+        if self._wake is None:
+            read, write = os.pipe()
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._previous_wakeup = signal.set_wakeup_fd(write)
+            self._wake = (read, write)
+        return self._wake[0]
+
+    def _drain(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 4096):
+                    pass
 
     def _ended(self, finished: Finished) -> Ended:
         job = self.jobs.pop(finished.key)
