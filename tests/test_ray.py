@@ -277,3 +277,20 @@ def test_wait_false_submits_a_ray_job_that_runs_the_points_and_exits_0_with_its_
                    == "completed", "the sweep to end", lambda: sweep_json)  # fmt: skip
     finally:
         served.stop()
+
+
+def test_address_local_runs_the_launch_on_a_private_ray_that_ends_with_it(project, head):
+    write(project / "pkg" / "main.py", "def main(name, config):\n    return config['x'] + 1\n")
+    write(project / "c.yml", RUN_SECTION + "x: 1\n" + ray_section(address="local", num_cpus=1))
+    result = expyrun(project, head, "c.yml")
+    assert result.returncode == 0, result.stderr
+    run = record(project / "outputs" / "demo" / "exp.0")
+    assert run["status"] == "completed" and run["result"] == 2 and run["launcher"] == "ray"
+    assert run["ray"]["node_id"] != head_node_id(head)  # not the fixture's head: a Ray of its own
+
+
+def head_node_id(head: RayHead) -> str:
+    probe = "import ray; ray.init(logging_level='ERROR'); print(ray.get_runtime_context().get_node_id())"
+    answer = subprocess.run([sys.executable, "-c", probe], env={**clean_env(), **head.env}, capture_output=True,
+                            text=True, timeout=DEADLINE_S, check=True)  # fmt: skip
+    return answer.stdout.strip().splitlines()[-1]

@@ -157,8 +157,8 @@ def connect(ray: Any, options: RayOptions) -> str:
         raise UsageError(f"`__launch__.ray.address`: no Ray cluster at {shown} (nothing answered in {CONNECT_S:g} s)",
                          "start one with `ray start --head`, or give its address")  # fmt: skip
     kwargs: dict[str, Any] = {"address": address, "logging_level": "ERROR", "log_to_driver": False}
-    if address is None:
-        kwargs["include_dashboard"] = False
+    if address is None:  # a private Ray for this launch (not RAY_ADDRESS's), on loopback, ended with it
+        kwargs.update(address="local", include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         context = ray.init(**kwargs)
     except Exception as error:  # Ray's ConnectionError, ValueError for a malformed address...
