@@ -294,3 +294,50 @@ def head_node_id(head: RayHead) -> str:
     answer = subprocess.run([sys.executable, "-c", probe], env={**clean_env(), **head.env}, capture_output=True,
                             text=True, timeout=DEADLINE_S, check=True)  # fmt: skip
     return answer.stdout.strip().splitlines()[-1]
+
+
+KILLS_ITS_WORKER_ONCE = """\
+import os, time
+from pathlib import Path
+def _ray_worker():
+    pid = os.getpid()
+    while pid > 1:
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+            return pid
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    raise RuntimeError("no Ray worker among the trial's ancestors")
+def main(name, config):
+    marker = Path(os.environ["EXPYRUN_CWD"]) / "worker.pid"
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        time.sleep(0.1)
+        return config["x"] ** 2
+    os.write(fd, str(_ray_worker()).encode())
+    os.close(fd)
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_a_study_worker_whose_ray_worker_dies_executes_again_and_n_trials_stays_exact(project, head):
+    write(project / "pkg" / "main.py", KILLS_ITS_WORKER_ONCE)
+    section = ray_section().replace("  wait: true\n", "  wait: true\n  workers: 2\n")
+    write(project / "c.yml", RUN_SECTION + STUDY + section)
+    process = start(project, head, "c.yml")
+    wait_until(lambda: (project / "worker.pid").exists() and (project / "worker.pid").read_text(),
+               "a trial to name its Ray worker")  # fmt: skip
+    os.kill(int((project / "worker.pid").read_text()), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 0, stderr
+    study_dirs = sorted((project / "outputs" / "demo").glob("exp.*"))
+    assert all(record(d)["status"] == "completed" for d in study_dirs), [record(d) for d in study_dirs]
+    assert sorted(record(d)["attempt"] for d in study_dirs) == [1, 2]
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(project / "outputs" / "demo" / "study.journal"))
+    )
+    trials = optuna.load_study(study_name="demo", storage=storage).get_trials()
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states, states
