@@ -175,3 +175,31 @@ def test_a_studys_trial_workers_take_only_gpus_no_other_launch_holds(project, le
     assert len(trials) == 4 and {call["gpu"] for call in trials} == {"1"}
     (project / "gate").touch()
     assert holder.wait(timeout=30) == 0
+
+
+def test_a_sweeps_last_running_point_keeps_no_second_gpu_from_another_launch(project, leases_env):
+    gate = project / "gate"
+    write(project / "tail.yml", f"""\
+__run__:
+  __main__: pkg.main:main
+  __name__: "tail/p{{lr}}"
+  __output_dir__: outputs
+lr: 0
+gate: ""
+__sweep__:
+  zip:
+    lr: [1, 2, 3]
+    gate: ["", "", "{gate}"]
+__launch__: {{jobs: 2, gpus: [0, 1]}}
+""")  # fmt: skip
+    sweep = launch(["tail.yml"], project, leases_env)
+    wait_for(lambda: len(calls(project)) == 2, 60, lambda: f"the first two points did not end: {calls(project)}")
+    write(project / "single.yml", SINGLE.replace("gpus: [0]", "gpus: [0, 1]"))
+    other = launch(["single.yml"], project, leases_env)  # one GPU is free while the last point runs
+    _, err = other.communicate(timeout=60)
+    assert other.returncode == 0 and "waiting for a GPU lease" not in err, err
+    assert sweep.poll() is None, "the sweep ended before its gated point was released"
+    gate.touch()
+    assert sweep.wait(timeout=60) == 0
+    last, single = calls(project)[-1], calls(project)[2]
+    assert single["name"] == "single" and single["gpu"] != last["gpu"]

@@ -119,6 +119,9 @@ class LocalExecutor:
     def wait(self, timeout: float) -> list[Ended]:
         """Runs that ended within `timeout` s; SIGKILL for those still running past a stop's grace."""
         self._open()
+        if self._lease is not None:  # taken for a run that was not submitted (no point came): not kept
+            self._lease.release()  # while waiting (has_free_slot takes one again)
+            self._lease = None
         if self._told_waiting:  # waiting for another launch's GPU lease: look again soon
             timeout = min(timeout, LEASE_POLL_S)
         self._wait(self.running, self._wake_read, timeout)

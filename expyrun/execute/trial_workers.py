@@ -150,6 +150,9 @@ class WorkerPool:
 
     def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]:
         """Tasks that ended within `timeout` seconds (sooner when `wake_fd` becomes readable)."""
+        for lease in self.leases.values():  # taken for workers not started (no task came): not kept
+            lease.release()  # while waiting (has_free_slot takes them again)
+        self.leases.clear()
         workers = [w for w in self.slots if w is not None]
         finished = self._collect(workers)
         if finished:
