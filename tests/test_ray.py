@@ -341,3 +341,18 @@ def test_a_study_worker_whose_ray_worker_dies_executes_again_and_n_trials_stays_
     trials = optuna.load_study(study_name="demo", storage=storage).get_trials()
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states, states
+
+
+def test_on_a_terminal_a_bar_shows_the_tasks_and_ctrl_c_cancels_them(project, head, monkeypatch):
+    from conftest import terminal_session
+
+    for name, value in head.env.items():  # (terminal_session passes this environment on)
+        monkeypatch.setenv(name, value)
+    write(project / "pkg" / "main.py", WAITING)
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2]\n"
+    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
+    session = terminal_session(["c.yml"], project, answers={b"2 running": b"\x03"}, timeout=DEADLINE_S)
+    assert b"2 running" in session.seen_at and b"ray" in session.shown, session.shown[-2000:]
+    assert session.code == 130, session.shown[-2000:]
+    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2)]
+    assert [record(d)["status"] for d in run_dirs] == ["interrupted"] * 2
