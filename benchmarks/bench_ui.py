@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import bench_list  # noqa: E402  (the 10,000 runs of `expyrun list`'s benchmark)
+import bench_list  # the 10,000 runs of `expyrun list`'s benchmark
 
 STEPS = 100_000
 CURVES = 20
@@ -123,8 +123,42 @@ def memory_while_growing(browser: object, root: Path, template: Path) -> list[tu
     return seen
 
 
+def memory_while_a_curve_grows(browser: object, root: Path) -> list[tuple[int, float]]:
+    """The server's RSS while a running run logs 500,000 steps, 50,000 at a time, its chart open and polling."""
+    from expyrun.run.record import host_name
+    from expyrun.track import metrics
+
+    run_dir = root / "growing" / "exp.0"
+    run_dir.mkdir(parents=True)
+    record = {"schema_version": 2, "name": "growing", "run_dir": str(run_dir), "config": {}, "status": "running",
+              "host": host_name(), "pid": os.getpid(), "started_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record))
+    writer = metrics.Writer(str(run_dir), time.time())
+    writer.log(0, {"loss": 1.0})
+    viewer = Viewer(root / "growing")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(viewer.url)
+    page.wait_for_function("document.querySelectorAll('tr.run').length === 1", timeout=60_000)
+    page.check("tr.run input.select")
+    page.click("a[data-tab=scalars]")
+    seen = []
+    for batch in range(10):
+        for step in range(batch * 50_000 + 1, (batch + 1) * 50_000 + 1):
+            writer.log(step, {"loss": 1.0 / step})
+        last = (batch + 1) * 50_000
+        page.wait_for_function(
+            f"(p => p && p.data[0].x[p.data[0].x.length - 1] === {last})"
+            "(document.querySelector('.chart[data-metric=loss] .plot'))",
+            timeout=60_000,
+        )
+        seen.append((last, viewer.rss_mb()))
+    page.close()
+    viewer.close()
+    return seen
+
+
 def library_costs(extra: str | None) -> dict[str, tuple[float, float]]:
-    """Import time (ms, median of 5 fresh interpreters, minus a bare one) and RSS (MB) per web library."""
+    """Per web library: import time (ms) and the memory the import adds (MB), medians of 5 fresh interpreters."""
     candidates = {
         "stdlib wsgiref (chosen)": "import wsgiref.simple_server, socketserver",
         "bottle": "import bottle",
@@ -132,17 +166,19 @@ def library_costs(extra: str | None) -> dict[str, tuple[float, float]]:
         "dash": "import dash",
     }
     env = {**os.environ, **({"PYTHONPATH": extra} if extra else {})}
-    probe = "import time, resource; t = time.perf_counter(); {0}; print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    rss = "int([x for x in open('/proc/self/status') if x.startswith('VmRSS')][0].split()[1])"
+    probe = f"import time; m = {rss}; t = time.perf_counter(); {{0}}; print(time.perf_counter() - t, {rss} - m)"
     out: dict[str, tuple[float, float]] = {}
     for name, statement in candidates.items():
         times, sizes = [], []
         for _ in range(5):
-            done = subprocess.run([sys.executable, "-c", probe.format(statement)], env=env, capture_output=True, text=True)
+            command = [sys.executable, "-c", probe.format(statement)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 break
-            seconds, rss = done.stdout.split()
+            seconds, added = done.stdout.split()
             times.append(float(seconds) * 1000)
-            sizes.append(int(rss) / 1024)
+            sizes.append(int(added) / 1024)
         if times:
             out[name] = (statistics.median(times), statistics.median(sizes))
     return out
@@ -175,9 +211,11 @@ def main() -> None:
         template = many / "runs" / "sweep0" / "exp.0"
         grown = memory_while_growing(browser, many / "runs", template)
         print("server RSS while the folder grows: " + ", ".join(f"{n} runs {mb:.0f} MB" for n, mb in grown))
+        curve = memory_while_a_curve_grows(browser, base)
+        print("server RSS while a running curve grows: " + ", ".join(f"{n} steps {mb:.0f} MB" for n, mb in curve))
         browser.close()
     for name, (ms, mb) in library_costs(os.environ.get("WEB_LIBRARIES")).items():
-        print(f"import {name}: {ms:.0f} ms, interpreter RSS {mb:.0f} MB")
+        print(f"import {name}: {ms:.0f} ms, +{mb:.0f} MB")
 
 
 if __name__ == "__main__":

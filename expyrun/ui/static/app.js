@@ -501,6 +501,8 @@ async function start() {
   document.getElementById("group-by").addEventListener("change", () => showTab("scalars"));
   window.addEventListener("hashchange", route);
   await refreshRuns();
+  // once the table is shown, plotly.js (1-2 s to evaluate) is loaded while the user picks runs
+  setTimeout(() => loadPlotly().catch(() => {}), 0);
   state.rootText = document.getElementById("root").textContent;
   await route();
   setInterval(tick, 1000);
