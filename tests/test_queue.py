@@ -287,3 +287,14 @@ def test_a_foreign_file_in_the_queue_folder_runs_nothing_and_stops_no_worker(pro
     worker = expyrun(project, env, "worker", "--once", timeout=60)
     assert worker.returncode == 0, worker.stderr
     assert record(run_dir)["status"] == "completed" and (project / "queue" / "zzz.json").exists()
+
+
+def test_a_queued_config_edited_while_it_waits_is_not_executed_and_says_why(project, env):
+    (run_dir,) = queued(project, env, "one.yml")
+    config = run_dir / "config.yml"
+    config.write_text(config.read_text().replace("i: 0", "i: 7"))
+    worker = expyrun(project, env, "worker", "--once")
+    assert worker.returncode == 0, worker.stderr
+    failed = record(run_dir)
+    assert failed["status"] == "failed" and "changed after the run was queued" in failed["exception"]["message"]
+    assert calls(project) == [] and entries(project) == []

@@ -17,6 +17,7 @@ from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.errors import UsageError
 from expyrun.execute.launch_spec import LaunchSpec
+from expyrun.execute.slurm_script import config_digest
 from expyrun.execute.slurm_submit import _Batch, _done
 from expyrun.queue import store
 from expyrun.run.record import now
@@ -61,7 +62,8 @@ def enqueue(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any
             console.info("every point is done already (--needed): nothing queued")
             return 0
         batch.record_git()
-        for prepared in batch.prepared:
+        for prepared in batch.prepared:  # the worker executes a folder only as it was queued
+            prepared.record["queue"]["config_sha256"] = config_digest(prepared.run_dir)
             prepared.write_record()
         if batch.sweep_record is not None:
             batch.sweep_record.detach(status=Status.QUEUED)
