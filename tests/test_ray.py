@@ -356,3 +356,9 @@ def test_on_a_terminal_a_bar_shows_the_tasks_and_ctrl_c_cancels_them(project, he
     assert session.code == 130, session.shown[-2000:]
     run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2)]
     assert [record(d)["status"] for d in run_dirs] == ["interrupted"] * 2
+
+
+def test_a_study_storage_the_ray_tasks_cannot_share_is_one_line_exit_2(project, head):
+    study = STUDY.replace("  n_trials: 6\n", "  n_trials: 6\n  storage: 'sqlite:///:memory:'\n")
+    write(project / "c.yml", RUN_SECTION + study + ray_section())
+    _refused(expyrun(project, head, "c.yml"), project, "an in-memory SQLite database lives in one process")

@@ -221,16 +221,17 @@ def _check_study_on_slurm(resolved: ResolvedConfig, spec: StudySpec, launch_spec
 
     Driver(resolved, spec, run_base(resolved, False), False, launch_spec)  # its own checks (exit 2)
     storage = spec.storage or ""
+    what = "Ray task" if launch_spec.launcher == "ray" else "Slurm job"  # (Ray's study workers: the same rules)
     if spec.is_sqlite and sqlite_path(storage) is None:
         raise ConfigError(
-            f"`__optuna__.storage`: {storage} is in memory: the study's Slurm jobs cannot share it",
+            f"`__optuna__.storage`: {storage} is in memory: the study's {what}s cannot share it",
             "use the default journal (in the output folder, on a file system the nodes share) or a database URL",
         )
     if spec.is_sqlite and launch_spec.workers > 1:
-        console.warning(f"`__optuna__.storage` {storage}: several Slurm jobs writing one SQLite file over a "
+        console.warning(f"`__optuna__.storage` {storage}: several {what}s writing one SQLite file over a "
                         f"network file system is fragile; prefer the default journal or PostgreSQL")  # fmt: skip
     if re.search(r"@(localhost|127\.0\.0\.1|\[::1\])[:/]", storage) or "host=localhost" in storage:
-        console.warning("`__optuna__.storage` names localhost: each Slurm job reaches its own node's localhost")
+        console.warning(f"`__optuna__.storage` names localhost: each {what} reaches its own node's localhost")
 
 
 def _sweep(
