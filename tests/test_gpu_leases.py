@@ -203,3 +203,21 @@ __launch__: {{jobs: 2, gpus: [0, 1]}}
     assert sweep.wait(timeout=60) == 0
     last, single = calls(project)[-1], calls(project)[2]
     assert single["name"] == "single" and single["gpu"] != last["gpu"]
+
+
+def test_gpus_auto_in_two_concurrent_launches_on_a_two_gpu_machine_gives_each_its_own_id(project, leases_env):
+    env = dict(leases_env, CUDA_VISIBLE_DEVICES="0,1")  # what `gpus: auto` finds (no nvidia-smi here)
+    write(
+        project / "single.yml",
+        SINGLE.replace("gpus: [0]", "gpus: auto").replace('gate: ""', f"gate: {project / 'gate'}"),
+    )
+    first = launch(["single.yml"], project, env)
+    record_path = project / "outputs" / "single" / "exp.0" / "run.json"
+    wait_for(lambda: record_path.exists() and json.loads(record_path.read_text()).get("status") == "running", 30,
+             lambda: f"the first run did not start (exit {first.poll()})")  # fmt: skip
+    second = launch(["single.yml", "--gate", ""], project, env)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0 and "waiting for a GPU lease" not in err, err
+    (project / "gate").touch()
+    assert first.wait(timeout=30) == 0
+    assert sorted(call["gpu"] for call in calls(project)) == ["0", "1"]
