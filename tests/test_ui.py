@@ -363,3 +363,79 @@ def test_a_followed_curve_reads_only_new_lines_and_keeps_every_spike(tmp_path):
     more = metrics.read_series_from(tmp_path, "loss", offset, last)
     assert more[0] == [len(logged), len(logged) + 1] and more[1][0] == 5.0 and more[3] == len(logged) + 1
     assert more[2] == (tmp_path / "metrics.jsonl").stat().st_size - len('{"loss": ')
+
+
+FIGURES_ENTRY = """
+import expyrun
+import plotly.graph_objects as go
+
+
+def main(name, config):
+    for step, word in ((0, "first"), (5, "second")):
+        expyrun.log_text("sample", word, step=step)
+        expyrun.log_figure("curve", go.Figure(go.Scatter(x=[0, 1], y=[step, step + 1], name=word)), step=step)
+"""
+
+
+def test_texts_and_figures_are_shown_per_tag_with_a_step_slider(project, viewers, page):
+    write(project / "pkg" / "main.py", FIGURES_ENTRY)
+    write(project / "run.yml", RUN_SECTION)
+    result = subprocess.run([sys.executable, "-m", "expyrun", "run.yml"], cwd=project, env=clean_env(),
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 1", "the run listed")
+    page.check("tr.run input.select")
+    page.click("a[data-tab=text]")
+    wait_until(page, "document.querySelector('#texts pre')?.textContent === 'second'", "the last text shown")
+    page.locator("#texts input.step-slider").fill("0")
+    wait_until(page, "document.querySelector('#texts pre').textContent === 'first'", "the first step's text")
+    page.click("a[data-tab=figures]")
+    figure = "document.querySelector('#figures .figure .plot')"
+    wait_until(page, f"{figure}?.data?.[0]?.name === 'second'", "the last figure drawn")
+    page.locator("#figures input.step-slider").fill("0")
+    wait_until(page, f"{figure}?.data?.[0]?.name === 'first'", "the first step's figure drawn")
+
+
+def test_a_sweeps_points_are_grouped_and_the_query_box_filters_runs(project, viewers, page):
+    write(project / "pkg" / "main.py", ENTRY)
+    write(project / "sweep.yml", config(steps=3, scale=1.0, text="plain", seed=0)
+          + "__sweep__:\n  grid:\n    scale: [1.0, 2.0, 3.0]\n")  # fmt: skip
+    write(project / "run.yml", config(steps=3, scale=0.5, text="plain", seed=0))
+    for name in ("sweep.yml", "run.yml"):
+        result = subprocess.run([sys.executable, "-m", "expyrun", name], cwd=project, env=clean_env(),
+                                capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 4", "four runs listed")
+    groups = page.evaluate("[...document.querySelectorAll('tr.group')].map(r => r.textContent)")
+    assert len(groups) == 1 and groups[0].startswith("sweep ") and groups[0].endswith("(3 runs)"), groups
+    members = page.evaluate("[...document.querySelectorAll('tr.run.member')].length")
+    assert members == 3
+    page.fill("#where", "scale >= 2")
+    page.click("#query button")
+    wait_until(page, "document.querySelectorAll('tr.run').length === 2", "the runs with scale >= 2")
+    page.fill("#where", "scael >= 2")
+    page.click("#query button")
+    wait_until(page, "document.getElementById('where-error').textContent.includes('scale')", "did-you-mean")
+
+
+def test_a_studys_page_lists_its_trials_with_their_params_and_values(project, viewers, page):
+    from test_dashboard import make_study
+
+    study_dir = make_study(project)
+    viewer = open_viewer(project, viewers)
+    page.goto(viewer.url)
+    wait_until(page, "document.querySelectorAll('tr.run').length === 4", "the study and its three trials listed")
+    assert page.evaluate("[...document.querySelectorAll('tr.group')].map(r => r.textContent)") == [
+        "study watched/exp.0 (4 runs)"
+    ]
+    page.click("tr.run[data-path='watched/exp.0'] a.run-link")
+    wait_until(page, "document.querySelectorAll('#run-trials tr.trial').length === 3", "the trials table")
+    assert "x" in page.inner_text("#run-trials thead")
+    assert f"expyrun dashboard {study_dir}" in page.inner_text("#run-trials")
+    page.click("#run-trials tr.trial a >> nth=0")
+    wait_until(page, "document.getElementById('run-title').textContent.startsWith('watched/exp.0/trials/')",
+               "a trial's page")  # fmt: skip
