@@ -51,21 +51,30 @@ __run__:
 """
 
 
+# Machine-wide folders (SPEC 13) each test gets its own of: a test's GPU leases and queue are never
+# another test's (nor the developer's ~/.expyrun), so tests running side by side never wait on each other.
+PER_TEST = ("EXPYRUN_GPU_LEASES", "EXPYRUN_QUEUE")
+
+
 def _leaks(name: str) -> bool:
     """Variables of the developer's shell that change what a launched Python or expyrun does."""
-    return name.startswith(("PYTHON", "EXPYRUN_"))
+    return name.startswith(("PYTHON", "EXPYRUN_")) and name not in PER_TEST
 
 
 @pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test sees the environment a user has: no `PYTHONUNBUFFERED`, `PYTHONDONTWRITEBYTECODE`,
-    `PYTHONPATH` or `EXPYRUN_*` from the shell that started pytest.
+    `PYTHONPATH` or `EXPYRUN_*` from the shell that started pytest; its own GPU lease and queue
+    folders (`PER_TEST`, outside the test's project folder).
 
     A developer's shell exporting `PYTHONUNBUFFERED=1` once hid a run child that never flushed C
     `stdio`, and `PYTHONDONTWRITEBYTECODE=1` hid `__pycache__` written into snapshots.
     """
     for name in [name for name in os.environ if _leaks(name)]:
         monkeypatch.delenv(name)
+    machine = tmp_path_factory.mktemp("machine")
+    monkeypatch.setenv("EXPYRUN_GPU_LEASES", str(machine / "gpu-leases"))
+    monkeypatch.setenv("EXPYRUN_QUEUE", str(machine / "queue"))
 
 
 def clean_env() -> dict[str, str]:
