@@ -439,3 +439,18 @@ def test_a_studys_page_lists_its_trials_with_their_params_and_values(project, vi
     page.click("#run-trials tr.trial a >> nth=0")
     wait_until(page, "document.getElementById('run-title').textContent.startsWith('watched/exp.0/trials/')",
                "a trial's page")  # fmt: skip
+
+
+def test_a_folder_that_is_not_a_run_is_said_once_however_often_the_table_is_read(project, viewers):
+    make_runs(project, [])
+    write(project / "outputs" / "other" / "run.json", "[1, 2]")  # another tool's file
+    viewer = open_viewer(project, viewers)
+    readings = 0
+    end = time.monotonic() + 2.5  # the table is read again at most every 0.7 s: at least 3 readings
+    while time.monotonic() < end:
+        assert viewer.status("/api/runs") == 200
+        readings += 1
+    code, stderr = viewer.interrupt()
+    assert code == 0, stderr
+    warned = [line for line in stderr.splitlines() if "other/run.json" in line]
+    assert len(warned) == 1 and "not a run record" in warned[0], (readings, stderr)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,11 @@ from expyrun.verify.last import last_verdict_word
 COLUMNS = ("run", "status", "started", "duration", "commit", "result", "differs")
 
 
-def collect(root: Path) -> list[dict[str, Any]]:
-    """One row per run: its record plus `path` and the config values that differ within its name."""
+def collect(root: Path, warn: Callable[[str], None] = console.warning) -> list[dict[str, Any]]:
+    """One row per run: its record plus `path` and the config values that differ within its name.
+
+    `warn` says which folders are skipped (the runs viewer, reading the folder every second, says
+    each once)."""
     collecting = gc.isenabled()
     gc.disable()  # thousands of small records and no cycles: the collector's scans only cost
     try:
@@ -35,7 +39,7 @@ def collect(root: Path) -> list[dict[str, Any]]:
         for run_dir, record in iter_runs(root):
             problem = record_problem(record)
             if problem is not None:
-                console.warning(f"skipping {os.path.join(run_dir, 'run.json')}: not a run record ({problem})")
+                warn(f"skipping {os.path.join(run_dir, 'run.json')}: not a run record ({problem})")
                 continue
             record["path"] = run_dir[prefix:] or "."
             _annotate(record, run_dir)

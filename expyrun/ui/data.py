@@ -87,6 +87,7 @@ class Table:
         self._shown: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # path -> (record, shown row)
         self._generation = 0
         self._read_at = -1e9
+        self._warned: set[str] = set()
 
     def rows(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Every run's record (`list`'s rows) with its shown row, fresh within `TABLE_SECONDS`."""
@@ -96,10 +97,18 @@ class Table:
                 self._read_at = time.monotonic()
             return [self._shown[row["path"]] for row in self._rows]
 
+    def _warn_once(self, message: str) -> None:
+        """A folder skipped by `list` (not a run record) is said once, not at every reading."""
+        if message not in self._warned:
+            self._warned.add(message)
+            from expyrun import console
+
+            console.warning(message)
+
     def _refresh(self) -> None:
         from expyrun.browse.listing import collect
 
-        rows = collect(self.root)
+        rows = collect(self.root, self._warn_once)
         previous = self._shown
         shown: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         changed = len(rows) != len(self._rows)
