@@ -167,6 +167,9 @@ def serve(folder: Path, port: int | None) -> int:
         raise UsageError(f"{folder}: no such folder", "give the folder holding the runs, such as outputs")
     root = Path(os.path.abspath(folder))
     plotly_js()  # refused before a port is taken
+    missing = [name for name in PAGES.values() if not (STATIC / name).is_file()]
+    if missing:
+        raise UsageError(f"expyrun was installed without the viewer's page ({STATIC / missing[0]} is missing)")
     server = _server(lambda environ, start: [], DEFAULT_PORT if port is None else port)
     bound = server.server_address[1]
     viewer = Viewer(root, bound)
