@@ -298,3 +298,27 @@ def test_a_queued_config_edited_while_it_waits_is_not_executed_and_says_why(proj
     failed = record(run_dir)
     assert failed["status"] == "failed" and "changed after the run was queued" in failed["exception"]["message"]
     assert calls(project) == [] and entries(project) == []
+
+
+def test_a_third_ctrl_c_of_a_worker_kills_a_run_that_ignores_stops_at_once(project, env):
+    write(project / "pkg" / "stubborn.py", """\
+import signal, time
+def main(name, config):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("ignoring stops", flush=True)
+    time.sleep(60)
+""")  # fmt: skip
+    write(project / "stubborn.yml", ONE.replace("pkg.main:main", "pkg.stubborn:main"))
+    (run_dir,) = queued(project, env, "stubborn.yml")
+    worker = start(project, env, "worker")
+    wait_for(lambda: "ignoring stops" in (run_dir / "outputs.log").read_text() if (run_dir / "outputs.log").exists()
+             else False, 60, lambda: f"the run did not start: {record(run_dir)['status']}")  # fmt: skip
+    started = time.monotonic()
+    for _ in range(3):
+        worker.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # three presses, not one: a signal sent while the same one is pending merges with it
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 130, err
+    assert time.monotonic() - started < 8, "the run was not killed at the third stop (grace is 10 s)"
+    assert record(run_dir)["status"] == "queued" and len(entries(project)) == 1

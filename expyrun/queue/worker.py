@@ -180,11 +180,15 @@ class Worker:
             run.lease.release()
 
     def _stop(self) -> None:
-        """Pass a stop on to every node (SIGTERM), wait for them (SIGKILL after `GRACE_S`)."""
-        for run in self.executing:
-            _signal(run.pid, signal.SIGTERM)
+        """Pass a stop on to every node (SIGTERM), wait for them (SIGKILL after `GRACE_S`). Each further
+        stop signal is passed on too: a node's runs are killed at once at its third, as a launch's."""
+        passed = 0
         deadline = time.monotonic() + GRACE_S
         while self.executing:
+            if passed < max(1, len(self.received)):
+                passed += 1
+                for run in self.executing:
+                    _signal(run.pid, signal.SIGTERM)
             self._reap()
             if time.monotonic() > deadline:
                 for run in self.executing:
