@@ -454,3 +454,16 @@ def test_a_folder_that_is_not_a_run_is_said_once_however_often_the_table_is_read
     assert code == 0, stderr
     warned = [line for line in stderr.splitlines() if "other/run.json" in line]
     assert len(warned) == 1 and "not a run record" in warned[0], (readings, stderr)
+
+
+def test_without_plotly_the_viewer_says_how_to_install_it(project):
+    hide = (
+        "import sys; sys.modules['plotly'] = None; from expyrun.cli import main; "
+        "sys.argv = ['expyrun', 'ui', '.']; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", hide], cwd=project, env=clean_env(), capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "expyrun: error: the runs viewer draws with plotly, which is not installed: pip install 'expyrun[ui]'"
+    ]

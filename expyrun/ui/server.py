@@ -51,7 +51,10 @@ def plotly_js() -> Path:
     """plotly.min.js of the installed plotly package; UsageError naming the extra when it is absent."""
     import importlib.util
 
-    spec = importlib.util.find_spec("plotly")
+    try:
+        spec = importlib.util.find_spec("plotly")  # found, not imported: the server needs its file only
+    except (ImportError, ValueError, AttributeError):  # a plotly entry in sys.modules that is not a module
+        spec = None
     if spec is None or spec.origin is None:
         raise UsageError(f"the runs viewer draws with plotly, which is not installed: {INSTALL_HINT}")
     path = Path(spec.origin).parent / "package_data" / "plotly.min.js"
