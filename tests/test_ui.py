@@ -43,6 +43,7 @@ def main(name, config):
     while stop and not os.path.exists(stop):  # a run that goes on until the test says stop
         expyrun.log(loss=1.0 / (step + 1), accuracy=0.5)
         step += 1
+        print("waited", step, flush=True)
         time.sleep(0.05)
     return {"loss": config["scale"]}
 """
@@ -250,6 +251,11 @@ def test_a_running_runs_curve_grows_and_new_runs_appear_without_reloading(projec
         wait_until(page, f"{LOSS_PLOT} && {length} > 30", "the curve drawn")
         first = page.evaluate(length)
         wait_until(page, f"{length} > {first} + 10", "the curve grown", timeout_ms=5000)
+        page.goto(viewer.url + "#run=demo%2Fexp.1")  # the run's page
+        log = "document.getElementById('run-log').textContent.trim().split('\\n').length"
+        wait_until(page, f"{log} > 5", "the running run's log shown")
+        lines = page.evaluate(log)
+        wait_until(page, f"{log} > {lines} + 10", "the log grown without reloading", timeout_ms=5000)
     finally:
         stop.write_text("")
         running.wait(timeout=60)

@@ -304,7 +304,7 @@ function groupTraces(name, runs, key, weight) {
     traces.push({ x: xs, y: high, mode: "lines", line: { width: 0, color: colour }, showlegend: false, hoverinfo: "skip", legendgroup: shownLabel });
     traces.push({ x: xs, y: low, mode: "lines", line: { width: 0, color: colour }, fill: "tonexty", fillcolor: colour + "33", showlegend: false, hoverinfo: "skip", legendgroup: shownLabel });
     traces.push({ x: xs, y: mean, mode: "lines", name: shownLabel, line: { color: colour }, legendgroup: shownLabel,
-      hovertemplate: "step %{x}<br>mean %{y}<extra>%{fullData.name}</extra>" });
+      hovertemplate: "step %{x}<br>mean %{y:.10g}<extra>%{fullData.name}</extra>" });
   }
   return traces;
 }
@@ -354,7 +354,7 @@ function plot(chart) {
     : chart.runs.map(({ path, data }, i) => ({
         x: data.steps, y: smooth(data.values, weight), mode: "lines", name: plotlyText(path),
         line: { color: COLOURS[i % COLOURS.length] },
-        hovertemplate: "step %{x}<br>value %{y}<extra>%{fullData.name}</extra>",
+        hovertemplate: "step %{x}<br>value %{y:.10g}<extra>%{fullData.name}</extra>",
       }));
   const layout = {
     title: { text: plotlyText(chart.dataset.metric) }, margin: { l: 50, r: 10, t: 30, b: 30 },
