@@ -195,6 +195,8 @@ def test_the_page_lists_every_run_with_a_checkbox_and_a_link_to_its_page(project
     wait_until(page, "document.getElementById('run-title').textContent === 'demo/exp.1'", "the run's page")
     wait_until(page, "document.querySelectorAll('#run-charts .chart').length === 2", "the run's two metrics drawn")
     assert "completed" in page.inner_text("#run-status")
+    record = page.inner_text("#run-record")
+    assert '"scale": 2' in record and "pyyaml==" in record.lower()  # its config and frozen requirements
     code, stderr = viewer.interrupt()
     assert code == 0, stderr
 

@@ -289,10 +289,26 @@ def run_page(root: Path, run_dir: Path) -> dict[str, Any]:
         "path": run_dir.relative_to(Path(os.path.realpath(root))).as_posix(), "record": record,
         "tags": list(found.tags), "note": found.note, "metrics": metric_names(run_dir), "log": log_tail(run_dir),
     }  # fmt: skip
+    answer["requirements"] = requirements(root, run_dir)
     if record.get("study"):
         answer["trials"] = _trials(root, run_dir)
         answer["dashboard"] = _dashboard_installed()
     return answer
+
+
+def requirements(root: Path, run_dir: Path) -> str | None:
+    """The run's `frozen_requirements.txt` (its first 256 KB), when it lies below DIR (it may be a
+    link into the output folder's store, which a viewer of one sub-folder does not serve)."""
+    from expyrun.run.freeze import FROZEN_FILE
+
+    path = os.path.realpath(run_dir / FROZEN_FILE)
+    if not Path(path).is_relative_to(Path(os.path.realpath(root))):
+        return None
+    try:
+        with open(path, "rb") as file:
+            return file.read(256 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return None
 
 
 def _trials(root: Path, study_dir: Path) -> list[dict[str, Any]]:

@@ -427,9 +427,10 @@ async function renderRun(path) {
   log.textContent = page.log;
   if (atEnd) log.scrollTop = log.scrollHeight;
   const sections = [];
+  const parts = { ...record, requirements: page.requirements };
   for (const key of ["exception", "config", "result", "git", "requirements", "trial"]) {
-    if (record[key] === undefined || record[key] === null) continue;
-    sections.push(el("h4", { text: key }), el("pre", { text: typeof record[key] === "string" ? record[key] : JSON.stringify(record[key], null, 2) }));
+    if (parts[key] === undefined || parts[key] === null) continue;
+    sections.push(el("h4", { text: key }), el("pre", { text: typeof parts[key] === "string" ? parts[key] : JSON.stringify(parts[key], null, 2) }));
   }
   sections.push(el("h4", { text: "run.json" }), el("pre", { text: JSON.stringify(record, null, 2) }));
   document.getElementById("run-record").replaceChildren(...sections);
