@@ -24,6 +24,7 @@ from typing import Any
 
 from expyrun.errors import UsageError
 from expyrun.track import metrics as metric_files
+from expyrun.ui import live
 
 TABLE_SECONDS = 0.7  # the table is read again when older than this (live updates within 2 s)
 LOG_TAIL_BYTES = 64 * 1024
@@ -234,7 +235,7 @@ def metric_names(run_dir: Path) -> list[str]:
     return list(names)
 
 
-def series(run_dir: Path, name: str, curves: Any, buckets: int = DEFAULT_BUCKETS) -> dict[str, Any]:
+def series(run_dir: Path, name: str, curves: live.Curves, buckets: int = DEFAULT_BUCKETS) -> dict[str, Any]:
     """One metric of a run for drawing: steps and values reduced to at most about `2 * buckets`
     points (each bucket's min and max), with the number of points logged. A running run's curve is
     followed by `curves` (`live.Curves`: only new lines are read at each poll); an ended run's is
@@ -242,10 +243,9 @@ def series(run_dir: Path, name: str, curves: Any, buckets: int = DEFAULT_BUCKETS
     from expyrun.browse.runs import effective_status
     from expyrun.run.record import load_record
     from expyrun.run.status import ACTIVE
-    from expyrun.ui import live
 
     if effective_status(load_record(run_dir) or {}) in ACTIVE:
-        return dict(curves.read(run_dir, name))
+        return curves.read(run_dir, name)
     return live.ended(run_dir, name, max(1, min(buckets, 10_000)))
 
 
