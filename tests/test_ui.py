@@ -226,8 +226,8 @@ def test_group_by_draws_a_mean_line_and_a_band_per_group(project, viewers, page)
     viewer = open_viewer(project, viewers)
     page.goto(viewer.url)
     wait_until(page, "document.querySelectorAll('tr.run').length === 3", "three runs listed")
-    for box in page.locator("tr.run input.select").all():
-        box.check()
+    page.check("input.select-all")  # every run shown
+    assert page.inner_text("#selection") == "3 selected"
     page.click("a[data-tab=scalars]")
     wait_until(page, "document.querySelectorAll('.chart').length === 2", "two charts")
     page.select_option("#group-by", "scale")

@@ -120,7 +120,7 @@ function renderTable() {
     ["", null], ["run", "path"], ["status", "status"], ["started", "started"], ["duration", "duration"],
     ["result", "result"], ["tags", "tags"],
     ...differs.map((k) => [k, `config.${k}`]),
-    ...metrics.map((m) => [m, `metric.${m}`]),
+    ...metrics.map((m) => [`metric.${m}`, `metric.${m}`]),
   ];
   const head = el("tr");
   for (const [title, key] of columns) {
@@ -135,6 +135,14 @@ function renderTable() {
     }
     head.append(th);
   }
+  const all = el("input", { type: "checkbox", className: "select-all", title: "select every run shown" });
+  all.checked = state.runs.length > 0 && state.runs.every((row) => state.selected.has(row.path));
+  all.addEventListener("change", () => {
+    for (const row of state.runs) if (all.checked) state.selected.add(row.path); else state.selected.delete(row.path);
+    for (const box of table.querySelectorAll("tr.run input.select")) box.checked = all.checked;
+    select(null, false);
+  });
+  head.firstChild.append(all);
   table.tHead.replaceChildren(head);
   const body = document.createDocumentFragment();
   const addRun = (row, member) => {
@@ -170,7 +178,7 @@ function shown(value) {
 }
 
 function select(path, on) {
-  if (on) state.selected.add(path); else state.selected.delete(path);
+  if (path !== null) { if (on) state.selected.add(path); else state.selected.delete(path); }
   document.getElementById("selection").textContent = `${state.selected.size} selected`;
   if (state.tab !== "runs") showTab(state.tab);
 }
@@ -357,8 +365,8 @@ function plot(chart) {
         hovertemplate: "step %{x}<br>value %{y:.10g}<extra>%{fullData.name}</extra>",
       }));
   const layout = {
-    title: { text: plotlyText(chart.dataset.metric) }, margin: { l: 50, r: 10, t: 30, b: 30 },
-    yaxis: { type: log ? "log" : "linear" }, xaxis: { title: { text: "step" } }, legend: { orientation: "h" },
+    title: { text: plotlyText(chart.dataset.metric) }, margin: { l: 50, r: 10, t: 30, b: 40 },
+    yaxis: { type: log ? "log" : "linear" }, xaxis: { title: { text: "step" } }, legend: { orientation: "h", y: -0.25 },
     uirevision: "keep",
   };
   Plotly.react(chart.querySelector(".plot"), traces, layout, { displaylogo: false, responsive: true });
