@@ -404,6 +404,25 @@ def test_texts_and_figures_are_shown_per_tag_with_a_step_slider(project, viewers
     wait_until(page, f"{figure}?.data?.[0]?.name === 'second'", "the last figure drawn")
     page.locator("#figures input.step-slider").fill("0")
     wait_until(page, f"{figure}?.data?.[0]?.name === 'first'", "the first step's figure drawn")
+    # a matplotlib figure is a PNG file (as expyrun.log_figure saves it): shown as an image
+    write_png(project / "outputs" / "demo" / "exp.0" / "figures" / "photo" / "3.png")
+    page.click("a[data-tab=runs]")
+    page.click("a[data-tab=figures]")
+    wait_until(page, "document.querySelector('#figures img')?.naturalWidth === 1", "the PNG figure shown")
+
+
+def write_png(path: Path) -> None:
+    """A 1x1 PNG image."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\xff\0\0"))
+                     + chunk(b"IEND", b""))  # fmt: skip
 
 
 def test_a_sweeps_points_are_grouped_and_the_query_box_filters_runs(project, viewers, page):
