@@ -191,6 +191,10 @@ def test_the_page_lists_every_run_with_a_checkbox_and_a_link_to_its_page(project
     assert rows == ["demo/exp.0", "demo/exp.1", "demo/exp.2"]
     assert page.locator("tr.run input.select").count() == 3
     assert "scale" in page.inner_text("#runs thead")  # the config value that differs is a column
+    paths = "[...document.querySelectorAll('tr.run')].map(r => r.dataset.path).join(' ')"
+    page.click("th[data-key='metric.loss']")
+    page.click("th[data-key='metric.loss']")  # descending: the largest last loss (scale 3) first
+    wait_until(page, f"{paths} === 'demo/exp.2 demo/exp.1 demo/exp.0'", "sorted by metric.loss, descending")
     page.click("tr.run >> nth=1 >> a.run-link")
     wait_until(page, "document.getElementById('run-title').textContent === 'demo/exp.1'", "the run's page")
     wait_until(page, "document.querySelectorAll('#run-charts .chart').length === 2", "the run's two metrics drawn")
