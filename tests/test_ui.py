@@ -221,6 +221,9 @@ def test_two_selected_runs_draw_two_lines_in_each_metric_chart(project, viewers,
         ".querySelector('.plot').data.map(t => t.y[0])"
     )
     assert last == [1.0, 3.0]  # each run's own values: exp.0 scale 1, exp.2 scale 3
+    raw = page.evaluate(f"{LOSS_PLOT}.data[0].y[10]")
+    page.locator(".chart[data-metric=loss] input.smoothing").fill("0.9")
+    wait_until(page, f"{LOSS_PLOT}.data[0].y[10] > {raw} * 1.5", "the curve smoothed (a decreasing curve lags above)")
     page.check(".chart[data-metric=loss] input.log")
     wait_until(page, f"{LOSS_PLOT}.layout.yaxis.type === 'log'", "log scale")
 
