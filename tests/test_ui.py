@@ -229,7 +229,8 @@ def test_two_selected_runs_draw_two_lines_in_each_metric_chart(project, viewers,
 
 
 def test_group_by_draws_a_mean_line_and_a_band_per_group(project, viewers, page):
-    make_runs(project, ["--scale", "1.0", "--seed", "0"], ["--scale", "1.0", "--seed", "1"], ["--scale", "2.0"])
+    seeds = [["--scale", "1.0", "--seed", "0"], ["--scale", "2.0", "--seed", "0"], ["--scale", "3.0", "--seed", "1"]]
+    make_runs(project, *seeds)
     viewer = open_viewer(project, viewers)
     page.goto(viewer.url)
     wait_until(page, "document.querySelectorAll('tr.run').length === 3", "three runs listed")
@@ -237,10 +238,13 @@ def test_group_by_draws_a_mean_line_and_a_band_per_group(project, viewers, page)
     assert page.inner_text("#selection") == "3 selected"
     page.click("a[data-tab=scalars]")
     wait_until(page, "document.querySelectorAll('.chart').length === 2", "two charts")
-    page.select_option("#group-by", "scale")
+    page.select_option("#group-by", "seed")
     wait_until(page, f"{LOSS_PLOT}.data.length === 6", "two groups drawn")
     names = page.evaluate(f"{LOSS_PLOT}.data.map(t => t.name).filter(Boolean)")
-    assert names == ["scale=1 (n=2)", "scale=2 (n=1)"]
+    assert names == ["seed=0 (n=2)", "seed=1 (n=1)"]
+    high, low, mean = page.evaluate(f"{LOSS_PLOT}.data.slice(0, 3).map(t => t.y)")  # band top, bottom, mean
+    assert all(h >= m >= lo for h, m, lo in zip(high, mean, low, strict=True))
+    assert (high[0], mean[0], low[0]) == (2.0, 1.5, 1.0)  # seeds of scale 1 and 2: mean 1.5, the band between
 
 
 def test_a_running_runs_curve_grows_and_new_runs_appear_without_reloading(project, viewers, page):
