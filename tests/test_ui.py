@@ -318,6 +318,7 @@ def test_paths_outside_the_folder_and_other_sites_are_refused(project, viewers, 
     assert viewer.status("/", {"Host": "attacker.example:80"}) == 421  # DNS rebinding
     assert viewer.status("/api/runs", {"Origin": "http://attacker.example"}) == 403
     assert viewer.status("/api/runs", method="POST") == 405
+    assert viewer.status("/api/runs", method="HEAD") == 200
     assert sorted(str(p) for p in (project / "outputs").rglob("*")) == before  # read-only: nothing written
 
 

@@ -84,9 +84,10 @@ class Viewer:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return _text(start, "405 Method Not Allowed", "the runs viewer is read-only")
         path = environ.get("PATH_INFO", "/")
-        query = {key: values for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
-            return self._route(path, query, start)
+            body = self._route(path, query, start)
+            return [] if environ.get("REQUEST_METHOD") == "HEAD" else body  # HEAD: the headers only
         except data.Refused as refused:
             return _text(start, "403 Forbidden", str(refused))
         except data.Missing as missing:
