@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -228,3 +229,41 @@ __optuna__:
     assert all(event["retry_of"] is None for event in seen if event not in retries)
     retried = json.loads((second / "trials" / f"trial.{retries[0]['n']}" / "run.json").read_text())
     assert retried["retry_of"] == str(first / "trials" / "trial.1")
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """The processes whose working directory is `folder` (a run child runs in its run folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_sweep_whose_launcher_was_killed_resumes_its_points_in_their_own_folders(project, expyrun):
+    write(project / "pkg" / "main.py", SWEEP_POINT)
+    write(project / "cfg.yml", RUN_SECTION + "lr: 0\n__sweep__:\n  grid:\n    lr: [1, 2, 3]\n")
+    sweep_dir = project / "outputs" / "cfg" / "sweep.0"
+    point_1 = project / "outputs" / "demo" / "exp.1"
+    process = start_expyrun(["cfg.yml"], project)
+    _wait_for(point_1 / "checkpoint.txt")
+    process.kill()  # SIGKILL: sweep.json is left as it was last written
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _processes_in(point_1):
+        assert time.monotonic() < deadline, f"{point_1}: its run child outlived the launcher: {_processes_in(point_1)}"
+        time.sleep(0.05)
+
+    resumed = expyrun("resume", str(sweep_dir))
+
+    assert resumed.returncode == 0, resumed.stderr
+    data = json.loads((sweep_dir / "sweep.json").read_text())
+    assert data["status"] == "completed" and data["counts"] == {"completed": 3}
+    rows = {row["index"]: row for row in data["points"]}
+    assert rows[1]["run_dir"] == str(point_1) and rows[1]["result"]["resumed"] is True
+    assert rows[0]["result"]["resumed"] is False and rows[2]["result"]["resumed"] is False
+    assert sorted(p.name for p in (project / "outputs" / "demo").iterdir()) == ["exp.0", "exp.1", "exp.2"]

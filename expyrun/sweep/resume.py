@@ -148,12 +148,41 @@ class _ResumedPoints(SweepPoints):
                 self.folders[index] = str(row["run_dir"])
         self.points = (point for point in spec.points() if point.index not in done)
         self.resumed: set[Path] = set()
+        self.scanned: dict[Path, dict[Any, str]] = {}  # a point name's folder -> its folders by sweep point
 
     def prepare(self, point: Point) -> Job | None:
-        folder = self.folders.get(point.index)
+        folder = self.folders.get(point.index) or self._unlisted(point)
         if folder is None:
             return super().prepare(point)
+        record = load_record(folder)
+        if isinstance(record, dict) and record.get("status") in _DONE:  # ended after its sweep was killed
+            self.record.update(point.index, run_dir=folder, status=record["status"], result=record.get("result"))
+            self.record.ended(point.index, f"point {point.index} {record['status']} before the sweep stopped: {folder}")
+            return None
         return self._again(point, Path(folder))
+
+    def _unlisted(self, point: Point) -> str | None:
+        """The folder of a point that `sweep.json` still calls pending although it was prepared: a
+        sweep killed outright (SIGKILL, a reboot) had not written its last lines. Its run's record
+        names the sweep and the point (`sweep.dir`, `sweep.point`); the folders of the point's name
+        are read once per name."""
+        from expyrun.run.prepare import run_base
+        from expyrun.sweep.run import point_config
+
+        try:
+            base = run_base(point_config(self.resolved, point, self.cwd), self.debug)
+        except Exception:  # preparing it says what is wrong
+            return None
+        found = self.scanned.get(base)
+        if found is None:
+            found = self.scanned[base] = {}
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(base):
+                    record = load_record(entry.path) if entry.name.startswith("exp.") else None
+                    sweep = record.get("sweep") if isinstance(record, dict) else None
+                    if isinstance(sweep, dict) and sweep.get("dir") == str(self.record.folder):
+                        found[sweep.get("point")] = entry.path
+        return found.get(point.index)
 
     def _again(self, point: Point, run_dir: Path) -> Job:
         """The point's own folder, back to `queued` with a line naming its next attempt."""
@@ -166,7 +195,10 @@ class _ResumedPoints(SweepPoints):
         assert isinstance(record, dict)
         if record.get("status") == Status.RUNNING:
             record["status"] = Status.DIED  # its sweep is gone (checked): so is its process
-        attempt = prepare_attempt(run_dir, record, in_sweep=False)  # its row: through self.record
+        if record.get("status") == Status.QUEUED:  # prepared, never started: its first attempt
+            attempt = int(record.get("attempt") or 1)
+        else:
+            attempt = prepare_attempt(run_dir, record, in_sweep=False)  # its row: through self.record
         record["attempt"] = attempt
         config = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
         prepared = PreparedRun(config, run_dir, record, bool(record.get("debug")))
