@@ -229,6 +229,8 @@ __optuna__:
     assert all(event["retry_of"] is None for event in seen if event not in retries)
     retried = json.loads((second / "trials" / f"trial.{retries[0]['n']}" / "run.json").read_text())
     assert retried["retry_of"] == str(first / "trials" / "trial.1")
+    refused = expyrun("resume", str(first / "trials" / "trial.1"))
+    assert refused.returncode == 2 and "is a study's trial: not resumed on its own" in refused.stderr
 
 
 def _processes_in(folder: Path) -> list[int]:

@@ -58,6 +58,9 @@ def check_resumable(run_dir: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise UsageError(f"{run_dir}: not a run folder (no readable run.json)",
                          "give a folder such as outputs/NAME/exp.0")  # fmt: skip
+    if isinstance(record.get("trial"), dict):  # its study asks Optuna again: the retry gets EXPYRUN_RETRY_OF
+        raise UsageError(f"{run_dir} is a study's trial: not resumed on its own",
+                         "launch the study again: it retries its failed and dead trials")  # fmt: skip
     status = resumable_status(record)
     if status == Status.COMPLETED:
         again = f"run its config again as a new run: expyrun {run_dir / 'config.yml'}"
