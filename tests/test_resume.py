@@ -185,6 +185,7 @@ def test_a_completed_sweep_is_refused(project, expyrun):
 RETRIED_TRIAL = """\
 import json
 import os
+import time
 
 import expyrun
 
@@ -193,9 +194,11 @@ def main(name, config):
     trial = expyrun.trial()
     with open(os.path.join(os.environ["EXPYRUN_CWD"], "events.txt"), "a") as events:
         events.write(json.dumps({"n": trial.number, "retry_of": os.environ.get("EXPYRUN_RETRY_OF")}) + "\\n")
-    if trial.number == 1 and config["die"]:
+    if trial.number == 1 and config["die"] in (True, "stopped"):
         with open("checkpoint.txt", "w") as checkpoint:
             checkpoint.write("half way")
+        if config["die"] == "stopped":
+            time.sleep(600)  # the study is stopped (Ctrl-C) while this trial runs
         os._exit(5)  # the study process dies with its inline trial
     return config["x"] ** 2
 """
@@ -269,3 +272,32 @@ def test_a_sweep_whose_launcher_was_killed_resumes_its_points_in_their_own_folde
     assert rows[1]["run_dir"] == str(point_1) and rows[1]["result"]["resumed"] is True
     assert rows[0]["result"]["resumed"] is False and rows[2]["result"]["resumed"] is False
     assert sorted(p.name for p in (project / "outputs" / "demo").iterdir()) == ["exp.0", "exp.1", "exp.2"]
+
+
+def test_a_trial_stopped_with_its_study_is_retried_by_the_next_launch_with_expyrun_retry_of(project, expyrun):
+    write(project / "pkg" / "main.py", RETRIED_TRIAL)
+    write(
+        project / "tune.yml",
+        RUN_SECTION
+        + """\
+x: 0.0
+die: stopped
+__optuna__:
+  n_trials: 3
+  sampler: {name: RandomSampler, seed: 0}
+  search_space:
+    x: {type: float, low: -4, high: 4}
+""",
+    )
+    first = project / "outputs" / "demo" / "exp.0"
+    process = start_expyrun(["tune.yml"], project)
+    _wait_for(first / "trials" / "trial.1" / "checkpoint.txt")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+
+    again = expyrun("tune.yml", "--die", "no")
+
+    assert again.returncode == 0, again.stderr
+    seen = [json.loads(line) for line in (project / "events.txt").read_text().splitlines()]
+    retries = [event for event in seen if event["retry_of"] is not None]
+    assert [event["retry_of"] for event in retries] == [str(first / "trials" / "trial.1")], seen
