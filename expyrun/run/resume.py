@@ -33,7 +33,10 @@ def resumable_status(record: dict[str, Any]) -> str:
     from expyrun.browse.runs import effective_status
 
     status = effective_status(record)
-    if status == Status.QUEUED and not isinstance(record.get("slurm"), dict) and _gone(record):
+    local = record.get("launcher", "local") == "local" and not any(
+        isinstance(record.get(key), dict) for key in ("slurm", "queue", "ray")
+    )  # a folder waiting in Slurm's queue, the machine's queue or Ray's is not abandoned by its launcher's end
+    if status == Status.QUEUED and local and _gone(record):
         return Status.DIED
     return status
 
