@@ -1,14 +1,15 @@
-"""`expyrun resume RUN`: an interrupted, failed or died run executes again in its own folder.
+"""What resuming a run folder does to it (SPEC 14), below the ways in that resume it: which runs may
+resume, the folder put back to `queued` for its next attempt, and a study trial's `EXPYRUN_RETRY_OF`.
 
 Why: a run stopped by a crash, a reboot or Ctrl-C could only start over in a new folder; a Slurm
-requeue alone continued in place. Resuming does what a requeue does (SPEC 14): the folder goes back
-to `queued`, its log gets a line naming the new attempt, and the node entry (`expyrun/node.py`)
-executes it here with `attempt` + 1 and `EXPYRUN_ATTEMPT`, so an entry point that saved a checkpoint
-in its folder (its working directory) continues from it. The log is appended to, never truncated.
-Costs one read and one write of `run.json` before the usual execution of the folder.
+requeue alone continued in place. Resuming does what a requeue does: the folder goes back to
+`queued`, its log gets a line naming the new attempt (appended: never truncated), and the node entry
+executes it with `attempt` + 1 and `EXPYRUN_ATTEMPT` (`commands/resume.py` for one run,
+`campaign/resume.py` for a sweep's points), so an entry point that saved a checkpoint in its folder
+(its working directory) continues from it. Costs one read and one write of `run.json`.
 
-Refused (one line, exit 2, nothing changed): a folder that is not a run, a run still queued or
-running, a completed (or pruned) one.
+Refused (one line, exit 2, nothing changed): a folder that is not a run, a study's trial (its study
+retries it), a run still queued or running, a completed (or pruned) one.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ RESUMABLE = UNSUCCESSFUL
 """The statuses a run can be resumed from: `interrupted`, `failed`, `died`."""
 
 
-def resumable_status(record: dict[str, Any]) -> str:
-    """The record's status as `list` shows it (`died` for a process gone from this host), where a
-    local run left `queued` by a launcher that is gone is `died` too (it will never be started)."""
-    from expyrun.browse.runs import effective_status
-
-    status = effective_status(record)
+def resumable_status(record: dict[str, Any], shown: str) -> str:
+    """`shown` (the status `list` shows: `died` for a process gone from this host), where a local run
+    left `queued` by a launcher that is gone is `died` too (it will never be started)."""
+    status = shown
     local = record.get("launcher", "local") == "local" and not any(
         isinstance(record.get(key), dict) for key in ("slurm", "queue", "ray")
     )  # a folder waiting in Slurm's queue, the machine's queue or Ray's is not abandoned by its launcher's end
@@ -55,16 +54,16 @@ def _gone(record: dict[str, Any]) -> bool:
     return False
 
 
-def check_resumable(run_dir: Path) -> dict[str, Any]:
-    """The record of `run_dir` when it can be resumed; a `UsageError` saying why not otherwise."""
-    record = load_record(run_dir)
-    if not isinstance(record, dict):
+def check_resumable(run_dir: Path, record: dict[str, Any] | None, shown: str) -> dict[str, Any]:
+    """`record` (`run_dir`'s, whose status `list` shows as `shown`) when it can be resumed, its status
+    the one it is resumed from; a `UsageError` saying why not otherwise."""
+    if not isinstance(record, dict) or not record:
         raise UsageError(f"{run_dir}: not a run folder (no readable run.json)",
                          "give a folder such as outputs/NAME/exp.0")  # fmt: skip
     if isinstance(record.get("trial"), dict):  # its study asks Optuna again: the retry gets EXPYRUN_RETRY_OF
         raise UsageError(f"{run_dir} is a study's trial: not resumed on its own",
                          "launch the study again: it retries its failed and dead trials")  # fmt: skip
-    status = resumable_status(record)
+    status = resumable_status(record, shown)
     if status == Status.COMPLETED:
         again = f"run its config again as a new run: expyrun {run_dir / 'config.yml'}"
         raise UsageError(f"{run_dir} is completed: not resumed", again)
@@ -76,12 +75,10 @@ def check_resumable(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def prepare_attempt(run_dir: Path, record: dict[str, Any], in_sweep: bool = True) -> int:
+def prepare_attempt(run_dir: Path, record: dict[str, Any]) -> int:
     """Put the folder back to `queued` (as a requeue does) with a line naming the next attempt in its
-    log and, for a sweep point (unless `in_sweep` is False: the resumed sweep records it), in its
-    sweep's record; the number of that attempt (the record's `attempt` is left to whoever starts it)."""
-    from expyrun.execute.slurm_node import update_sweep
-
+    log; the number of that attempt (the record's `attempt` is left to whoever starts it, and a sweep
+    point's row in `sweep.json` to the caller)."""
     previous = record.get("status")
     attempt = int(record.get("attempt") or 1) + 1
     append_log(run_dir, f"expyrun: resumed ({previous} at {record.get('ended_at') or 'an unknown time'}): "
@@ -89,21 +86,7 @@ def prepare_attempt(run_dir: Path, record: dict[str, Any], in_sweep: bool = True
     record.update(status=Status.QUEUED, exit_code=None, ended_at=None, exception=None, result=None,
                   launcher="local", pid=os.getpid(), host=host_name())  # fmt: skip
     write_record(run_dir, record)
-    if in_sweep:
-        update_sweep(record, Status.QUEUED)
     return attempt
-
-
-def resume_run(run_dir: Path) -> int:
-    """Execute `run_dir` again in place; the exit code of a local launch (0 completed, 1 failed...)."""
-    from expyrun.execute.node_hooks import NodeHooks
-    from expyrun.node import execute_folder
-
-    run_dir = run_dir.absolute()
-    record = check_resumable(run_dir)
-    attempt = prepare_attempt(run_dir, record)
-    console.info(f"resuming {run_dir}: attempt {attempt}")
-    return execute_folder(run_dir, NodeHooks())
 
 
 def append_log(run_dir: Path, line: str) -> None:

@@ -6,6 +6,7 @@ again in their own folders, as `expyrun resume RUN` does (attempt + 1, a line in
 pending points are prepared and run as the sweep would have: through the one loop
 (`campaign/loop.py`), the sweep's proposer (`campaign/sweep.py`) and its executor, with the same
 `__launch__` slots. `sweep.json` stays the sweep's one record (`SweepRecord.reopen`, its owner).
+The way in is `commands/resume.py`, which reads the sweep as it stands now.
 
 The sweep's config is resolved again from its recorded command line, in the folder it was launched
 from: pending points run what that config and `__code__` hold now (points already prepared run their
@@ -37,17 +38,11 @@ if TYPE_CHECKING:
 _DONE = (Status.COMPLETED, Status.SKIPPED)
 
 
-def resume_sweep(folder: Path) -> int:
-    """Run the sweep folder's unfinished and pending points; exit 0 when every point completed."""
-    from expyrun.browse.runs import effective_sweep
-    from expyrun.sweep.record import read_sweep
+def resume_sweep(folder: Path, data: dict[str, Any], flags: tuple[str, ...]) -> int:
+    """Run the sweep folder's unfinished and pending points; exit 0 when every point completed.
 
-    folder = folder.absolute()
-    try:
-        data = effective_sweep(read_sweep(folder))
-    except (OSError, ValueError, TypeError, KeyError, RecursionError) as error:
-        hint = "give a folder such as outputs/NAME/sweep.0"
-        raise UsageError(f"{folder}: not a readable sweep folder ({error})", hint) from None
+    `data`: its `sweep.json` as it stands now (`browse.runs.effective_sweep`: a point whose process
+    is gone is `died`); `flags`: the launch's flags, left out of the recorded command line."""
     if data.get("status") in ACTIVE:
         hint = "wait for it to end, or stop it first"
         raise UsageError(f"{folder}: the sweep is {data.get('status')}: not resumed", hint)
@@ -59,7 +54,7 @@ def resume_sweep(folder: Path) -> int:
     cwd = _launch_cwd(data, rows)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
-    resolved, spec, launch, debug = _resolve(data, cwd)
+    resolved, spec, launch, debug = _resolve(data, flags)
     if spec.size != size:
         raise UsageError(f"{folder}: its config now gives {spec.size} points, the sweep had {size}: not resumed",
                          "the config or a file it reads changed since; run it again as a new sweep")  # fmt: skip
@@ -77,15 +72,14 @@ def _launch_cwd(data: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     return Path.cwd()
 
 
-def _resolve(data: dict[str, Any], cwd: Path) -> tuple[ResolvedConfig, SweepSpec, LaunchSpec, bool]:
-    """The sweep's config, resolved again from its recorded command line."""
-    from expyrun.commands.launch import FLAGS
+def _resolve(data: dict[str, Any], flags: tuple[str, ...]) -> tuple[ResolvedConfig, SweepSpec, LaunchSpec, bool]:
+    """The sweep's config, resolved again (here: where it was launched) from its recorded command line."""
     from expyrun.config import parse_overrides, resolve_config
     from expyrun.execute.launch_spec import parse_launch
     from expyrun.sweep.spec import parse_sweep
 
     argv = [str(arg) for arg in data.get("argv") or []]
-    rest = [arg for arg in argv if arg not in FLAGS]
+    rest = [arg for arg in argv if arg not in flags]
     if not rest:
         raise UsageError(f"{data.get('dir')}: the sweep's record holds no command line", "run the sweep again")
     config_file = rest[0]
@@ -198,7 +192,7 @@ class _ResumedPoints(SweepPoints):
         if record.get("status") == Status.QUEUED:  # prepared, never started: its first attempt
             attempt = int(record.get("attempt") or 1)
         else:
-            attempt = prepare_attempt(run_dir, record, in_sweep=False)  # its row: through self.record
+            attempt = prepare_attempt(run_dir, record)  # its row: through self.record
         record["attempt"] = attempt
         config = resolve_config(run_dir / "config.yml", [], cwd=Path(record["cwd"]))
         prepared = PreparedRun(config, run_dir, record, bool(record.get("debug")))
