@@ -125,8 +125,17 @@ def _create(target: Path, uv: str | None) -> None:
     _checked([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], "upgrading pip", target)
 
 
+def _tool_environment() -> dict[str, str]:
+    """This environment, uv told to trust the platform's certificates (as pip, curl and git do) unless
+    the user said otherwise: uv's bundled roots refuse PyPI behind a TLS-inspecting proxy."""
+    environment = dict(os.environ)
+    for name in ("UV_SYSTEM_CERTS", "UV_NATIVE_TLS"):  # the second: uv before 0.9
+        environment.setdefault(name, "1")
+    return environment
+
+
 def _checked(command: list[str], what: str, target: Path) -> None:
-    completed = subprocess.run(command, stdout=sys.stderr, check=False)
+    completed = subprocess.run(command, stdout=sys.stderr, check=False, env=_tool_environment())
     if completed.returncode != 0:
         raise EnvError(f"{what} failed (exit {completed.returncode}) for {target}")
 
