@@ -56,14 +56,19 @@ from expyrun.tune.reclaim import reclaim_dead_trials, settle_left_trials
 from expyrun.tune.spec import StudySpec
 from expyrun.tune.storage import absolute_sqlite_url, journal_path, make_storage, storage_file, study_lock
 from expyrun.tune.study_record import write_summary
-from expyrun.tune.trial_run import PreparedBatch, PreparedTrial, TrialContext, TrialOutcome, evaluate, evaluate_batch
+from expyrun.tune.trial_run import (
+    PreparedBatch,
+    PreparedTrial,
+    TrialContext,
+    TrialOutcome,
+    Unit,
+    evaluate,
+    evaluate_batch,
+)
 
 # Running trials get this long to end after a signal: less than the 10 s after which the launcher
 # kills the run's whole process group, so the driver still records them and writes study.json.
 STOP_GRACE_S = 8.0
-
-
-Unit = PreparedTrial | PreparedBatch  # what one slot executes: a trial, or a batch of them in one call
 
 
 class NoCompletedTrial(Quiet, Exception):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from expyrun.campaign.loop import Next
 from expyrun.execute.contract import Job
@@ -27,14 +27,35 @@ if TYPE_CHECKING:
     from expyrun.execute.outcome import Outcome
     from expyrun.execute.trial_executor import TrialExecutor
     from expyrun.run.prepare import PreparedRun
-    from expyrun.tune.driver import Driver, Unit
-    from expyrun.tune.trial_run import TrialContext
+    from expyrun.tune.trial_run import TrialContext, Unit
+
+
+class StudyDriver(Protocol):
+    """What the proposer asks of the study's driver (expyrun/tune/driver.py, which builds the
+    proposer): named here so the arrow runs one way, driver -> proposer."""
+
+    ended: str | None
+
+    @property
+    def inline(self) -> bool: ...
+
+    def next_unit(self, study: Any, context: TrialContext) -> Unit | None: ...
+
+    def evaluate_inline(self, unit: Unit, context: TrialContext) -> dict[str, Any]: ...
+
+    def started(self, unit: Unit, context: TrialContext, pid: int, gpu: str | None) -> None: ...
+
+    def conclude(
+        self, study: Any, context: TrialContext, unit: Unit, finished: Finished, stopped_by: str | None
+    ) -> None: ...
+
+    def tick(self, study: Any) -> None: ...
 
 
 class StudyProposer:
     """The trials of one study process, proposed to the loop and told to Optuna as they end."""
 
-    def __init__(self, driver: Driver, study: Any, context: TrialContext, executor: TrialExecutor) -> None:
+    def __init__(self, driver: StudyDriver, study: Any, context: TrialContext, executor: TrialExecutor) -> None:
         self.driver = driver
         self.study = study
         self.context = context

@@ -128,6 +128,9 @@ class PreparedBatch:
         return {"trial_ids": trial_ids, "number": self.number, "config": base64.b64encode(blob).decode()}
 
 
+Unit = PreparedTrial | PreparedBatch  # what one slot executes: a trial, or a batch of them in one call
+
+
 @dataclass
 class TrialContext:
     """What every trial of one study needs."""
