@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.errors import ExpyrunError
-from expyrun.execute.local import Job, LocalExecutor
+from expyrun.execute.contract import Job
+from expyrun.execute.local import LocalExecutor
 from expyrun.execute.node_hooks import NodeHooks
 from expyrun.run.record import RUN_FILE, host_name, mark_finished, write_record
 from expyrun.run.status import ACTIVE, Status

@@ -39,7 +39,7 @@ def _err(key: str, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError(f"`__launch__.{key}`: {message}", hint)
 
 
-def _positive_int(section: dict, key: str, default: int) -> int:
+def _positive_int(section: dict[str, Any], key: str, default: int) -> int:
     value = section.get(key, default)
     if value is None:
         return default

@@ -136,7 +136,7 @@ def _defines(tree: ast.Module, name: str) -> bool:
     return False
 
 
-def _config_argument(function: Callable[..., Any], config: dict) -> Any:
+def _config_argument(function: Callable[..., Any], config: dict[str, Any]) -> Any:
     """The config as the entry point asks for it: dict, dataclass instance or DictConfig.
 
     An entry point without annotations (the common case) gets its dict without `inspect` being
@@ -167,7 +167,7 @@ def _config_argument(function: Callable[..., Any], config: dict) -> Any:
     return config
 
 
-def _structured(schema: type, config: dict) -> Any:
+def _structured(schema: type, config: dict[str, Any]) -> Any:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -208,7 +208,7 @@ def _signature_problem(function: Callable[..., Any]) -> str | None:
     return f"`{function.__name__}({names})` cannot be called as `{function.__name__}(name, config)`"
 
 
-def call_entry_point(run: RunSection, import_root: Path, config: dict) -> Any:
+def call_entry_point(run: RunSection, import_root: Path, config: dict[str, Any]) -> Any:
     """Import the entry point from `import_root` and call it as `function(name, config)`."""
     if not sys.path or sys.path[0] != str(import_root):
         sys.path.insert(0, str(import_root))

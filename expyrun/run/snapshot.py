@@ -69,7 +69,7 @@ class _Store:
         self.root = str(root)
         self.index_file = root / "index.json"
         try:
-            self.index: dict[str, list] = json.loads(self.index_file.read_text())
+            self.index: dict[str, list[Any]] = json.loads(self.index_file.read_text())  # [*signature, digest]
         except (OSError, ValueError):
             self.index = {}
         self.changed = False

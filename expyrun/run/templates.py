@@ -102,7 +102,8 @@ def _environment(limit: int) -> jinja2.Environment:
     """A sandboxed environment whose `*` and `**` cannot build huge values, and which notes the
     secrets a `{{ ... }}` outputs."""
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment, SecurityError
+    from jinja2.exceptions import SecurityError  # its owner: jinja2.sandbox only imports it
+    from jinja2.sandbox import SandboxedEnvironment
 
     class Sandbox(SandboxedEnvironment):
         intercepted_binops = frozenset({"*", "**"})
@@ -191,7 +192,7 @@ def _render(
     environment: jinja2.Environment,
     code: Path,
     relative: str,
-    context: dict,
+    context: dict[str, Any],
     used: list[str],
     in_snapshot: set[str] | None = None,
 ) -> str:
@@ -220,8 +221,8 @@ def _bounded_loader(code: Path, limit: int, in_snapshot: set[str] | None) -> jin
     """Templates from `code`, none larger than `limit` bytes (Jinja2 reads a whole file to compile it).
     `in_snapshot`: the files known to be in the snapshot; any other a template includes must be too."""
     import jinja2
+    from jinja2.exceptions import SecurityError
     from jinja2.loaders import split_template_path
-    from jinja2.sandbox import SecurityError
 
     class BoundedLoader(jinja2.FileSystemLoader):
         def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
@@ -248,7 +249,7 @@ class _TooLarge(Exception):
         self.line = line
 
 
-def _bounded_text(template: jinja2.Template, context: dict, limit: int) -> str:
+def _bounded_text(template: jinja2.Template, context: dict[str, Any], limit: int) -> str:
     """The template's output, stopped as soon as it passes `limit` characters."""
     parts, size = [], 0
     chunks: Any = template.generate(context)  # a generator: closed when stopped
