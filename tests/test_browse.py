@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import RUN_SECTION, clean_env, run_in_terminal, start_expyrun, write
 
-from expyrun.browse.table import render
+from expyrun.text.table import render
 
 
 def launch(expyrun, *args, env=None):

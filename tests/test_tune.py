@@ -90,6 +90,22 @@ def test_study_folder_with_trial_folders_and_summary(study_project, expyrun):
     assert listed[0]["study"] == "tune" and listed[3]["trial"]["number"] == 2
 
 
+def test_a_study_ends_naming_its_best_trial_and_show_lists_its_trials_best_first(study_project, expyrun):
+    result = expyrun("tune.yml")
+    assert result.returncode == 0, result.stderr
+    study_dir = study_project / "outputs" / "tune" / "exp.0"
+    best = json.loads((study_dir / "study.json").read_text())["best"]
+    printed = result.stdout + result.stderr
+    assert f"best trial {best['number']}: " in printed, printed
+    shown = expyrun("show", str(study_dir))
+    assert shown.returncode == 0, shown.stderr
+    table = shown.stderr.partition("# trials (6): ")[2]  # show writes to stderr
+    assert table.startswith(f"best trial {best['number']}: "), shown.stderr
+    rows = [line.split() for line in table.splitlines()[2:8]]
+    assert len(rows) == 6 and rows[0][0] == str(best["number"]), table
+    assert all(row[1] == "COMPLETE" for row in rows), table
+
+
 def test_a_trial_config_reruns_as_an_ordinary_run(study_project, expyrun):
     assert expyrun("tune.yml", "--__optuna__.n_trials", "2").returncode == 0
     trial_dir = study_project / "outputs" / "tune" / "exp.0" / "trials" / "trial.1"

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.browse.runs import load_record
-from expyrun.browse.table import printable
 from expyrun.config.tree import dotted, flatten
 from expyrun.config.yaml_reader import read_yaml
 from expyrun.errors import ConfigError
 from expyrun.run.freeze import FROZEN_FILE, compare_pins, parse_requirements
+from expyrun.text.table import printable
 
 # Keys that differ between any two runs by construction.
 _PER_RUN = {"__run__.__code__"}

@@ -1,6 +1,6 @@
 """`expyrun list [DIR] [--json]`: every run below DIR, with what differs between runs of a name.
 
-The table is drawn by `expyrun.browse.table`, not rich, on a terminal as into a pipe: 10,000 runs
+The table is drawn by `expyrun.text.table`, not rich, on a terminal as into a pipe: 10,000 runs
 must list in under a second, and rich's Table alone took 5 s for them.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
-from expyrun.browse.results import pairs_text, result_text
 from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
-from expyrun.browse.table import render
 from expyrun.run.status import Status
+from expyrun.text.results import pairs_text, result_text
+from expyrun.text.table import render
 from expyrun.track.annotations import read as read_annotations
 from expyrun.verify.last import last_verdict_word
 

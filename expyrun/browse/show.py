@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from expyrun.browse.runs import effective_status, load_record, record_problem
-from expyrun.browse.table import printable
 from expyrun.errors import UsageError
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.status import Status
+from expyrun.text.table import printable
 
 LOG_LINES = 20
 TAIL_BYTES = 64 * 1024
@@ -97,10 +97,10 @@ def _not_a_sweep(error: Exception) -> str:
 
 def render_sweep(folder: Path) -> str:
     """`expyrun show SWEEP`: one row per point (status, result, values, run folder), then the counts."""
-    from expyrun.browse.results import result_text
     from expyrun.browse.runs import effective_sweep
-    from expyrun.browse.table import render
     from expyrun.sweep.record import SWEEP_FILE, read_sweep
+    from expyrun.text.results import result_text
+    from expyrun.text.table import render
 
     path = folder / SWEEP_FILE
     try:

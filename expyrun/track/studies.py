@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.results import pairs_text, result_text, scalar_text
+from expyrun.text.results import pairs_text, result_text, scalar_text
 
 
 def _params(params: Any) -> str:
@@ -75,7 +75,7 @@ def trial_rows(study_dir: Path, directions: list[str]) -> list[dict[str, Any]]:
 
 def trial_table(study_dir: Path) -> str:
     """The trials of a study as `show` prints them: number, state, values, params, run folder."""
-    from expyrun.browse.table import render
+    from expyrun.text.table import render
 
     try:
         summary = json.loads((study_dir / "study.json").read_text(encoding="utf-8"))
