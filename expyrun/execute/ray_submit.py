@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.errors import UsageError
@@ -289,7 +289,7 @@ def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progr
         error = failure
     _read(run)
     if run.ended:
-        _report(cast(Any, run), progress)
+        _report(run, progress)
         return
     record = dict(run.record)
     if cancelled or isinstance(error, ray.exceptions.TaskCancelledError):
@@ -306,7 +306,7 @@ def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progr
         write_record(run.run_dir, record)
     run.record, run.status = record, str(record["status"])
     update_sweep(record, run.status, None, exception)
-    _report(cast(Any, run), progress)
+    _report(run, progress)
 
 
 def _drive(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from expyrun import console
 from expyrun.execute.slurm_queue import is_gone, job_states
@@ -136,7 +136,22 @@ def _record_cancelled(run: _Waited) -> None:
     update_sweep(record, Status.INTERRUPTED, None, record["exception"])
 
 
-def _report(run: _Waited, progress: Any) -> None:
+class Reported(Protocol):
+    """What a run's end report reads: a Slurm run (`_Waited`) or a Ray one (`ray_submit._Followed`)."""
+
+    @property
+    def run_dir(self) -> Path: ...
+    @property
+    def slurm(self) -> dict[str, Any]: ...
+    @property
+    def sweep(self) -> Any: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def record(self) -> dict[str, Any]: ...
+
+
+def _report(run: Reported, progress: Any) -> None:
     record = run.record
     where = f"point {run.sweep['point']} " if isinstance(run.sweep, dict) else ""
     if run.status == Status.COMPLETED:
