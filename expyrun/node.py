@@ -2,8 +2,9 @@
 
 A way in, beside the command line: a scheduler that moved a prepared folder's execution elsewhere
 (Slurm now; a queue and Ray next) starts this on the machine that runs it, as submitit's
-`process_job(folder)` does. It executes the folder exactly as a local launch would (the local
-executor: the same run child, tee, signals and record as on a laptop), with the scheduler's
+`process_job(folder)` does. It executes the folder exactly as a local launch would (the one loop,
+`campaign/loop.py`, over the local executor: the same run child, tee, signals, grace and record as
+on a laptop; the folder is its one point, whose end the node writes), with the scheduler's
 specifics as hooks (`execute/node_hooks.py`; Slurm's: `execute/slurm_node.py`).
 
 The contract:
@@ -35,12 +36,14 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from expyrun import console
+from expyrun.campaign.loop import Next
 from expyrun.errors import ExpyrunError
-from expyrun.execute.contract import Job
+from expyrun.execute.contract import Job, Started
 from expyrun.execute.local import LocalExecutor
 from expyrun.execute.node_hooks import NodeHooks
 from expyrun.run.record import RUN_FILE, host_name, mark_finished, write_record
@@ -139,10 +142,13 @@ class _Attempt:
         self.hooks = hooks
 
     def execute(self) -> int:
-        from expyrun.execute.local import exit_code
+        """The folder as the one point of the one loop (`campaign/loop.py`: signals, grace, bounded
+        waits, the result read), whose job records itself: the end is the node's to write, as the
+        hooks may take it over (a Slurm requeue puts the folder back to `queued`)."""
+        from expyrun.campaign.loop import run_points
         from expyrun.execute.slurm_node import update_sweep
         from expyrun.run.launch import finish_record, report
-        from expyrun.run.outcome import Outcome
+        from expyrun.run.outcome import Outcome, exit_code
 
         prepared = self.prepared
         hooks = self.hooks
@@ -151,22 +157,25 @@ class _Attempt:
         sweep = prepared.record.get("sweep")
         if isinstance(sweep, dict):
             environment["EXPYRUN_SWEEP_POINT"] = str(sweep.get("point"))
-        gpus = self.launch.gpus if not prepared.record.get("study") else None  # a study's trial workers take them
-        executor = _HookedExecutor(hooks, gpus=gpus, on_start=self._on_start, leases=hooks.leases_gpus)
+        study = bool(prepared.record.get("study"))  # its trials have the result files
+        gpus = self.launch.gpus if not study else None  # a study's trial workers take them
+        executor = _HookedExecutor(hooks, gpus=gpus, leases=hooks.leases_gpus)
+        job = Job(prepared, hooks.wrap_work(self._work()), environment, reads_result=not study, records_itself=True)
         started = time.monotonic()
-        work = hooks.wrap_work(self._work())
-        with hooks.executing(executor.received):
-            outcomes = executor.execute([Job(prepared, work, environment)])
-        hooks.stopped(executor.stopped_by)
-        outcome = outcomes[0] if outcomes else Outcome(Status.INTERRUPTED, exit_code([], executor.stopped_by))
-        outcome = self._complete(outcome)
+        received: list[int] = []  # the loop's stop signals; the hooks add theirs (Slurm: USR2)
+        with hooks.executing(received):
+            result = run_points(_OneFolder(job, executor, self._on_start), executor, received=received)
+        hooks.stopped(result.stopped_by)
+        outcome = (
+            result.outcomes[0] if result.outcomes else Outcome(Status.INTERRUPTED, exit_code([], result.stopped_by))
+        )
         code = hooks.take_over_end(prepared, outcome)
         if code is not None:
             return code
         finish_record(prepared, outcome, time.monotonic() - started)
         update_sweep(prepared.record, outcome.status, outcome.result, outcome.exception)
         report(outcome, prepared.run_dir)
-        return exit_code([outcome], executor.stopped_by)
+        return exit_code([outcome], result.stopped_by)
 
     def _work(self) -> Any:
         """What the run child does: the study driver for a study folder, else the entry point (or command)."""
@@ -183,14 +192,6 @@ class _Attempt:
             spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
             body = Driver(resolved, spec, run_base(resolved, prepared.debug), False, self.launch).run
         return run_work(prepared, body)
-
-    def _complete(self, outcome: Outcome) -> Outcome:
-        """A command run's outcome read from its exit status and result file, as a local launch reads it."""
-        from expyrun.run.launch import complete_outcome
-
-        if self.prepared.record.get("study"):  # a study's own run has no result file: its trials do
-            return outcome
-        return complete_outcome(outcome, self.prepared.resolved.run, self.prepared.run_dir)
 
     def _on_start(self, job: Job, pid: int, gpu: str | None) -> None:
         from expyrun.execute.slurm_node import update_sweep
@@ -229,9 +230,44 @@ class _HookedExecutor(LocalExecutor):
     def __init__(self, hooks: NodeHooks, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hooks = hooks
+        self.last: Started | None = None  # the process and GPU of the job submitted last
+
+    def submit(self, job: Job) -> Started:
+        self.last = super().submit(job)
+        return self.last
 
     def forwarded(self, received: int) -> int | None:
         return self.hooks.forwarded(received, super().forwarded(received))
+
+
+class _OneFolder:
+    """The loop's proposer of a node: the one prepared folder, once. Its start is recorded here (this
+    machine's host, the attempt, the hooks' fields); its end is the node's (see `_Attempt.execute`)."""
+
+    def __init__(self, job: Job, executor: _HookedExecutor, on_start: Callable[[Job, int, str | None], None]) -> None:
+        self.job: Job | None = job
+        self.executor = executor
+        self.on_start = on_start
+
+    def next(self) -> Job | Literal[Next.EXHAUSTED]:
+        job, self.job = self.job, None
+        return Next.EXHAUSTED if job is None else job
+
+    def prepare(self, point: Job) -> Job:
+        return point  # prepared already (run/prepare.py, where it was submitted)
+
+    def gather(self, prepared: PreparedRun) -> None:
+        pass  # not called: the job records itself (`_Attempt._gather`, from `on_start`)
+
+    def started(self, job: Job) -> None:
+        last = self.executor.last
+        self.on_start(job, last.pid if last else 0, last.gpu if last else None)
+
+    def tell(self, job: Job, outcome: Outcome) -> None:
+        pass  # the loop's result holds the outcome; the node ends the record
+
+    def tick(self) -> None:
+        pass
 
 
 if __name__ == "__main__":

@@ -17,16 +17,14 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.gpu_leases import Lease, handing_to_child
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, start_tee
-from expyrun.run.outcome import exit_code as exit_code  # the Slurm node imports it from here
-from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
+from expyrun.run.status import SIGNAL_EXIT
 
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 LEASE_POLL_S = 0.2  # while every GPU id is leased by other launches, how often to look again
@@ -47,7 +45,8 @@ class _Running:
 
 class LocalExecutor:
     """Executes jobs on this machine as forked run children, `slots` at once (the `Executor` contract
-    of `expyrun.execute.contract`); `execute(jobs)` is the older all-in-one call the Slurm node uses.
+    of `expyrun.execute.contract`), driven by the one loop (`expyrun.campaign.loop`): a launch's and
+    a node's (`python -m expyrun.node`) alike.
 
     Its handlers (SIGCHLD and a wake-up fd, so `wait` returns as soon as a run ends or a signal
     comes; SIGTSTP) are installed by the first `submit` or `wait` and restored by `close`. With one
@@ -61,10 +60,7 @@ class LocalExecutor:
         self,
         slots: int = 1,
         gpus: tuple[str, ...] | None = None,
-        on_start: Callable[[Job, int, str | None], None] | None = None,
-        on_end: Callable[[Job, Outcome], None] | None = None,
         grace_s: float = GRACE_S,
-        on_tick: Callable[[], None] | None = None,
         leases: bool = True,
     ) -> None:
         self.slots = slots if gpus is None else min(slots, len(gpus))
@@ -72,10 +68,7 @@ class LocalExecutor:
         self.leases = leases  # GPU ids leased machine-wide (False where a scheduler assigns GPUs: Slurm)
         self._lease: Lease | None = None  # taken by has_free_slot for the next submit
         self._told_waiting = False
-        self.on_start = on_start  # (execute() only) called when a job started
-        self.on_end = on_end  # (execute() only) called when a job ended
         self.grace_s = grace_s
-        self.on_tick = on_tick  # (execute() only) called at least once a second while runs execute
         self.received: list[int] = []  # stop signals: the runs that end now are interrupted
         self.kill_at: float | None = None
         self.unbuffered = _is_terminal(1)
@@ -208,53 +201,9 @@ class LocalExecutor:
 
         self._restore = restore
 
-    def execute(self, jobs: Iterable[Job]) -> list[Outcome]:
-        """Run every job (in order, `slots` at once) until done or stopped; returns the outcomes of
-        the jobs that started, in the order they ended. Stop signals are handled here (the Slurm node
-        adds to `received` from its own USR2 handler); launches go through `expyrun.campaign.loop`.
-
-        `jobs` is consumed lazily, one job when a slot frees: after a stop signal none is taken.
-        """
-        pending = iter(jobs)
-        exhausted = False
-        outcomes: list[Outcome] = []
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
-        passed_on = 0
-        try:
-            self._open()
-            while True:
-                while not exhausted and self.has_free_slot():
-                    job = next(pending, None)
-                    if job is None:
-                        exhausted = True
-                        break
-                    started = self.submit(job)
-                    if self.on_start is not None:
-                        self.on_start(job, started.pid, started.gpu)
-                if not self.running and (exhausted or not self._told_waiting):
-                    break
-                ended = self.wait(1.0)
-                if len(self.received) > passed_on:
-                    passed_on = len(self.received)
-                    ended += self.stop(0.0 if passed_on > 2 else self.grace_s, self.received[0])
-                for end in ended:
-                    outcomes.append(end.outcome)
-                    if self.on_end is not None:
-                        self.on_end(end.job, end.outcome)
-                if self.on_tick is not None:
-                    self.on_tick()
-        finally:
-            self.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return outcomes
-
     @property
     def stopped_by(self) -> int | None:
         return self.received[0] if self.received else None
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.received.append(signum)
 
     def _start(self, job: Job, terminal: int | None) -> _Running:
         prepared = job.prepared
