@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
     """`expyrun.trial` (and `expyrun.trials`, a batch's trials), the logging calls and the reading
     API are imported on first use: commands that never need them do not pay for threading or json."""
     if name in ("trial", "trials"):
-        from expyrun.tune import current
+        from expyrun import current
 
         return getattr(current, name)
     if name in ("log", "log_text", "log_figure", "runs", "sweep"):

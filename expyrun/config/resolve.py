@@ -20,7 +20,7 @@ from expyrun.config.provenance import Provenance
 from expyrun.config.tree import Path, children, copy_tree, dotted, get, lookup, set_at
 from expyrun.errors import ConfigError, did_you_mean
 
-# `__trial__`: what a study trial suggested itself, in its config.yml (expyrun/tune/current.py)
+# `__trial__`: what a study trial suggested itself, in its config.yml (expyrun/current.py)
 RESERVED_SECTIONS = ("__run__", "__optuna__", "__launch__", "__sweep__", "__trial__")
 # Read (and removed) file by file by inheritance, so never seen at the root of a merged config.
 FILE_SECTIONS = ("__default__", "__new_key_policy__")

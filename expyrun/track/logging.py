@@ -116,7 +116,7 @@ def _batch_member(index: int) -> str | None:
     """The folder of the `index`-th trial of the batch this call evaluates, or None outside a batch."""
     if isinstance(index, bool) or not isinstance(index, int):
         raise TypeError(f"expyrun.log: index must be an integer (a position in configs), not {index!r}")
-    from expyrun.tune.current import trials
+    from expyrun.current import trials
 
     members = trials()
     if len(members) <= 1:

@@ -21,6 +21,7 @@ from expyrun.config.dump import dump_yaml
 from expyrun.config.resolve import interpolate
 from expyrun.config.tree import copy_tree, set_at
 from expyrun.console import visible  # objective names and values are the config's and the run's
+from expyrun.current import TRIAL_SECTION, set_trial, set_trials
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 from expyrun.run.outcome import Outcome
 from expyrun.run.prepare import CODE_FOLDER, RESERVE_FILE
@@ -28,7 +29,6 @@ from expyrun.run.prepare import _reserve as reserve_space
 from expyrun.run.record import mark_outcome, mark_started, start_record, write_record
 from expyrun.run.status import TRIAL_STATUS, Status, TrialState, signal_exit
 from expyrun.track.metrics import finish_fields
-from expyrun.tune.current import TRIAL_SECTION, set_trial, set_trials
 from expyrun.tune.objective import Objective, ObjectiveError, read_batch, read_objective
 from expyrun.tune.spec import StudySpec
 
@@ -249,7 +249,7 @@ def record_suggested(prepared: PreparedTrial, suggested: dict[str, Any], study_n
     """Values a trial suggested itself (`expyrun.trial().suggest_float("y", ...)`) join its params
     (`run.json` `trial.params`, the driver's log line) and are appended to its `config.yml` and
     `raw_config.yml` as `__trial__: {study, number, params}`: rerun alone, `expyrun.trial()` is then
-    a FixedTrial giving the same values (expyrun/tune/current.py). Appended, not rewritten: the
+    a FixedTrial giving the same values (expyrun/current.py). Appended, not rewritten: the
     configs stay byte for byte what the trial received, plus this section."""
     prepared.params.update(suggested)
     prepared.record["trial"]["suggested_in_trial"] = sorted(suggested)

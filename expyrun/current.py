@@ -12,6 +12,10 @@ instead of reporting to the wrong trial or silently to none.
 A trial's `config.yml` records what the trial suggested itself (`__trial__.params`, written by the
 study): rerun alone as an ordinary run, `trial()` is an `optuna.trial.FixedTrial` holding those
 values, so `trial().suggest_float("y", ...)` returns what the trial received.
+
+It stands at the package's top, imports only the standard library, and is set by the study
+(`tune/trial_run.py`) and read by logging (`track/logging.py`: a batch member's folder), so
+neither track/ nor the package's face imports tune/.
 """
 
 from __future__ import annotations
