@@ -348,6 +348,7 @@ def test_on_a_terminal_a_bar_shows_the_tasks_and_ctrl_c_cancels_them(project, he
 
     for name, value in head.env.items():  # (terminal_session passes this environment on)
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TERM", "xterm-256color")  # a terminal that can draw a live bar (CI runs with TERM=dumb)
     write(project / "pkg" / "main.py", WAITING)
     sweep = "__sweep__:\n  grid:\n    x: [1, 2]\n"
     write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
