@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,7 @@ class RayHooks(NodeHooks):
     def take_over_end(self, prepared: PreparedRun, outcome: Outcome) -> int | None:
         """The Ray worker died under this attempt (the node got SIGTERM from the kernel): Ray runs the
         task again while retries are left, so the folder goes back to `queued`; else it is `failed`."""
-        if os.getppid() == self.parent:
+        if not self._worker_died(outcome):
             return None
         from expyrun.execute.slurm_node import update_sweep
         from expyrun.run.status import Status
@@ -153,6 +154,22 @@ class RayHooks(NodeHooks):
         prepared.write_record()
         update_sweep(record, Status.FAILED, None, exception)
         return 1
+
+
+    def _worker_died(self, outcome: Outcome) -> bool:
+        """Whether this attempt ended because its Ray worker died. `PR_SET_PDEATHSIG` fires when the
+        *thread* that started this process exits: the worker's other threads may still be exiting and
+        hold this process as their child for a moment, so after a SIGTERM the parent is given a
+        bounded time to be gone (a person's stop is SIGINT: never waited for)."""
+        deadline = time.monotonic() + (WORKER_EXIT_S if outcome.exit_code == 143 else 0.0)
+        while os.getppid() == self.parent:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+
+WORKER_EXIT_S = 3.0  # how long a dying Ray worker's last threads may take to exit
 
 
 def worker_died(attempts: int) -> dict[str, str]:
