@@ -155,7 +155,6 @@ class RayHooks(NodeHooks):
         update_sweep(record, Status.FAILED, None, exception)
         return 1
 
-
     def _worker_died(self, outcome: Outcome) -> bool:
         """Whether this attempt ended because its Ray worker died. `PR_SET_PDEATHSIG` fires when the
         *thread* that started this process exits: the worker's other threads may still be exiting and
