@@ -232,17 +232,24 @@ def dashboard(folder: Path, port: int | None, allow_edits: bool = False) -> int:
     server = _server(optuna_dashboard.wsgi(storage), DEFAULT_PORT if port is None else port)
     server.set_app(guarded(server.get_app(), server.server_address[1], allow_edits))
     url = f"http://127.0.0.1:{server.server_address[1]}/dashboard/studies/{study_id}"
+    mode = "edits allowed" if allow_edits else "read-only: --allow-edits to edit"
+    return serve_until_stopped(
+        server, url, f"study {location.study_name!r} ({location.shown}); {mode}; Ctrl-C stops the dashboard"
+    )
+
+
+def serve_until_stopped(server: Any, url: str, banner: str) -> int:
+    """Serve until Ctrl-C (exit 0) or SIGTERM (143): the banner on stderr, the URL alone on stdout (for
+    scripts). Shared by `expyrun dashboard` and `expyrun ui`."""
 
     def stop(_signum: int, _frame: Any) -> None:
         raise _Stopped
 
     previous = signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
-    mode = "edits allowed" if allow_edits else "read-only: --allow-edits to edit"
-    shown = console.visible(f"study {location.study_name!r} ({location.shown}); {mode}; Ctrl-C stops the dashboard")
-    sys.stderr.write(f"expyrun: {shown}\n")
+    sys.stderr.write(f"expyrun: {console.visible(banner)}\n")
     sys.stderr.flush()
-    sys.stdout.write(url + "\n")  # the URL alone on stdout, for scripts
+    sys.stdout.write(url + "\n")
     sys.stdout.flush()
     try:
         server.serve_forever()

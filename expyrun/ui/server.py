@@ -21,16 +21,12 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
-import signal
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from expyrun import console
 from expyrun.errors import UsageError
-from expyrun.run.status import SIGNAL_EXIT
 from expyrun.ui import data, live
 
 STATIC = Path(__file__).parent / "static"
@@ -157,13 +153,9 @@ def _file(start: Start, path: Path) -> list[bytes]:
     return [body]
 
 
-class _Stopped(Exception):
-    """SIGTERM: stop serving, as Ctrl-C does."""
-
-
 def serve(folder: Path, port: int | None) -> int:
     """Serve the viewer of the runs below `folder` until Ctrl-C (0) or SIGTERM (143)."""
-    from expyrun.browse.dashboard import DEFAULT_PORT, _server
+    from expyrun.browse.dashboard import DEFAULT_PORT, _server, serve_until_stopped
 
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: not a port number (1 to 65535)")
@@ -183,24 +175,4 @@ def serve(folder: Path, port: int | None) -> int:
     # the table read once while the browser opens the page (10,000 runs: half a second it need not wait)
     threading.Thread(target=viewer.table.rows, name="expyrun-ui-table", daemon=True).start()
     url = f"http://127.0.0.1:{bound}/"
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise _Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
-    shown = console.visible(f"runs below {root}; read-only; Ctrl-C stops the viewer")
-    sys.stderr.write(f"expyrun: {shown}\n")
-    sys.stderr.flush()
-    sys.stdout.write(url + "\n")  # the URL alone on stdout, for scripts
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        return 0
-    except _Stopped:
-        return SIGNAL_EXIT[signal.SIGTERM]
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
-    return 0
+    return serve_until_stopped(server, url, f"runs below {root}; read-only; Ctrl-C stops the viewer")
