@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.execute.node_hooks import NodeHooks
+from expyrun.run.capture import append_log
 from expyrun.run.record import mark_finished, now
 
 if TYPE_CHECKING:
@@ -174,9 +175,3 @@ WORKER_EXIT_S = 3.0  # how long a dying Ray worker's last threads may take to ex
 def worker_died(attempts: int) -> dict[str, str]:
     """The exception recorded for a run whose Ray worker (or node) died in every attempt."""
     return {"type": "WorkerDied", "message": f"its Ray worker or node died in each of {attempts} attempt(s)"}
-
-
-def append_log(run_dir: Path, line: str) -> None:
-    from expyrun.execute.slurm_node import _append_log
-
-    _append_log(run_dir, line)

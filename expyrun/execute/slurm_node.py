@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from expyrun import console
 from expyrun.errors import ConfigError
 from expyrun.execute.node_hooks import NodeHooks
-from expyrun.run.capture import LOG_FILE
+from expyrun.run.capture import append_log
 from expyrun.run.record import host_name, now
 from expyrun.run.status import ACTIVE, Status
 
@@ -89,7 +89,7 @@ class SlurmHooks(NodeHooks):
         assert self.options is not None  # (configure came first)
         self.attempt = attempt
         if attempt > 1:
-            _append_log(run_dir, f"expyrun: attempt {attempt} of {self.options.max_attempts} "
+            append_log(run_dir, f"expyrun: attempt {attempt} of {self.options.max_attempts} "
                                  f"(Slurm job {self.job_id}, node {self.node}, {now()})")  # fmt: skip
         console.info(f"attempt {attempt}: executing {run_dir} (job {self.job_id} on {self.node})")
 
@@ -163,7 +163,7 @@ class SlurmHooks(NodeHooks):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the requeue ends this attempt's job with SIGTERM
         line = (f"expyrun: attempt {self.attempt} stopped ({self.cause}); requeued: attempt {self.attempt + 1} "
                 f"of {self.options.max_attempts} follows")  # fmt: skip
-        _append_log(prepared.run_dir, line)
+        append_log(prepared.run_dir, line)
         prepared.record.update(status=Status.QUEUED, exit_code=None)
         if outcome.log_error is not None:
             prepared.record["log_error"] = outcome.log_error
@@ -178,7 +178,7 @@ class SlurmHooks(NodeHooks):
         if refused is None or _being_requeued(self.job_id):  # (Slurm may requeue a preempted job itself)
             console.info(f"attempt {self.attempt} stopped ({self.cause}): job {self.job_id} requeued")
             return outcome.exit_code
-        _append_log(prepared.run_dir, f"expyrun: the requeue failed ({refused}): the run is interrupted")
+        append_log(prepared.run_dir, f"expyrun: the requeue failed ({refused}): the run is interrupted")
         return None
 
 
@@ -201,17 +201,6 @@ def _ignoring_usr2(work: Any) -> Any:
     starts dies of one that `scancel --signal=USR2 --full` delivers to every process of the job."""
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     return work()
-
-
-def _append_log(run_dir: Path, line: str) -> None:
-    try:
-        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"{line}\n".encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")
 
 
 def _int(value: str | None) -> int | str | None:

@@ -18,6 +18,7 @@ from expyrun import console
 from expyrun.errors import ConfigError
 from expyrun.execute.node_hooks import NodeHooks
 from expyrun.queue.store import MAX_ATTEMPTS
+from expyrun.run.capture import append_log
 from expyrun.run.status import Status
 
 if TYPE_CHECKING:
@@ -72,17 +73,3 @@ class QueueHooks(NodeHooks):
         update_sweep(prepared.record, Status.QUEUED)
         console.info(f"attempt {self.attempt} stopped: {prepared.run_dir} is queued again")
         return outcome.exit_code
-
-
-def append_log(run_dir: Path, line: str) -> None:
-    """One line at the end of the run's `outputs.log` (where its attempts are told apart)."""
-    from expyrun.run.capture import LOG_FILE
-
-    try:
-        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"{line}\n".encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")

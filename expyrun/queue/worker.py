@@ -251,7 +251,7 @@ def _node(run_dir: Path, lease: Lease | None, others: list[int], arm: Callable[[
 def _give_up(run_dir: Path, record: dict[str, Any]) -> None:
     """A folder executed `MAX_ATTEMPTS` times without ending: recorded `failed`, not executed again."""
     from expyrun.execute.slurm_node import update_sweep
-    from expyrun.queue.node_hooks import append_log
+    from expyrun.run.capture import append_log
 
     exception = {"type": "QueueAttempts", "message": f"{MAX_ATTEMPTS} attempts did not end the run"}
     append_log(run_dir, f"expyrun: {exception['message']}: given up")

@@ -269,3 +269,18 @@ def _feed(sink: Any, data: bytes | None) -> None:
             sink.poll()
     except Exception:
         pass
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    """One line at the end of a run's `outputs.log` (created when missing), written whole in one call:
+    how expyrun tells a run's attempts apart (resume, Slurm requeue, queue and Ray retries)."""
+    try:
+        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, f"{line}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        from expyrun import console
+
+        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")

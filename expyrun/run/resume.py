@@ -18,9 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from expyrun import console
 from expyrun.errors import UsageError
-from expyrun.run.capture import LOG_FILE
+from expyrun.run.capture import append_log
 from expyrun.run.record import host_name, load_record, now, write_record
 from expyrun.run.status import ACTIVE, UNSUCCESSFUL, Status
 
@@ -87,18 +86,6 @@ def prepare_attempt(run_dir: Path, record: dict[str, Any]) -> int:
                   launcher="local", pid=os.getpid(), host=host_name())  # fmt: skip
     write_record(run_dir, record)
     return attempt
-
-
-def append_log(run_dir: Path, line: str) -> None:
-    """One line at the end of the run's `outputs.log` (created when missing)."""
-    try:
-        fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"{line}\n".encode())
-        finally:
-            os.close(fd)
-    except OSError as error:
-        console.warning(f"could not write {run_dir / LOG_FILE}: {error.strerror}")
 
 
 # -- a study's retried trial: EXPYRUN_RETRY_OF -----------------------------------------------------
