@@ -67,3 +67,24 @@ class NodeHooks:
         """The run ended with `outcome`: an exit code when the scheduler ends this attempt itself
         (a requeue: the folder is `queued` again); None to record the end as a local launch does."""
         return None
+
+
+def refuse_edited_config(run_dir: Path, expected: str | None, since: str) -> None:
+    """A prepared folder runs only as prepared: its `config.yml` must still have the sha256 recorded
+    when it was handed over (`since`: "the job was submitted", "the run was queued"). An edit made while
+    it waited would run values its record does not hold, so the attempt fails instead, saying so."""
+    if not expected:
+        return
+    from expyrun.errors import ConfigError
+    from expyrun.execute.slurm_script import config_digest
+
+    try:
+        found = config_digest(run_dir)
+    except OSError:
+        return  # resolving it says what is wrong
+    if found != expected:
+        raise ConfigError(
+            f"{run_dir / 'config.yml'} was changed after {since}: not executed",
+            f"a prepared folder runs only as prepared; run the edited file as a new run: "
+            f"expyrun {run_dir / 'config.yml'}",
+        )

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.errors import ConfigError
-from expyrun.execute.node_hooks import NodeHooks
+from expyrun.execute.node_hooks import NodeHooks, refuse_edited_config
 from expyrun.run.capture import append_log
 from expyrun.run.record import host_name, now
 from expyrun.run.status import ACTIVE, Status
@@ -64,21 +63,7 @@ class SlurmHooks(NodeHooks):
         An edit made while the job waited in the queue would run values that the record (written at
         submission) does not hold: the attempt fails instead, saying so.
         """
-        expected = (record.get("slurm") or {}).get("config_sha256")
-        if not expected:
-            return
-        from expyrun.execute.slurm_script import config_digest
-
-        try:
-            found = config_digest(run_dir)
-        except OSError:
-            return  # resolving it says what is wrong
-        if found != expected:
-            raise ConfigError(
-                f"{run_dir / 'config.yml'} was changed after the job was submitted: not executed",
-                f"a prepared folder runs only as submitted; run the edited file as a new run: "
-                f"expyrun {run_dir / 'config.yml'}",
-            )
+        refuse_edited_config(run_dir, (record.get("slurm") or {}).get("config_sha256"), "the job was submitted")
 
     def configure(self, launch_section: dict[str, Any]) -> None:
         from expyrun.execute.slurm_options import parse_slurm

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.errors import ConfigError
-from expyrun.execute.node_hooks import NodeHooks
+from expyrun.execute.node_hooks import NodeHooks, refuse_edited_config
 from expyrun.queue.store import MAX_ATTEMPTS
 from expyrun.run.capture import append_log
 from expyrun.run.status import Status
@@ -36,20 +35,7 @@ class QueueHooks(NodeHooks):
     def check(self, run_dir: Path, record: dict[str, Any]) -> None:
         """The folder's `config.yml` is the one queued (its sha256 in `run.json`): an edit made while it
         waited would run values its record does not hold, so the attempt fails instead, saying so."""
-        expected = (record.get("queue") or {}).get("config_sha256")
-        if not expected:
-            return
-        from expyrun.execute.slurm_script import config_digest
-
-        try:
-            found = config_digest(run_dir)
-        except OSError:
-            return  # resolving it says what is wrong
-        if found != expected:
-            raise ConfigError(
-                f"{run_dir / 'config.yml'} was changed after the run was queued: not executed",
-                f"a queued folder runs as queued; run the edited file as a new run: expyrun {run_dir / 'config.yml'}",
-            )
+        refuse_edited_config(run_dir, (record.get("queue") or {}).get("config_sha256"), "the run was queued")
 
     def starting(self, run_dir: Path, attempt: int) -> None:
         self.attempt = attempt
