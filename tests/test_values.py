@@ -62,6 +62,22 @@ def test_a_fallback_that_is_one_reference_keeps_the_referenced_type(project, exp
     assert dry_run(expyrun, "c.yml", env={"EVAL_BATCH_X": "64"})["eval_batch"] == 64
 
 
+def test_a_fallback_is_used_for_an_empty_variable_and_the_dash_form_only_for_an_unset_one(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "a: ${EMPTY_X:-fb}\nb: ${EMPTY_X-fb}\nn: ${EMPTY_X:-4}\n")
+    config = dry_run(expyrun, "c.yml", env={"EMPTY_X": ""})
+    assert config["a"] == "fb" and config["b"] == "" and config["n"] == 4
+    config = dry_run(expyrun, "c.yml")
+    assert config["a"] == "fb" and config["b"] == "fb"
+    config = dry_run(expyrun, "c.yml", env={"EMPTY_X": "7"})
+    assert config["a"] == 7 and config["b"] == 7
+
+
+def test_an_unclosed_dash_fallback_is_refused_like_the_colon_dash_one(project, expyrun):
+    write(project / "c.yml", RUN_SECTION + "root: /r\na: ${UNSET_X-{root}\n")
+    line = refused(expyrun, project, "c.yml")
+    assert "c.yml:6" in line and "`a`" in line and "${UNSET_X-" in line and "no closing" in line
+
+
 def test_text_from_the_environment_inside_a_fallback_is_never_read_as_a_reference(project, expyrun):
     write(project / "c.yml", RUN_SECTION + "root: /r\na: ${UNSET_X:-$BRACES_X/{root}}\n")
     config = dry_run(expyrun, "c.yml", env={"BRACES_X": "{root}"})

@@ -1,6 +1,6 @@
 """Interpolation of environment variables and self references in string values.
 
-Environment references (`$NAME`, `${NAME}`, `${NAME:-fallback}`) are substituted first, then self
+Environment references (`$NAME`, `${NAME}`, `${NAME:-fallback}`, `${NAME-fallback}`) are substituted first, then self
 references (`{dotted.key}`). A value that is one whole self reference is copied with its type.
 References are resolved on demand and memoised, so the order of keys does not matter and cycles
 are reported with their chain.
@@ -17,8 +17,10 @@ from expyrun.config.tree import MISSING, Path, copy_tree, dotted, get, set_at, s
 from expyrun.config.yaml_reader import NO_PARSE_PREFIX
 from expyrun.errors import ConfigError
 
-# `$NAME`, `${NAME}` or the start of `${NAME:-fallback}`, whose fallback ends at its balanced `}`
-ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-)|([A-Za-z_][A-Za-z0-9_]*))")
+# `$NAME`, `${NAME}` or the start of `${NAME:-fallback}` (fallback when unset or empty, as in a shell) or
+# `${NAME-fallback}` (fallback only when unset), whose fallback ends at its balanced `}`
+ENV_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(\}|:-|-)|([A-Za-z_][A-Za-z0-9_]*))")
+FALLBACKS = (":-", "-")
 SELF_REFERENCE = re.compile(r"\{([A-Za-z0-9_][A-Za-z0-9_.\-]*)\}")
 DEFAULT_SECRETS = (
     "*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*API_KEY*", "*ACCESS_KEY*", "*PRIVATE_KEY*",
@@ -52,7 +54,7 @@ def only_environment(text: str) -> bool:
         if match is None:
             return False
         position = match.end()
-        if match.group(2) == ":-":
+        if match.group(2) in FALLBACKS:
             close = _closing_brace(text, position)
             if close is None:
                 return False
@@ -168,18 +170,19 @@ class Interpolator:
             name = match.group(1) or match.group(3)
             end = match.end()
             fallback = None
-            if match.group(2) == ":-":
+            operator = match.group(2)
+            if operator in FALLBACKS:
                 close = _closing_brace(text, end)
                 if close is None:
                     raise ConfigError(
-                        f"{self.where(path)}: `{dotted(path)}`: `${{{name}:-` has no closing `}}`",
+                        f"{self.where(path)}: `{dotted(path)}`: `${{{name}{operator}` has no closing `}}`",
                         "braces inside a fallback must be balanced: ${NAME:-{key}/sub}",
                     )
                 fallback, end = text[end:close], close + 1
             literal.append(text[position : match.start()])
             pieces.append((text[position : match.start()], False))
             names.append(name)
-            value = self._env_value(name, fallback is not None, path)
+            value = self._env_value(name, fallback is not None, path, empty_is_unset=operator == ":-")
             if value is not None:
                 pieces.append((value, True))
             else:
@@ -189,13 +192,19 @@ class Interpolator:
         pieces.append((text[position:], False))
         return pieces, "".join(literal)
 
-    def _env_value(self, name: str, has_fallback: bool, path: Path) -> str | None:
-        """The variable's value; None when it is unset and has a fallback."""
+    def _env_value(self, name: str, has_fallback: bool, path: Path, empty_is_unset: bool = False) -> str | None:
+        """The variable's value; None when it is unset and has a fallback.
+
+        `empty_is_unset` is `${NAME:-fallback}`: as in every shell, an exported empty value
+        (`export DATA_DIR=`) takes the fallback too; `${NAME-fallback}` keeps it.
+        """
         value = self.environ.get(name)
         if is_secret(name, self.secret_patterns):
             self.secret_paths.add(path)
             if value:
                 self.secret_values[value] = f"${name}"
+        if has_fallback and empty_is_unset and value == "":
+            return None
         if value is not None or has_fallback:
             return value
         raise ConfigError(
