@@ -169,7 +169,7 @@ def _fill(
     prepared = PreparedRun(resolved, run_dir, record, debug)
     prepared.snapshot = None if debug else snapshot
     prepared.write_record()
-    _reserve(run_dir / RESERVE_FILE, (run_dir / RUN_FILE).stat().st_size + 16 * 1024)
+    reserve_space(run_dir / RESERVE_FILE, (run_dir / RUN_FILE).stat().st_size + 16 * 1024)
     return prepared
 
 
@@ -192,9 +192,10 @@ def _with_code(resolved: ResolvedConfig, code: Path, cwd: Path) -> ResolvedConfi
     return interpolate(raw, resolved.provenance.copy(), cwd, resolution_environ(cwd), [])
 
 
-def _reserve(path: Path, size: int) -> None:
+def reserve_space(path: Path, size: int) -> None:
     """Keep the space of the last `run.json` write (the record so far and a margin), released just
-    before it, so a run that fills the disk is still recorded."""
+    before it, so a run that fills the disk is still recorded (a run folder here, a trial folder in
+    `tune/trial_run.py`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)

@@ -24,8 +24,7 @@ from expyrun.console import visible  # objective names and values are the config
 from expyrun.current import TRIAL_SECTION, set_trial, set_trials
 from expyrun.run.entry_point import ConfigMismatch, call_entry_point
 from expyrun.run.outcome import Outcome
-from expyrun.run.prepare import CODE_FOLDER, RESERVE_FILE
-from expyrun.run.prepare import _reserve as reserve_space
+from expyrun.run.prepare import CODE_FOLDER, RESERVE_FILE, reserve_space
 from expyrun.run.record import mark_outcome, mark_started, start_record, write_record
 from expyrun.run.status import TRIAL_STATUS, Status, TrialState, signal_exit
 from expyrun.track.metrics import finish_fields
