@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.campaign.loop import run_points
-from expyrun.campaign.sweep import SweepPoints, _executor
+from expyrun.campaign.sweep import SweepPoints, sweep_executor
 from expyrun.errors import UsageError
 from expyrun.execute.contract import Job
 from expyrun.run.record import load_record
@@ -108,7 +108,7 @@ def _run(folder: Path, resolved: ResolvedConfig, spec: SweepSpec, launch: Launch
     try:
         proposer = _ResumedPoints(resolved, spec, record, argv, debug, git, rows)
         try:
-            result = run_points(proposer, _executor(launch, Path.cwd(), debug))
+            result = run_points(proposer, sweep_executor(launch, Path.cwd(), debug))
         finally:
             proposer.close()
         code = result.exit_code

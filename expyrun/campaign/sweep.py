@@ -202,7 +202,7 @@ def run_sweep(
             digest = code_digest(resolved, git.ignored())
         proposer = SweepPoints(resolved, spec, record, argv, debug, git, digest)
         try:
-            result = run_points(proposer, _executor(launch, cwd, debug))
+            result = run_points(proposer, sweep_executor(launch, cwd, debug))
         finally:
             proposer.close()
         code = result.exit_code
@@ -254,8 +254,9 @@ def check_reused_code(spec: SweepSpec) -> None:
             )
 
 
-def _executor(launch: LaunchSpec, cwd: Path, debug: bool) -> Executor:
-    """Where the points execute: forked run children, or reused worker processes."""
+def sweep_executor(launch: LaunchSpec, cwd: Path, debug: bool) -> Executor:
+    """Where the points execute: forked run children, or reused worker processes (for a sweep
+    launched here and one resumed by `campaign/resume.py`: the same `__launch__`, the same choice)."""
     if launch.reuse_workers:
         from expyrun.execute.reused_workers import ReusedWorkers
 
