@@ -129,6 +129,19 @@ def test_priority_first_then_first_in_first_out(project, env):
     assert [call["i"] for call in calls(project)] == [2, 1, 3, 4]
 
 
+def test_a_worker_once_exits_1_naming_the_runs_that_failed_after_executing_every_run(project, env):
+    write(project / "pkg" / "bad.py", "def main(name, config):\n    raise ValueError('broken on purpose')\n")
+    (good,) = queued(project, env, "one.yml", "--i", "1")
+    (bad,) = queued(project, env, "one.yml", "--i", "2", "--__run__.__main__", "pkg.bad:main")
+    (after,) = queued(project, env, "one.yml", "--i", "3")
+    worker = expyrun(project, env, "worker", "--once")
+    assert worker.returncode == 1, worker.stderr
+    assert [record(folder)["status"] for folder in (good, bad, after)] == ["completed", "failed", "completed"]
+    assert "1 run executed by this worker did not complete" in worker.stderr and str(bad) in worker.stderr
+    assert str(good) not in worker.stderr.split("did not complete")[-1] and entries(project) == []
+    assert expyrun(project, env, "worker", "--once").returncode == 0  # nothing executed: nothing failed
+
+
 def test_two_workers_drain_forty_queued_runs_each_executed_exactly_once(project, env):
     write(project / "many.yml", MANY % ", ".join(str(i) for i in range(40)))
     folders = queued(project, env, "many.yml")
@@ -294,7 +307,7 @@ def test_a_queued_config_edited_while_it_waits_is_not_executed_and_says_why(proj
     config = run_dir / "config.yml"
     config.write_text(config.read_text().replace("i: 0", "i: 7"))
     worker = expyrun(project, env, "worker", "--once")
-    assert worker.returncode == 0, worker.stderr
+    assert worker.returncode == 1, worker.stderr  # the run it executed failed
     failed = record(run_dir)
     assert failed["status"] == "failed" and "changed after the run was queued" in failed["exception"]["message"]
     assert calls(project) == [] and entries(project) == []

@@ -8,6 +8,11 @@ start (benchmarks/bench_queue.py). The worker claims an entry (`queue/store.py`)
 holds the claim's descriptor (the lock then lasts as long as the node does), and the worker removes
 the entry when the node has ended the folder's record.
 
+Exit code: 0 when every run the worker executed completed (or was pruned), 1 when any ended
+otherwise (`failed`, `interrupted`, recorded `failed` after `MAX_ATTEMPTS`), as a sweep's launch
+exits, so `expyrun worker --once && next-step` does not go on after a failed run; 130/143 when the
+worker itself was stopped (its runs went back to the queue and count for nothing).
+
 Stopping: Ctrl-C or SIGTERM of the worker sends SIGTERM to its nodes, which pass it on to their
 runs and put the folders back to `queued` (`queue/node_hooks.py`); a SIGKILLed worker's nodes hear
 SIGTERM from the kernel (`PR_SET_PDEATHSIG`) and do the same, so the next worker finds the entries
@@ -38,6 +43,7 @@ from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
 POLL_S = 0.1  # how often an idle worker looks at the queue (and a busy one at its nodes)
+SUCCESSFUL = frozenset({Status.COMPLETED, Status.PRUNED})  # how a run may end without failing the worker
 GRACE_S = 30.0  # after passing a stop on, how long nodes may take (their runs get 10 s) before SIGKILL
 
 
@@ -62,6 +68,7 @@ class Worker:
         self._told_waiting = False
         self.arm: Callable[[], None] | None = None  # arms a node's SIGTERM at the worker's death
         self._wake_read = -1
+        self.unsuccessful: list[Path] = []  # folders this worker executed that ended without success
 
     def run(self) -> int:
         from expyrun.execute.parent_death import signal_on_parent_death
@@ -86,6 +93,11 @@ class Worker:
                 signal.signal(sig, handler)
         if self.received:
             return SIGNAL_EXIT[signal.Signals(self.received[0])]
+        if self.unsuccessful:
+            count = len(self.unsuccessful)
+            console.warning(f"{count} run{'s' if count != 1 else ''} executed by this worker did not complete: "
+                            + ", ".join(str(run_dir) for run_dir in self.unsuccessful))  # fmt: skip
+            return 1
         return 0
 
     def _serve(self) -> None:
@@ -133,6 +145,7 @@ class Worker:
             return
         if int(record.get("attempt") or 0) >= MAX_ATTEMPTS:
             _give_up(run_dir, record)
+            self.unsuccessful.append(run_dir)
             claim.done()
             if lease is not None:
                 lease.release()
@@ -176,6 +189,8 @@ class Worker:
             run.claim.release()
         else:
             run.claim.done()
+            if record.get("status") not in SUCCESSFUL:
+                self.unsuccessful.append(run.claim.entry.run_dir)
         if run.lease is not None:
             run.lease.release()
 
