@@ -232,6 +232,24 @@ def test_bad_queue_input_is_one_line_exit_2_and_changes_nothing(project, env):
     assert not (project / "outputs").exists() and entries(project) == []
 
 
+def test_priority_without_queue_overrides_a_config_key_named_priority_else_is_refused(project, env):
+    write(project / "keyed.yml", ONE + "priority: 1\n")
+    run = expyrun(project, env, "keyed.yml", "--priority", "5")
+    assert run.returncode == 0, run.stderr
+    (run_dir,) = (project / "outputs" / "one").glob("exp.*")
+    assert record(run_dir)["status"] == "completed" and "priority: 5" in (run_dir / "config.yml").read_text()
+    assert entries(project) == []  # a plain launch: nothing queued
+    for args in (("--priority", "5"), ("--priority=5",)):
+        refused = expyrun(project, env, "one.yml", *args)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "--priority without --queue, and one.yml has no key `priority`" in refused.stderr
+        assert "expyrun CONFIG --queue --priority N" in refused.stderr and "Traceback" not in refused.stderr
+    assert len(list((project / "outputs" / "one").glob("exp.*"))) == 1
+    (queued_dir,) = queued(project, env, "keyed.yml", "--priority", "7")
+    assert "priority: 1" in (queued_dir / "config.yml").read_text()  # with --queue, the queue's priority
+    assert json.loads((project / "queue" / entries(project)[0]).read_text())["priority"] == 7
+
+
 def test_a_worker_gives_each_run_a_leased_gpu(project, env):
     write(project / "many.yml", MANY % "0, 1, 2, 3")
     queued(project, env, "many.yml")

@@ -26,10 +26,10 @@ FLAGS = ("--debug", "--dry-run", "--explain", "--needed", "--queue")
 
 def main(args: list[str]) -> int:
     """Resolve CONFIG with its overrides and flags, check it, then run it, its sweep or its study."""
-    args, priority = _take_priority(args)
     flags = {flag for flag in args if flag in FLAGS}
-    if priority is not None and "--queue" not in flags:
-        raise UsageError("--priority without --queue", "it orders queued runs: expyrun CONFIG --queue --priority N")
+    priority = None
+    if "--queue" in flags:  # without it, `--priority` overrides a config key `priority` (as in 0.2.1)
+        args, priority = _take_priority(args)
     rest = [arg for arg in args if arg not in FLAGS]
     suspects = _check_flags(rest)
     if not rest or rest[0].startswith("--"):
@@ -43,7 +43,10 @@ def main(args: list[str]) -> int:
         resolved = resolve_config(config_file, overrides)
     except ConfigError:
         _refuse_misspelt_flags(config_file, suspects)
+        _refuse_priority_without_queue(config_file, tokens)
         raise
+    if priority is not None and "priority" in resolved.raw:
+        console.warning(f"--priority {priority} orders the queue; the config's key `priority` keeps its value")
     sweeping = isinstance(resolved.raw.get("__sweep__"), dict)
     if sweeping:
         from expyrun.sweep.references import point_only
@@ -174,6 +177,24 @@ def _refuse_misspelt_flags(config_file: str, suspects: list[tuple[str, str]]) ->
             raise UsageError(
                 f"unknown flag `{token}`", f"did you mean `{flag}`? {config_file} has no key `{token[2:]}` either"
             )
+
+
+def _refuse_priority_without_queue(config_file: str, tokens: list[str]) -> None:
+    """`--priority N` without `--queue` is an override of the config's key `priority` (a 0.2.1
+    config may have one); when the config has no such key, it was meant for the queue."""
+    if not any(token == "--priority" or token.startswith("--priority=") for token in tokens):
+        return
+    from expyrun.config.inheritance import load_config
+
+    try:
+        data = load_config(config_file, Path.cwd()).data
+    except ExpyrunError:  # the config's own error is the one to show
+        return
+    if "priority" not in data:
+        raise UsageError(
+            f"--priority without --queue, and {config_file} has no key `priority` to override",
+            "--priority orders queued runs: expyrun CONFIG --queue --priority N",
+        )
 
 
 def _check(resolved: ResolvedConfig, config_file: str) -> tuple[LaunchSpec, SweepSpec | None, StudySpec | None]:
