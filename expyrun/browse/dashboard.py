@@ -17,25 +17,18 @@ origins are served (421 / 403 otherwise), and only GET and HEAD unless `--allow-
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import signal
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from expyrun import console
+from expyrun.browse.local_server import DEFAULT_PORT, is_local_host, is_local_origin, local_server, serve_until_stopped
 from expyrun.errors import UsageError
-from expyrun.run.status import SIGNAL_EXIT
 
-DEFAULT_PORT = 8080
-PORTS_TRIED = 100  # from the asked port up: "the next free one"
 INSTALL_HINT = "pip install 'expyrun[dashboard]'"
 _REFERENCE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
-LOCAL_HOSTS = ("127.0.0.1", "localhost")  # the names a browser on this machine uses for the server
 READ_METHODS = ("GET", "HEAD")  # everything optuna-dashboard's pages need to show a study
 EDITS_HINT = "restart it with --allow-edits to edit the study from the dashboard"
 
@@ -53,10 +46,6 @@ class StudyLocation:
     @property
     def is_journal(self) -> bool:
         return "://" not in self.storage
-
-
-class _Stopped(Exception):
-    """SIGTERM: stop serving, as Ctrl-C does."""
 
 
 def locate(folder: Path) -> StudyLocation:
@@ -168,51 +157,16 @@ def guarded(app: WsgiApp, port: int, allow_edits: bool) -> WsgiApp:
 
     def checked(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST", "")
-        if not _is_local_host(host, port):
+        if not is_local_host(host, port):
             return refuse(start_response, "421 Misdirected Request", "only 127.0.0.1 and localhost are served")
         origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and not _is_local_origin(origin, port):
+        if origin is not None and not is_local_origin(origin, port):
             return refuse(start_response, "403 Forbidden", "requests from other web sites are refused")
         if environ.get("REQUEST_METHOD", "GET") not in READ_METHODS and not allow_edits:
             return refuse(start_response, "403 Forbidden", f"the study is served read-only; {EDITS_HINT}")
         return app(environ, start_response)
 
     return checked
-
-
-def _is_local_host(host: str, port: int) -> bool:
-    """A `Host` header naming this server as a browser on this machine does: a local name, with
-    this port or without one. A rebound name of another site is neither."""
-    name, colon, given = host.lower().partition(":")
-    return name in LOCAL_HOSTS and (not colon or given == str(port))
-
-
-def _is_local_origin(origin: str, port: int) -> bool:
-    """An `Origin` header of a page served from this server (`null`, from a sandboxed or file
-    page, is not one)."""
-    ports = [f":{port}", ""] if port == 80 else [f":{port}"]
-    return origin.lower() in {f"http://{name}{suffix}" for name in LOCAL_HOSTS for suffix in ports}
-
-
-def _server(app: Any, port: int) -> Any:
-    """A threaded WSGI server on 127.0.0.1, at `port` or the next free port above it."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True  # a request still open at Ctrl-C does not hold the exit
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            """One line per request would drown the URL: requests are not logged."""
-
-    for candidate in range(port, min(port + PORTS_TRIED, 65536)):
-        try:
-            return make_server("127.0.0.1", candidate, app, server_class=Server, handler_class=QuietHandler)
-        except OSError as error:
-            if error.errno not in (errno.EADDRINUSE, errno.EACCES):
-                raise
-    raise UsageError(f"no free port from {port} to {min(port + PORTS_TRIED, 65536) - 1}", "choose one with --port")
 
 
 def dashboard(folder: Path, port: int | None, allow_edits: bool = False) -> int:
@@ -229,35 +183,10 @@ def dashboard(folder: Path, port: int | None, allow_edits: bool = False) -> int:
         study_id = storage.get_study_id_from_name(location.study_name)
     except KeyError:
         raise UsageError(f"study {location.study_name!r} is not in its storage {location.shown}") from None
-    server = _server(optuna_dashboard.wsgi(storage), DEFAULT_PORT if port is None else port)
+    server = local_server(optuna_dashboard.wsgi(storage), DEFAULT_PORT if port is None else port)
     server.set_app(guarded(server.get_app(), server.server_address[1], allow_edits))
     url = f"http://127.0.0.1:{server.server_address[1]}/dashboard/studies/{study_id}"
     mode = "edits allowed" if allow_edits else "read-only: --allow-edits to edit"
     return serve_until_stopped(
         server, url, f"study {location.study_name!r} ({location.shown}); {mode}; Ctrl-C stops the dashboard"
     )
-
-
-def serve_until_stopped(server: Any, url: str, banner: str) -> int:
-    """Serve until Ctrl-C (exit 0) or SIGTERM (143): the banner on stderr, the URL alone on stdout (for
-    scripts). Shared by `expyrun dashboard` and `expyrun ui`."""
-
-    def stop(_signum: int, _frame: Any) -> None:
-        raise _Stopped
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (`cmd &`)
-    sys.stderr.write(f"expyrun: {console.visible(banner)}\n")
-    sys.stderr.flush()
-    sys.stdout.write(url + "\n")
-    sys.stdout.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        return 0
-    except _Stopped:
-        return SIGNAL_EXIT[signal.SIGTERM]
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        server.server_close()
-    return 0

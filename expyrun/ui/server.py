@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from expyrun.browse.local_server import DEFAULT_PORT, is_local_host, is_local_origin, local_server, serve_until_stopped
 from expyrun.errors import UsageError
 from expyrun.ui import data, live
 
@@ -70,12 +71,10 @@ class Viewer:
         self.plotly = plotly_js()
 
     def __call__(self, environ: dict[str, Any], start: Start) -> Iterable[bytes]:
-        from expyrun.browse.dashboard import _is_local_host, _is_local_origin
-
-        if not _is_local_host(environ.get("HTTP_HOST", ""), self.port):
+        if not is_local_host(environ.get("HTTP_HOST", ""), self.port):
             return _text(start, "421 Misdirected Request", "only 127.0.0.1 and localhost are served")
         origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and not _is_local_origin(origin, self.port):
+        if origin is not None and not is_local_origin(origin, self.port):
             return _text(start, "403 Forbidden", "requests from other web sites are refused")
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return _text(start, "405 Method Not Allowed", "the runs viewer is read-only")
@@ -155,8 +154,6 @@ def _file(start: Start, path: Path) -> list[bytes]:
 
 def serve(folder: Path, port: int | None) -> int:
     """Serve the viewer of the runs below `folder` until Ctrl-C (0) or SIGTERM (143)."""
-    from expyrun.browse.dashboard import DEFAULT_PORT, _server, serve_until_stopped
-
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port {port}: not a port number (1 to 65535)")
     if not folder.is_dir():
@@ -166,7 +163,7 @@ def serve(folder: Path, port: int | None) -> int:
     missing = [name for name in PAGES.values() if not (STATIC / name).is_file()]
     if missing:
         raise UsageError(f"expyrun was installed without the viewer's page ({STATIC / missing[0]} is missing)")
-    server = _server(lambda environ, start: [], DEFAULT_PORT if port is None else port)
+    server = local_server(lambda environ, start: [], DEFAULT_PORT if port is None else port)
     bound = server.server_address[1]
     viewer = Viewer(root, bound)
     server.set_app(viewer)
