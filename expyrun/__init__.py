@@ -22,7 +22,8 @@ def __getattr__(name: str) -> Any:
     if name in ("log", "log_text", "log_figure", "runs", "sweep"):
         import importlib
 
-        module = importlib.import_module("expyrun.track." + ("reading" if name in ("runs", "sweep") else "logging"))
+        where = "expyrun.reading.api" if name in ("runs", "sweep") else "expyrun.track.logging"
+        module = importlib.import_module(where)
         value = globals()[name] = getattr(module, name)  # later calls find it without this function
         return value
     raise AttributeError(f"module 'expyrun' has no attribute {name!r}")

@@ -101,6 +101,8 @@ def test_every_command_in_the_help_is_in_the_command_table_and_no_other(project,
 # Modules a plain launch must not import: each costs milliseconds (dataclasses: inspect, ast, dis) or
 # belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly).
 HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect")
+# Nor those that find, query and show runs already made: browsing, not launching.
+BROWSING = ("expyrun.browse", "expyrun.reading", "expyrun.commands.")
 
 
 def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project):
@@ -111,7 +113,7 @@ def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templ
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import ")}
     assert "expyrun.commands.launch" in imported, sorted(imported)  # (the table dispatched to it)
     heavy = {name for name in imported if name.split(".")[0] in HEAVY}
-    browsing = {name for name in imported if name.startswith(("expyrun.browse", "expyrun.commands.")) and
+    browsing = {name for name in imported if name.startswith(BROWSING) and
                 name not in ("expyrun.commands.launch", "expyrun.commands.suggest")}  # fmt: skip
     assert not heavy and not browsing, sorted(heavy | browsing)
 

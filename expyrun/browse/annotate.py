@@ -21,7 +21,7 @@ NOTE_USAGE = 'usage: expyrun note RUN "TEXT" [--append]'
 
 def tag_command(args: list[str]) -> int:
     """Add (`+best`) and remove (`-baseline`) tags of every RUN given; prints each run's tags."""
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     if any(arg in ("-h", "--help") for arg in args):
         sys.stdout.write(TAG_USAGE + "\n")
@@ -41,7 +41,7 @@ def tag_command(args: list[str]) -> int:
 
 def note_command(args: list[str]) -> int:
     """Set the note of RUN to TEXT, or add TEXT as its last line (`--append`)."""
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     if any(arg in ("-h", "--help") for arg in args):
         sys.stdout.write(NOTE_USAGE + "\n")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.runs import load_record
 from expyrun.config.tree import dotted, flatten
 from expyrun.config.yaml_reader import read_yaml
 from expyrun.errors import ConfigError
+from expyrun.reading.runs import load_record
 from expyrun.run.freeze import FROZEN_FILE, compare_pins, parse_requirements
 from expyrun.text.table import printable
 

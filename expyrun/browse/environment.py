@@ -52,7 +52,7 @@ def check(run_dir: Path) -> int:
 def _run_interpreter(run_dir: Path) -> Path | None:
     """The `__python__` interpreter a run recorded (`run.json`'s `python.executable`), if any; a
     UsageError when it is gone (its packages cannot be listed)."""
-    from expyrun.browse.runs import load_record
+    from expyrun.reading.runs import load_record
 
     record = load_record(run_dir)
     recorded = record.get("python") if isinstance(record, dict) else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from expyrun import console
-from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
+from expyrun.reading.runs import effective_status, iter_runs, record_problem, slurm_jobs
 from expyrun.run.status import Status
 from expyrun.text.results import pairs_text, result_text
 from expyrun.text.table import render

@@ -2,7 +2,7 @@
 `--tag`), in which order (`--sort`, `--top`), which columns (`--columns`, `--metrics`), per group
 (`--group-by`: count, mean ± std, min, max) and in which format (table, csv, json, jsonl).
 
-The conditions themselves are `expyrun.track.query`'s (one parser, one evaluator for `list`, the
+The conditions themselves are `expyrun.reading.query`'s (one parser, one evaluator for `list`, the
 Python API and the viewer). csv and json hold the table's columns with values unshortened (numbers
 stay numbers), config keys dotted, so a spreadsheet or `pandas.read_csv` gets what a person sees.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expyrun.errors import UsageError, did_you_mean
-from expyrun.track import query
+from expyrun.reading import query
 
 FORMATS = ("table", "csv", "json", "jsonl")
 _ABSENT = query.ABSENT

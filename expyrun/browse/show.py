@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from expyrun.browse.runs import effective_status, load_record, record_problem
 from expyrun.errors import UsageError
+from expyrun.reading.runs import effective_status, load_record, record_problem
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.status import Status
 from expyrun.text.table import printable
@@ -97,7 +97,7 @@ def _not_a_sweep(error: Exception) -> str:
 
 def render_sweep(folder: Path) -> str:
     """`expyrun show SWEEP`: one row per point (status, result, values, run folder), then the counts."""
-    from expyrun.browse.runs import effective_sweep
+    from expyrun.reading.runs import effective_sweep
     from expyrun.sweep.record import SWEEP_FILE, read_sweep
     from expyrun.text.results import result_text
     from expyrun.text.table import render

@@ -41,7 +41,7 @@ _DONE = (Status.COMPLETED, Status.SKIPPED)
 def resume_sweep(folder: Path, data: dict[str, Any], flags: tuple[str, ...]) -> int:
     """Run the sweep folder's unfinished and pending points; exit 0 when every point completed.
 
-    `data`: its `sweep.json` as it stands now (`browse.runs.effective_sweep`: a point whose process
+    `data`: its `sweep.json` as it stands now (`reading.runs.effective_sweep`: a point whose process
     is gone is `died`); `flags`: the launch's flags, left out of the recorded command line."""
     if data.get("status") in ACTIVE:
         hint = "wait for it to end, or stop it first"

@@ -15,7 +15,7 @@ def main(args: list[str]) -> int:
     parser.add_argument("--code", action="store_true", help="also a unified diff of the two code snapshots")
     options = parser.parse_args(args)
     from expyrun.browse.diff import render_diff
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     sys.stderr.write(render_diff(require_run(options.run_a), require_run(options.run_b), options.code))
     return 0

@@ -15,7 +15,7 @@ def main(args: list[str]) -> int:
     parser.add_argument("--check", action="store_true", help="only compare with this interpreter")
     options = parser.parse_args(args)
     from expyrun.browse import environment
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     run_dir = require_run(options.run)
     if options.check or options.venv is None:

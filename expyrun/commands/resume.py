@@ -22,7 +22,7 @@ def main(args: list[str]) -> int:
     folder = Path(options.run)
     if (folder / "sweep.json").is_file():
         return _sweep(folder.absolute())
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     return resume_run(require_run(options.run).absolute())
 
@@ -30,10 +30,10 @@ def main(args: list[str]) -> int:
 def resume_run(run_dir: Path) -> int:
     """Execute `run_dir` again in place; the exit code of a local launch (0 completed, 1 failed...)."""
     from expyrun import console
-    from expyrun.browse.runs import effective_status, load_record
     from expyrun.execute.node_hooks import NodeHooks
     from expyrun.execute.slurm_node import update_sweep
     from expyrun.node import execute_folder
+    from expyrun.reading.runs import effective_status, load_record
     from expyrun.run.resume import check_resumable, prepare_attempt
     from expyrun.run.status import Status
 
@@ -48,10 +48,10 @@ def resume_run(run_dir: Path) -> int:
 
 def _sweep(folder: Path) -> int:
     """The sweep as `show` sees it now (its points' processes, its launcher's) decides what runs again."""
-    from expyrun.browse.runs import effective_sweep
     from expyrun.campaign.resume import resume_sweep
     from expyrun.commands.launch import FLAGS
     from expyrun.errors import UsageError
+    from expyrun.reading.runs import effective_sweep
     from expyrun.sweep.record import read_sweep
 
     try:

@@ -18,7 +18,7 @@ def main(args: list[str]) -> int:
     if (Path(options.run) / "sweep.json").is_file():
         sys.stderr.write(render_sweep(Path(options.run)))
         return 0
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
 
     sys.stderr.write(render_show(require_run(options.run)))
     return 0

@@ -17,7 +17,7 @@ def main(args: list[str]) -> int:
 
     if options.rtol < 0 or options.atol < 0:
         raise UsageError("expyrun verify: --rtol and --atol must be 0 or more", "0 (the default) is exact")
-    from expyrun.browse.runs import require_run
+    from expyrun.reading.runs import require_run
     from expyrun.verify.run import verify_run
 
     return verify_run(require_run(options.run), options.rtol, options.atol)

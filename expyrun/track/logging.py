@@ -135,13 +135,21 @@ _trial_dirs: dict[int, str | None] = {}
 
 
 def _started(run_dir: str) -> float:
-    """When the run started (`time` counts from it): its record's `started_at`, else now."""
+    """When the run started (`time` counts from it): its record's `started_at`, else now.
+
+    The record is `run.json` (its owner, `run/record.py`, writes `started_at` before the run's code
+    starts). It is opened here by name, not through its owner, because `run/` writes through this
+    layer: track/ imports nothing above it. Like the owner's reader, it trusts nothing of the file.
+    """
+    import json
     import time
 
-    from expyrun.run.record import load_record
-
-    record = load_record(run_dir) or {}
-    started = record.get("started_at")
+    try:
+        with open(os.path.join(run_dir, "run.json"), "rb") as file:
+            record = json.load(file)
+    except (OSError, ValueError, RecursionError):  # none yet, or unreadable: time counts from now
+        record = None
+    started = record.get("started_at") if isinstance(record, dict) else None
     if isinstance(started, str):
         from datetime import datetime
 

@@ -1,8 +1,8 @@
 """What the runs viewer's page asks for, answered as JSON-ready values; never writes a run folder.
 
-Everything is read through the owners of the files (`browse.listing.collect` and `browse.runs` for
+Everything is read through the owners of the files (`browse.listing.collect` and `reading.runs` for
 `run.json` and `annotations.json` as `expyrun list` reads them, `track.metrics` for metrics, texts
-and figures, `track.query` for the query box, `track.studies` for a study's trials): the viewer
+and figures, `reading.query` for the query box, `track.studies` for a study's trials): the viewer
 shows exactly what `list`, `show` and `expyrun.runs()` show.
 
 Paths from the page are folders relative to DIR; `run_folder` refuses any that is absolute, holds
@@ -135,7 +135,7 @@ class Table:
             return {"root": str(self.root), "version": version, "unchanged": True, "error": None}
         error = None
         if where:
-            from expyrun.track import query
+            from expyrun.reading import query
 
             try:
                 kept = {id(row) for row in query.select([record for record, _ in pairs], where)}
@@ -240,7 +240,7 @@ def series(run_dir: Path, name: str, curves: live.Curves, buckets: int = DEFAULT
     points (each bucket's min and max), with the number of points logged. A running run's curve is
     followed by `curves` (`live.Curves`: only new lines are read at each poll); an ended run's is
     read whole, from `.metrics.columns` when it is current."""
-    from expyrun.browse.runs import effective_status
+    from expyrun.reading.runs import effective_status
     from expyrun.run.record import load_record
     from expyrun.run.status import ACTIVE
 
@@ -278,7 +278,7 @@ def log_tail(run_dir: Path, size: int = LOG_TAIL_BYTES) -> str:
 
 def run_page(root: Path, run_dir: Path) -> dict[str, Any]:
     """A run's page: its record, tags and note, metric names, log tail, and a study's trials."""
-    from expyrun.browse.runs import effective_status
+    from expyrun.reading.runs import effective_status
     from expyrun.run.record import load_record
     from expyrun.track.annotations import read as read_annotations
 

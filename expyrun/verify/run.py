@@ -71,7 +71,7 @@ def _check(run_dir: Path) -> dict[str, Any]:
     if record.get("debug") or not record.get("snapshot"):
         raise UsageError(f"{run_dir}: the run has no code snapshot (a --debug run): it cannot be verified",
                          "verify a run launched without --debug")  # fmt: skip
-    from expyrun.browse.runs import effective_status
+    from expyrun.reading.runs import effective_status
 
     status = effective_status(record)
     if status in ACTIVE:

@@ -1,10 +1,10 @@
 """`expyrun.runs(DIR)` and `expyrun.sweep(SWEEP)`: runs read back from Python (SPEC 11.2).
 
-Runs are found as `expyrun list` finds them (`browse.runs.iter_runs`: any depth, trials of studies
+Runs are found as `expyrun list` finds them (`reading.runs.iter_runs`: any depth, trials of studies
 included; a folder whose `run.json` is not a run record is skipped with a warning naming it). Each
 file is read through its owner: `run.json` (`run.record`), `metrics.jsonl`/`texts.jsonl`/`figures/`
 (`track.metrics`), `annotations.json` (`track.annotations`), `sweep.json` (`sweep.record`).
-Queries (`Runs.where`) are the query language of `expyrun list` (`track.query`): one parser, one
+Queries (`Runs.where`) are the query language of `expyrun list` (`reading.query`): one parser, one
 evaluator. pandas is needed by `to_pandas` and `metrics_frame` only (the `analysis` extra).
 
 A `Runs` is an immutable sequence: filtering returns a new one. Records are read once, when
@@ -175,7 +175,7 @@ class Runs(Sequence[Run]):
         """The runs satisfying every condition (`"optim.lr < 0.1"`, `"tags ~ best"`): the query
         language of `expyrun list --where` (SPEC 12.1); `status=` and `tag=` as `--status`, `--tag`.
         A key no run has raises `expyrun.UsageError` naming the closest one."""
-        from expyrun.track import query
+        from expyrun.reading import query
 
         texts = list(conditions)
         if status is not None:
@@ -312,7 +312,7 @@ def runs(folder: str | Path = ".") -> Runs:
     A folder whose `run.json` is not a run record is skipped with a warning naming it; a run still
     marked running whose process is gone has status `died`.
     """
-    from expyrun.browse.runs import effective_status, iter_runs, record_problem, slurm_jobs
+    from expyrun.reading.runs import effective_status, iter_runs, record_problem, slurm_jobs
 
     root = Path(folder)
     if not root.is_dir():

@@ -1,4 +1,5 @@
-"""Finding run folders below a directory and reading their records."""
+"""Finding run folders below a directory and reading their records, and the status each run has now
+(`effective_status`: a run whose process or Slurm job is gone is `died`)."""
 
 from __future__ import annotations
 
