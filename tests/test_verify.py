@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import RUN_SECTION, run_expyrun, write
+from conftest import RUN_SECTION, clean_env, run_expyrun, write
 
 READING = """\
 import os
@@ -153,3 +155,58 @@ def test_an_environment_without_expyrun_cannot_rerun_the_run_and_is_said_so(run_
     assert answer.returncode == 1
     assert answer.stdout.startswith("environment differs: ") and "could not execute the run" in answer.stdout
     assert json.loads((run_dir / "verify.0" / "run.json").read_text())["status"] == "queued"
+
+
+TOOL_READING = """\
+import os
+import pathlib
+
+
+def main(name, config):
+    return {"answer": int(pathlib.Path(os.environ["EXPYRUN_CWD"], "data.txt").read_text().split()[0])}
+"""
+
+
+def tool_run(project: Path, expyrun, *venv_options: str) -> tuple[Path, Path]:
+    """A run of `TOOL_READING` under `__run__.__python__`: a venv in which expyrun is not installed;
+    the venv and the run folder."""
+    venv = project.parent / "tool-venv"
+    subprocess.run([sys.executable, "-m", "venv", *venv_options, "--without-pip", str(venv)],
+                   check=True, env=clean_env())  # fmt: skip
+    write(project / "pkg" / "main.py", TOOL_READING)
+    write(project / "data.txt", "42 0.25\n")
+    write(project / "cfg.yml", RUN_SECTION + f"  __python__: {venv}\n")
+    launched = expyrun("cfg.yml")
+    assert launched.returncode == 0, launched.stderr
+    return venv, project / "outputs" / "demo" / "exp.0"
+
+
+def test_a_tool_interpreter_run_reruns_in_its_own_interpreter_when_it_still_matches(project, expyrun, verify):
+    venv, run_dir = tool_run(project, expyrun, "--system-site-packages")  # as a tool's environment often is
+
+    answer = verify(str(run_dir))
+
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert answer.stdout.startswith("identical: "), answer.stdout
+    verdict = _verdict(run_dir / "verify.0")
+    assert verdict["environment"] == {"python": str(venv / "bin" / "python"), "cached": True, "run_interpreter": True}
+    assert "building an environment" not in answer.stderr
+    rerun = json.loads((run_dir / "verify.0" / "run.json").read_text())
+    assert rerun["python"]["executable"] == str(venv / "bin" / "python") and rerun["result"]["answer"] == 42
+
+
+def test_a_tool_interpreter_that_changed_since_is_replaced_by_an_environment_matching_the_run(project, expyrun, verify):
+    venv, run_dir = tool_run(project, expyrun)  # (no system packages: the environment builds offline, at once)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    write(site / "extra-1.0.dist-info" / "METADATA", "Metadata-Version: 2.1\nName: extra\nVersion: 1.0\n\n")
+
+    answer = verify(str(run_dir))
+
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert answer.stdout.startswith("identical: "), answer.stdout
+    assert "no longer matches its requirements (1 differences)" in answer.stderr
+    environment = _verdict(run_dir / "verify.0")["environment"]
+    assert environment["run_interpreter"] is False and not environment["python"].startswith(str(venv))
+    rerun = json.loads((run_dir / "verify.0" / "run.json").read_text())
+    assert rerun["python"]["executable"] == environment["python"] and rerun["result"]["answer"] == 42
+    assert "extra==1.0" not in (run_dir / "verify.0" / "frozen_requirements.txt").read_text()

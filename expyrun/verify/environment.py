@@ -6,6 +6,11 @@ the sync are `browse/environment.py`'s, shared with `expyrun env --venv`); the s
 it once. Folder: `$EXPYRUN_ENV_CACHE`, else `$XDG_CACHE_HOME/expyrun/envs`, else
 `~/.cache/expyrun/envs`; one `{hash}/` per requirements (and Python version), marked complete by a
 `.expyrun-ready` file written last, built under a lock so two verifies never build one twice.
+
+A `__run__.__python__` run (a tool's interpreter, SPEC 10) froze that interpreter's requirements,
+not expyrun's: expyrun need not be among them, so the rerun's node runs in expyrun's interpreter and
+only the entry point in the matching one (`tool_python`): the run's own recorded interpreter when it
+still matches the frozen requirements (no build), else a built environment.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +47,26 @@ def requirements_key(text: str) -> str:
     lines = sorted(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
     digest = hashlib.sha256("\n".join([sys.version.split()[0], *lines]).encode()).hexdigest()
     return digest[:24]
+
+
+def tool_python(run_dir: Path, recorded: str | None) -> tuple[Path, bool, bool]:
+    """The interpreter a `__python__` run's entry point reruns with, whether it was reused (not
+    built now) and whether it is the run's own recorded interpreter (`recorded`, its `run.json`
+    `python.executable`): that one when it is still there and lists exactly the frozen requirements,
+    as `expyrun env --check` compares; else an environment built from them like any run's.
+    `EnvironmentMismatch` when none can be had."""
+    from expyrun.run.freeze import requirement_drift
+
+    if recorded and os.access(recorded, os.X_OK):
+        try:
+            drift = requirement_drift(run_dir / FROZEN_FILE, Path(recorded))
+        except (OSError, subprocess.SubprocessError):  # an interpreter that cannot list its packages
+            drift = ["(its packages cannot be listed)"]
+        if not drift:
+            return Path(recorded), True, True
+        console.info(f"the run's interpreter {recorded} no longer matches its requirements ({len(drift)} differences)")
+    python, cached = matching_python(run_dir)
+    return python, cached, False
 
 
 def matching_python(run_dir: Path) -> tuple[Path, bool]:

@@ -40,18 +40,24 @@ def verify_run(run_dir: Path, rtol: float = 0.0, atol: float = 0.0) -> int:
     run_dir = run_dir.absolute()
     record = _check(run_dir)
     from expyrun.run.folder import allocate_run_dir
-    from expyrun.verify.environment import EnvironmentMismatch, matching_python
+    from expyrun.verify.environment import EnvironmentMismatch, matching_python, tool_python
 
     rerun_dir = allocate_run_dir(run_dir, PREFIX)
     verdict: dict[str, Any] = {"run": str(run_dir), "rerun": str(rerun_dir), "rtol": rtol, "atol": atol}
+    tool = _run_section(run_dir).get("__python__")  # a `__python__` run: its requirements are that interpreter's
+    own = False
     try:
-        python, cached = matching_python(run_dir)
+        if tool:
+            recorded = (record.get("python") or {}).get("executable")
+            python, cached, own = tool_python(run_dir, recorded if isinstance(recorded, str) else None)
+        else:
+            python, cached = matching_python(run_dir)
     except EnvironmentMismatch as error:
         return _conclude(rerun_dir, verdict, ENVIRONMENT_DIFFERS, {"reason": str(error)})
-    verdict["environment"] = {"python": str(python), "cached": cached}
-    _prepare(run_dir, rerun_dir, record)
-    console.info(f"rerunning {run_dir} in {rerun_dir}")
-    code = _execute(python, rerun_dir)
+    verdict["environment"] = {"python": str(python), "cached": cached, "run_interpreter": own}
+    _prepare(run_dir, rerun_dir, record, python if tool else None, replaced=bool(tool) and not own)
+    console.info(f"rerunning {run_dir} in {rerun_dir}" + (f" (entry point: {python})" if tool else ""))
+    code = _execute(Path(sys.executable) if tool else python, rerun_dir)  # (expyrun need not be in a tool's)
     rerun = load_record(rerun_dir) or {}
     if rerun.get("status") == Status.QUEUED:  # never executed: the environment lacks expyrun (a `__python__` run's)
         reason = f"{python} could not execute the run (exit {code}): is expyrun among its requirements?"
@@ -83,12 +89,20 @@ def _check(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _prepare(run_dir: Path, rerun_dir: Path, record: dict[str, Any]) -> None:
+def _prepare(run_dir: Path, rerun_dir: Path, record: dict[str, Any], interpreter: Path | None = None,
+             replaced: bool = False) -> None:  # fmt: skip
     """The rerun's folder: the stored `config.yml` as it is (its `__code__` names the run folder: the
-    snapshot), the snapshot itself (hard links), and a `queued` record naming the run it verifies."""
+    snapshot), the snapshot itself (hard links), and a `queued` record naming the run it verifies.
+
+    `interpreter`: a `__python__` run's, recorded as the rerun's; `replaced`: it is an environment
+    built because the run's own no longer matches, written as the copy's `__run__.__python__`
+    (every other value as stored)."""
     from expyrun.run.record import start_record
 
-    shutil.copyfile(run_dir / "config.yml", rerun_dir / "config.yml")
+    if interpreter is not None and replaced:
+        _write_with_python(run_dir / "config.yml", rerun_dir / "config.yml", interpreter)
+    else:
+        shutil.copyfile(run_dir / "config.yml", rerun_dir / "config.yml")
     for name in _snapshot_names(run_dir, record):
         source = run_dir / name
         if source.is_dir():
@@ -100,6 +114,10 @@ def _prepare(run_dir: Path, rerun_dir: Path, record: dict[str, Any]) -> None:
                          ["verify", str(run_dir)], cwd)  # fmt: skip
     fresh.update(rerun_of=str(run_dir), config=record.get("config"), snapshot=record.get("snapshot"),
                  attempt=None)  # the node entry's first execution of the folder is attempt 1  # fmt: skip
+    if interpreter is not None:  # as `run/prepare.py` records a `__python__` run's
+        from expyrun.run.command import interpreter_info
+
+        fresh["python"] = interpreter_info(interpreter)
     write_record(rerun_dir, fresh)
 
 
@@ -117,12 +135,30 @@ def _snapshot_names(run_dir: Path, record: dict[str, Any]) -> list[str]:
 
 def _main_of(run_dir: Path) -> str | None:
     """`__run__.__main__` of the stored config (None for a command run), read as YAML."""
+    main = _run_section(run_dir).get("__main__")
+    return main if isinstance(main, str) else None
+
+
+def _run_section(run_dir: Path) -> dict[str, Any]:
+    """`__run__` of the stored config, read as YAML (empty when there is none)."""
     import yaml
 
     data = yaml.safe_load((run_dir / "config.yml").read_text(encoding="utf-8"))
     run = data.get("__run__") if isinstance(data, dict) else None
-    main = run.get("__main__") if isinstance(run, dict) else None
-    return main if isinstance(main, str) else None
+    return run if isinstance(run, dict) else {}
+
+
+def _write_with_python(source: Path, target: Path, interpreter: Path) -> None:
+    """`source` (a stored `config.yml`) written to `target` with `__run__.__python__` set to
+    `interpreter`, marked as resolved as the source is (its values are not interpolated again)."""
+    import yaml
+
+    from expyrun.config.dump import dump_resolved, dump_yaml, read_resolved_mark
+
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    data["__run__"]["__python__"] = str(interpreter)
+    pending = read_resolved_mark(source)
+    target.write_text(dump_yaml(data) if pending is None else dump_resolved(data, pending), encoding="utf-8")
 
 
 def _link_or_copy(source: str, target: str) -> None:
