@@ -24,6 +24,7 @@ from typing import Any
 from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.outcome import Outcome
 from expyrun.execute.trial_workers import Finished, WorkerPool
+from expyrun.execute.wakeup import WakeupPipe
 from expyrun.run.child import Terminated
 from expyrun.run.status import SIGNAL_EXIT, Status
 
@@ -49,30 +50,28 @@ class ReusedWorkers:
         self.jobs: dict[int, Job] = {}
         self.next_key = 0
         self.stopped_by: int | None = None
-        self._wake: tuple[int, int] | None = None
-        self._previous_wakeup = -1
+        self._wake = WakeupPipe()  # a signal ends a wait at once
 
     def has_free_slot(self) -> bool:
         return self.stopped_by is None and self.pool.has_free_slot()
 
     def submit(self, job: Job) -> Started:
-        self._open()
+        self._wake.open()
         key, self.next_key = self.next_key, self.next_key + 1
         self.jobs[key] = job
         pid, gpu = self.pool.submit(key, point_call(job), job.prepared.run_dir)
         return Started(job, pid, gpu)
 
     def wait(self, timeout: float) -> list[Ended]:
-        self._open()
-        wake = self._wake[0] if self._wake is not None else None
+        wake = self._wake.open()
         ended = [self._ended(finished) for finished in self.pool.wait(timeout, wake)]
-        self._drain()
+        self._wake.drain()
         return ended
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
         """Busy workers get the signal (unless Ctrl-C gave it to them already) and `grace_s` to answer;
         then they are killed. Blocks until every point ended."""
-        self._open()
+        wake = self._wake.open()
         if self.stopped_by is not None:
             return []  # stopped already: the pool's stop waited for every point
         self.stopped_by = signum
@@ -83,32 +82,11 @@ class ReusedWorkers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.process.pid, forwarded)
         exception = KeyboardInterrupt if forwarded == signal.SIGINT else Terminated
-        wake = self._wake[0] if self._wake is not None else None
         return [self._ended(finished) for finished in self.pool.stop(grace_s, wake, exception)]
 
     def close(self) -> None:
         self.pool.close()
-        if self._wake is not None:
-            signal.set_wakeup_fd(self._previous_wakeup)
-            for fd in self._wake:
-                os.close(fd)
-            self._wake = None
-
-    def _open(self) -> None:
-        """A wake-up pipe, so a signal ends a wait at once (select is retried after a handler)."""
-        if self._wake is not None:
-            return
-        read, write = os.pipe()
-        os.set_blocking(read, False)
-        os.set_blocking(write, False)
-        self._previous_wakeup = signal.set_wakeup_fd(write)
-        self._wake = (read, write)
-
-    def _drain(self) -> None:
-        if self._wake is not None:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self._wake[0], 4096):
-                    pass
+        self._wake.close()
 
     def _ended(self, finished: Finished) -> Ended:
         job = self.jobs.pop(finished.key)

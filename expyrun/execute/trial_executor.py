@@ -14,14 +14,13 @@ the workers (inline threads are abandoned), and answers each unit once.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 from typing import Any, Protocol
 
 from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.outcome import Outcome
 from expyrun.execute.trial_workers import Finished
+from expyrun.execute.wakeup import WakeupPipe
 from expyrun.run.child import Terminated
 from expyrun.run.status import SIGNAL_EXIT, Status
 
@@ -54,8 +53,7 @@ class TrialExecutor:
         self.next_key = 0
         self.started: dict[int, tuple[int, str | None]] = {}
         self.stopped_by: int | None = None
-        self._wake: tuple[int, int] | None = None
-        self._previous_wakeup = -1
+        self._wake = WakeupPipe()  # a signal ends a wait at once
 
     def has_free_slot(self) -> bool:
         return self.stopped_by is None and self.pool.has_free_slot()
@@ -68,8 +66,8 @@ class TrialExecutor:
         return Started(job, pid, gpu)
 
     def wait(self, timeout: float) -> list[Ended]:
-        ended = [self._ended(finished) for finished in self.pool.wait(timeout, self._open())]
-        self._drain()
+        ended = [self._ended(finished) for finished in self.pool.wait(timeout, self._wake.open())]
+        self._wake.drain()
         return ended
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
@@ -82,31 +80,11 @@ class TrialExecutor:
             print(f"expyrun: the study was stopped ({name}): {self.pool.busy} running trial(s) get "
                   f"{grace_s:g} s to end, then are failed and queued again", flush=True)  # fmt: skip
         exception = KeyboardInterrupt if signum == signal.SIGINT else Terminated
-        return [self._ended(finished) for finished in self.pool.stop(grace_s, self._open(), exception)]
+        return [self._ended(finished) for finished in self.pool.stop(grace_s, self._wake.open(), exception)]
 
     def close(self) -> None:
         self.pool.close()
-        if self._wake is not None:
-            signal.set_wakeup_fd(self._previous_wakeup)
-            for fd in self._wake:
-                os.close(fd)
-            self._wake = None
-
-    def _open(self) -> int:
-        """A wake-up pipe, so a signal ends a wait at once (Python retries select after a handler)."""
-        if self._wake is None:
-            read, write = os.pipe()
-            os.set_blocking(read, False)
-            os.set_blocking(write, False)
-            self._previous_wakeup = signal.set_wakeup_fd(write)
-            self._wake = (read, write)
-        return self._wake[0]
-
-    def _drain(self) -> None:
-        if self._wake is not None:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self._wake[0], 4096):
-                    pass
+        self._wake.close()
 
     def _ended(self, finished: Finished) -> Ended:
         job = self.jobs.pop(finished.key)
