@@ -93,6 +93,19 @@ return 1
     assert summary["big"]["max"] == "inf"
 
 
+def test_a_metric_s_time_counts_from_the_run_s_recorded_start_not_from_the_first_log_call(project):
+    """`time` is seconds since `run.json`'s `started_at` (read by logging without the record's owner):
+    a run that works 0.4 s before its first `log` has a first `time` of at least 0.4."""
+    config(project, "time.sleep(0.4)\nexpyrun.log(loss=1.0)\n")
+
+    result = run_expyrun(["c.yml"], project)
+
+    assert result.returncode == 0, result.stderr
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    first = lines(run_dir / "metrics.jsonl")[0]
+    assert 0.4 <= first["time"] <= record(run_dir)["duration_s"], (first, record(run_dir))
+
+
 def test_numpy_scalars_and_zero_d_arrays_are_numbers_and_bool_or_text_is_a_type_error_naming_the_key(project):
     config(
         project,

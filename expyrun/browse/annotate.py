@@ -1,6 +1,7 @@
 """`expyrun tag RUN... +a -b` and `expyrun note RUN TEXT [--append]`: the command-line side of
 `track/annotations.py` (argument reading and checks), kept apart so the file's owner stays free of
-argv, and here, beside `runs.py` whose check of a run folder it uses, so track/ imports nothing above it.
+argv, and here, above `reading/runs.py` whose check of a run folder it uses, so track/ imports nothing
+above it.
 
 Every RUN is checked to be a run folder before any is changed: a typo among twenty folders
 changes none of them and says which one is wrong, in one line.
