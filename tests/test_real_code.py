@@ -174,6 +174,39 @@ def test_threads_that_end_within_the_grace_are_waited_for_and_atexit_functions_r
     assert "not waited for" not in (run_dir / "outputs.log").read_text()
 
 
+ATEXIT_IN_A_WORKER = """\
+import atexit, os
+from pathlib import Path
+
+
+def _goodbye():
+    with open(Path(os.environ["EXPYRUN_CWD"], "atexit.log"), "a") as log:
+        log.write(f"{os.getpid()}\\n")
+
+
+atexit.register(_goodbye)  # once, when the module is imported: by each trial worker's first trial
+
+
+def main(name, config):
+    return os.getpid()
+"""
+
+
+def test_atexit_functions_of_the_entry_module_run_once_when_each_reused_trial_worker_ends(project):
+    write(project / "pkg" / "main.py", ATEXIT_IN_A_WORKER)
+    study = STUDY.replace("n_trials: 2", "n_trials: 4\n  n_jobs: 2").replace("inline", "process")
+    write(project / "c.yml", RUN_SECTION + "x: 1\n" + study)
+    result = launch(project, "c.yml")
+    assert result.returncode == 0, result.stderr
+    trials = [run_json(folder) for folder in (only_run(project) / "trials").iterdir()]
+    workers = {trial["result"] for trial in trials}
+    assert len(trials) == 4 and {t["status"] for t in trials} == {"completed"} and 1 <= len(workers) <= 2
+    assert (project / "atexit.log").is_file(), "no trial worker ran the atexit function"
+    said = (project / "atexit.log").read_text().split()
+    assert sorted(int(pid) for pid in said) == sorted(workers)  # each worker once, none twice
+    assert "not waited for" not in result.stderr
+
+
 C_STDIO = """\
 import ctypes
 

@@ -11,6 +11,14 @@ entry point forks never answers in its place.
 
 The entry-point module is imported once per worker (by the first trial), so heavy imports and a
 CUDA context are paid once; module-level state lives on from one trial to the next of a worker.
+
+When the driver ends the worker (end of file on its commands) or Ctrl-C stops it, the worker does
+plain Python's exit steps once, as a run process does (`run/shutdown.py`): `threading` exit hooks
+(pools), user threads waited for at most `EXIT_GRACE_S`, then the `atexit` functions the entry
+point registered (a file flushed, an upload finished). Plain Python would run them at this
+process's exit; `os._exit` skips them. Bounded: the pool SIGKILLs a worker still there 5 s after
+closing it (`WorkerPool.close`). A worker stopped by SIGTERM (a study stopped) skips them, as plain
+Python killed by SIGTERM does.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from expyrun.run.child import Terminated, flush_all, until_stopped
 from expyrun.run.resume import set_retry_environment
 from expyrun.run.status import SIGNAL_EXIT, signal_exit
 from expyrun.track.files import METRICS_ENV, METRICS_FILE
+
+EXIT_GRACE_S = 3.0  # at most, for threads a trial left (`EXPYRUN_EXIT_GRACE` lower: that); the pool waits 5 s
 
 
 def _on_sigterm(_signum: int, _frame: Any) -> None:
@@ -143,5 +153,23 @@ def start(commands_fd: int, replies_fd: int) -> NoReturn:
     """Serve until the driver closes the commands pipe; `os._exit`, not `sys.exit`: threads a trial
     left behind must not keep the worker alive."""
     code = serve(commands_fd, replies_fd)
+    if code in (0, SIGNAL_EXIT[signal.SIGINT]):
+        code = _exit_steps(code)
     flush_all()
     os._exit(code)
+
+
+def _exit_steps(code: int) -> int:
+    """Plain Python's exit steps (`atexit` functions included), threads waited for a bounded time;
+    `code`, or that of a stop signal received meanwhile."""
+    from expyrun.run.shutdown import exit_grace, shut_down
+
+    try:
+        shut_down(min(exit_grace(), EXIT_GRACE_S))
+    except KeyboardInterrupt:
+        return SIGNAL_EXIT[signal.SIGINT]
+    except Terminated:
+        return SIGNAL_EXIT[signal.SIGTERM]
+    except Exception:  # an atexit function's own failure is printed by atexit; anything else here too
+        traceback.print_exc()
+    return code
