@@ -524,6 +524,22 @@ print(json.dumps({
     assert found["row"] == [3] and found["last"] == 128.1
 
 
+def test_expyrun_sweep_reads_a_sweep_every_time_even_once_the_sweep_package_is_imported(swept):
+    """`expyrun.sweep` is also the name of the package `expyrun/sweep/`: importing it (as `sweep()`
+    itself does, or a sweep launch in the process) must not put the package in the function's place."""
+    found = read(
+        swept,
+        """
+first = expyrun.sweep("outputs/grid/sweep.0").shape
+second = expyrun.sweep("outputs/grid/sweep.0").shape
+import expyrun.sweep.record
+from expyrun import sweep
+print(json.dumps([first, second, sweep("outputs/grid/sweep.0").shape, expyrun.sweep("outputs/grid/sweep.0").shape]))
+""",
+    )
+    assert found == [[2, 3]] * 4
+
+
 def test_reading_a_folder_that_is_not_a_sweep_says_so(swept):
     result = python("import expyrun\nexpyrun.sweep('outputs/grid')", swept)
     assert result.returncode == 1 and "is not a sweep folder" in result.stderr
