@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import RUN_SECTION, clean_env, write
 
 ATTEMPT_ENTRY_POINT = """\
@@ -99,23 +100,39 @@ def test_every_command_in_the_help_is_in_the_command_table_and_no_other(project,
 
 
 # Modules a plain launch must not import: each costs milliseconds (dataclasses: inspect, ast, dis) or
-# belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly).
-HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect")
-# Nor those that find, query and show runs already made: browsing, not launching.
+# belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly), or is only needed
+# for a command written as one string (shlex).
+HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect", "shlex")
+# Nor those that find, query and show runs already made: browsing, not launching (nor the suggestions
+# for a misspelt flag, when there is no option to check).
 BROWSING = ("expyrun.browse", "expyrun.reading", "expyrun.commands.")
 
 
-def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project):
+@pytest.mark.parametrize("flags", [[], ["--debug"]], ids=["run", "debug"])
+def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project, flags):
     write(project / "c.yml", RUN_SECTION + "x: 3\n")
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "expyrun", "c.yml"], cwd=project,
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "expyrun", "c.yml", *flags], cwd=project,
                             env=clean_env(), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import ")}
     assert "expyrun.commands.launch" in imported, sorted(imported)  # (the table dispatched to it)
     heavy = {name for name in imported if name.split(".")[0] in HEAVY}
-    browsing = {name for name in imported if name.startswith(BROWSING) and
-                name not in ("expyrun.commands.launch", "expyrun.commands.suggest")}  # fmt: skip
+    browsing = {name for name in imported if name.startswith(BROWSING) and name != "expyrun.commands.launch"}
     assert not heavy and not browsing, sorted(heavy | browsing)
+
+
+def test_the_run_child_of_a_pure_python_entry_point_does_not_load_ctypes(project):
+    """The run child asks libc to flush C stdio (through ctypes, ~2 ms) only when the run loaded native
+    code: not for an extension module that the launcher loaded after the exit steps' module."""
+    write(project / "pkg" / "main.py", "def main(name, config):\n    import colorsys  # (pure Python)\n")
+    write(project / "c.yml", RUN_SECTION + "x: 3\n")
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "expyrun", "c.yml", "--debug"], cwd=project,
+                            env=clean_env(), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    log = (project / "outputs" / "DEBUG" / "demo" / "exp.0" / "outputs.log").read_text(encoding="utf-8")
+    child_imported = {line.rsplit("|", 1)[-1].strip() for line in log.splitlines() if line.startswith("import ")}
+    assert "colorsys" in child_imported, log  # (the child's own imports are in its log)
+    assert "ctypes" not in child_imported, log
 
 
 def test_a_file_named_like_a_command_is_launched_as_a_config(project, expyrun):

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from expyrun import console
-from expyrun.commands.suggest import misspelt
 from expyrun.errors import ConfigError, ExpyrunError, UsageError
 
 if TYPE_CHECKING:
@@ -112,6 +111,10 @@ def _check_flags(rest: list[str]) -> list[tuple[str, str]]:
     close to. Returns the flag-like options that do have a value (`--dryrun x`): they are refused
     only if the config has no such key (`_refuse_misspelt_flags`).
     """
+    if len(rest) < 2 and not (rest and rest[0].startswith("-")):
+        return []  # the config alone: nothing to check, and the suggestions module is not imported
+    from expyrun.commands.suggest import misspelt
+
     suspects: list[tuple[str, str]] = []
     position = 1  # rest[0] is the config; an option there is refused (`expyrun --dryrun cfg.yml`)
     first_flag = misspelt(rest[0], FLAGS) if rest and rest[0].startswith("-") else None

@@ -6,7 +6,6 @@ render, `__python__` is an interpreter) happen in `expyrun.run.command` before a
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Any
@@ -27,6 +26,8 @@ def command_options(
     if "__command__" in run:
         value = run["__command__"]
         if isinstance(value, str):
+            import shlex  # only for a command written as one string: an entry point's launch spares it
+
             try:
                 value = shlex.split(value)
             except ValueError as error:

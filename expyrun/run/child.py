@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from expyrun.errors import Quiet
 from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
-from expyrun.run.shutdown import exit_grace, shut_down
+from expyrun.run.shutdown import exit_grace, note_start, shut_down
 from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
 from expyrun.run.status import SIGNAL_EXIT
 from expyrun.track.files import METRICS_ENV, METRICS_FILE
@@ -177,6 +177,7 @@ def _run(body: Callable[[], Any], run_dir: Path, cwd: Path, result_fd: int, from
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # (a replaced stream may lack it)
     threading.Thread(target=_flush_periodically, daemon=True, name="expyrun-flush").start()
+    note_start()  # what the run loads from here on may write through C stdio, not what the launcher did
     message: dict[str, Any] = {}
     try:
         message["result"] = jsonable(body())

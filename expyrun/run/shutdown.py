@@ -107,7 +107,7 @@ def flush_all() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(ValueError, OSError, AttributeError):
             stream.flush()
-    if "ctypes" not in sys.modules and not (native_modules() - _NATIVE_AT_START):
+    if "ctypes" not in sys.modules and not native_modules(sys.modules.keys() - _LOADED_AT_START):
         return
     with contextlib.suppress(ImportError, OSError, AttributeError):
         import ctypes
@@ -115,13 +115,23 @@ def flush_all() -> None:
         ctypes.CDLL(None).fflush(None)
 
 
-def native_modules() -> set[str]:
-    """Names of the loaded extension modules (compiled code that may write through C stdio)."""
-    return {
-        name
-        for name, module in list(sys.modules.items())
-        if (getattr(module, "__file__", None) or "").endswith((".so", ".pyd"))
-    }
+def native_modules(names: set[str]) -> set[str]:
+    """Which of the loaded modules `names` are extension modules (compiled code that may write
+    through C stdio)."""
+    loaded = sys.modules
+    return {name for name in names if (getattr(loaded.get(name), "__file__", None) or "").endswith((".so", ".pyd"))}
 
 
-_NATIVE_AT_START = native_modules()
+def note_start() -> None:
+    """The modules loaded now are the start that `flush_all` compares with: a forked run child calls
+    this before its entry point runs, so that an extension module the launcher loaded after importing
+    this one (a socket for its tee) is not taken for the run's native code (asking libc through
+    ctypes costs the run ~2 ms)."""
+    global _LOADED_AT_START
+    _LOADED_AT_START = frozenset(sys.modules)
+
+
+# What was loaded when this module was (or at `note_start`): only modules loaded since are looked at
+# when the run ends (looking at every loaded module's file, here and again at the end, cost each
+# launch ~0.3 ms).
+_LOADED_AT_START = frozenset(sys.modules)
