@@ -1,11 +1,14 @@
 """The local executor: prepared run folders executed on this machine, `slots` at a time.
 
-Each run is a forked child, leader of its own process group, with its own tee writing
-`outputs.log`. One loop supervises them all (a single run is a pool of one): it reads each
-child's result, hands GPU ids out one per executing run, passes signals on (SIGINT as SIGINT,
-SIGTERM and SIGHUP as SIGTERM, SIGKILL after `grace_s`), and never waits on anything without a
-way out. With one slot and an interactive terminal the run owns the terminal's foreground, so
-`input()`, `breakpoint()` and Ctrl-Z behave as in plain Python.
+Each run is a forked child, leader of its own process group, whose output one tee process (shared
+by the executor's runs, `run/capture.py`) copies to its `outputs.log`. One loop supervises them all
+(a single run is a pool of one): it reads each child's result, hands GPU ids out one per executing
+run, passes signals on (SIGINT as SIGINT, SIGTERM and SIGHUP as SIGTERM, SIGKILL after `grace_s`),
+and never waits on anything without a way out. A run's slot is free as soon as its child is reaped;
+the run is reported ended once the tee says its log is complete (or `LOG_GRACE_S` later: a daemon
+the run left may hold its output), so the next point starts while the last one's log drains. With
+one slot and an interactive terminal the run owns the terminal's foreground, so `input()`,
+`breakpoint()` and Ctrl-Z behave as in plain Python.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.gpu_leases import Lease, handing_to_child
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
-from expyrun.run.capture import LOG_FILE, Tee, start_tee
+from expyrun.run.capture import LOG_FILE, Tee, TeeProcess
 from expyrun.run.status import SIGNAL_EXIT
 
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 LEASE_POLL_S = 0.2  # while every GPU id is leased by other launches, how often to look again
+LOG_GRACE_S = 2.0  # after a run's child ended, how long its log may take to be complete (a daemon
+# the run left, outside its group, may hold its output: the tee goes on copying, nobody waits)
 
 
 class _Running:
-    """An executing run: its child, tee, result pipe (None once at end of file) and what it sent."""
+    """An executing run: its child, tee, result pipe (None once at end of file) and what it sent;
+    once its child is reaped, its wait status and until when its log may take to be complete."""
 
     def __init__(self, job: Job, pid: int, tee: Tee, result_fd: int, gpu: str | None, lease: Lease | None) -> None:
         self.job = job
@@ -41,6 +47,9 @@ class _Running:
         self.gpu = gpu
         self.lease = lease  # the GPU's machine-wide lease (execute/gpu_leases.py), released at the end
         self.payload = bytearray()
+        self.status = 0
+        self.stopped_by: int | None = None  # the stop signal received when it was reaped
+        self.log_deadline = 0.0
 
 
 class LocalExecutor:
@@ -72,8 +81,9 @@ class LocalExecutor:
         self.received: list[int] = []  # stop signals: the runs that end now are interrupted
         self.kill_at: float | None = None
         self.unbuffered = _is_terminal(1)
-        self.ending_tees: list[Tee] = []  # tees that closed their pipes and are exiting
-        self.running: dict[int, _Running] = {}
+        self.tees = TeeProcess()  # forked at the first run
+        self.running: dict[int, _Running] = {}  # executing: pid -> run
+        self.ending: dict[int, _Running] = {}  # reaped, their logs not complete yet: pid -> run
         self.terminal: int | None = None
         self._restore: Callable[[], None] | None = None  # set while the handlers are installed
         self._wake_read = -1
@@ -117,24 +127,29 @@ class LocalExecutor:
             self._lease = None
         if self._told_waiting:  # waiting for another launch's GPU lease: look again soon
             timeout = min(timeout, LEASE_POLL_S)
+        if self.ending:  # a log to be complete: not waited for past its grace
+            timeout = min(timeout, max(0.0, min(run.log_deadline for run in self.ending.values()) - time.monotonic()))
         self._wait(self.running, self._wake_read, timeout)
         if self._suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
             self._suspend.clear()
             _suspend_all(list(self.running))
-        ended: list[Ended] = []
         for pid in list(self.running):
-            outcome = self._reap(self.running[pid], self.terminal)
-            if outcome is not None:
-                finished = self.running.pop(pid)
+            if self._reap(self.running[pid], self.terminal):
+                finished = self.ending[pid] = self.running.pop(pid)
                 if finished.gpu is not None and self.free_gpus is not None:
                     self.free_gpus.append(finished.gpu)
                 if finished.lease is not None:
                     finished.lease.release()
-                ended.append(Ended(finished.job, outcome))
         if self.kill_at is not None and time.monotonic() >= self.kill_at:
             for run in self.running.values():
                 _kill_group(run.pid)
-        self.ending_tees = [tee for tee in self.ending_tees if not tee.reap()]
+        self.tees.collect()
+        ended: list[Ended] = []
+        now = time.monotonic()
+        for pid, run in list(self.ending.items()):
+            if run.tee.done or now >= run.log_deadline:
+                del self.ending[pid]
+                ended.append(Ended(run.job, self._outcome(run)))
         return ended
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
@@ -155,26 +170,23 @@ class LocalExecutor:
         return self.wait(0.0)
 
     def close(self) -> None:
-        """Kill what still runs (only after an error of the caller's), give the terminal back, restore handlers."""
+        """Kill what still runs (only after an error of the caller's), give the terminal back, let the
+        tee exit once the logs are complete (not waited for), restore handlers."""
         for run in self.running.values():
             _kill_group(run.pid)
         for run in self.running.values():
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(run.pid, 0)
-            run.tee.stop()
             if run.lease is not None:
                 run.lease.release()
         self.running.clear()
+        self.ending.clear()
         if self._lease is not None:
             self._lease.release()
             self._lease = None
         if self.terminal is not None:
             child.take_terminal(self.terminal, os.getpgrp())
-        for tee in self.ending_tees:  # closed their pipes: exiting now (one left copying for a
-            if tee.exited:  # daemon that holds the run's output is not waited for)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(tee.pid, 0)
-        self.ending_tees = []
+        self.tees.close()
         if self._restore is not None:
             self._restore()
             self._restore = None
@@ -217,14 +229,16 @@ class LocalExecutor:
             environment["CUDA_VISIBLE_DEVICES"] = gpu
         if self.unbuffered:  # the user watches a terminal: Python programs the run starts print live too
             environment["PYTHONUNBUFFERED"] = "1"
-        tee = start_tee(prepared.run_dir / LOG_FILE, metrics=prepared.resolved.run.metrics)
+        tee = self.tees.open(prepared.run_dir / LOG_FILE, metrics=prepared.resolved.run.metrics)
         from_snapshot = not prepared.debug
-        with handing_to_child(lease):  # the run's processes hold its GPU's lease until they are gone
-            pid, result_fd = child.start(
-                job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
-                from_snapshot, terminal, no_stdin=self.slots > 1,
-            )  # fmt: skip
-        tee.close_writers()
+        try:
+            with handing_to_child(lease):  # the run's processes hold its GPU's lease until they are gone
+                pid, result_fd = child.start(
+                    job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
+                    from_snapshot, terminal, no_stdin=self.slots > 1,
+                )  # fmt: skip
+        finally:
+            tee.close_writers()  # (the tee's copy of the run ends at once when no child holds them)
         tee.watch(pid)
         os.set_blocking(result_fd, False)
         if terminal is not None:
@@ -232,10 +246,13 @@ class LocalExecutor:
         return _Running(job, pid, tee, result_fd, gpu, lease)
 
     def _wait(self, running: dict[int, _Running], wake_read: int, timeout: float) -> None:
-        """Until a child may have changed state, a result arrived, a signal came, or a deadline passed."""
+        """Until a child may have changed state, a result arrived, a log is complete, a signal came,
+        or a deadline passed."""
         if self.kill_at is not None:
             timeout = max(0.0, min(timeout, self.kill_at - time.monotonic()))
         readers = [wake_read] + [run.result_fd for run in running.values() if run.result_fd is not None]
+        if self.tees.pending:
+            readers.append(self.tees.done_fd)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
         except InterruptedError:
@@ -247,34 +264,39 @@ class LocalExecutor:
             if run.result_fd in ready:
                 _read_result(run)
 
-    def _reap(self, run: _Running, terminal: int | None) -> Outcome | None:
+    def _reap(self, run: _Running, terminal: int | None) -> bool:
+        """Whether the run's child ended (then its result is read and its group killed); a child
+        stopped by Ctrl-Z is followed to the shell with the terminal."""
         try:
             pid, status = os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)
         except ChildProcessError:
-            return None
+            return False
         if pid == 0:
-            return None
+            return False
         if os.WIFSTOPPED(status):
             _suspend_with(run.pid, terminal)
-            return None
+            return False
         _read_result(run)
         if run.result_fd is not None:
             os.close(run.result_fd)
             run.result_fd = None
         _kill_group(run.pid)  # what the run left in its group ends with it (the README's rule)
-        run.tee.stop()
-        if not run.tee.reap():
-            self.ending_tees.append(run.tee)
+        run.status, run.stopped_by = status, self.stopped_by
+        if terminal is not None and run.stopped_by is None and _stopped_by_ctrl_c(status):
+            # the run held the terminal, so Ctrl-C reached its group alone: this process hears it too
+            # (now, before the loop takes another point for the slot)
+            run.stopped_by = signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
+        run.log_deadline = time.monotonic() + LOG_GRACE_S
+        return True
+
+    def _outcome(self, run: _Running) -> Outcome:
+        """How a reaped run ended, its log complete (or given up on)."""
         try:
             message = json.loads(run.payload) if run.payload.strip() else {}
         except ValueError:
             message = {}
-        stopped_by = self.stopped_by
-        if terminal is not None and stopped_by is None and _stopped_by_ctrl_c(status):
-            # the run held the terminal, so Ctrl-C reached its group alone: this process hears it too
-            stopped_by = signal.SIGINT
-            os.kill(os.getpid(), signal.SIGINT)
-        outcome = classify(status, message if isinstance(message, dict) else {}, stopped_by)
+        outcome = classify(run.status, message if isinstance(message, dict) else {}, run.stopped_by)
         outcome.log_error = run.tee.log_error
         return outcome
 

@@ -1,17 +1,24 @@
-"""Log capture at the file-descriptor level, by a tee process that outlives the run.
+"""Log capture at the file-descriptor level, by a tee process that outlives the runs.
 
-The run child's file descriptors 1 and 2 are pipes read by a forked tee process in a session of
-its own: everything written to them (print, logging, C code, child processes, tracebacks,
-faulthandler) reaches `outputs.log` and the original stdout/stderr. The tee writes each chunk to
-the log before the terminal and keeps reading until every writer is gone, so a SIGKILL of the run
-(or of its whole process group) loses nothing that was written. The launcher's own descriptors
-are left alone: its messages go to the terminal, not into the run's log.
+The run child's file descriptors 1 and 2 are pipes read by a tee process in a session of its own:
+everything written to them (print, logging, C code, child processes, tracebacks, faulthandler)
+reaches `outputs.log` and the original stdout/stderr. The tee writes each chunk to the log before
+the terminal and keeps reading until every writer is gone, so a SIGKILL of the run (or of its whole
+process group) loses nothing that was written; when the launcher is SIGKILLed, the tee stops the
+runs' process groups and drains what they wrote. The launcher's own descriptors are left alone: its
+messages go to the terminal, not into the run's log.
+
+One tee serves every run of a launcher (`TeeProcess`): it is forked once, at the first run, and is
+handed each run's pipes and log over a Unix socket (SCM_RIGHTS); it says on a pipe when a run's log
+is complete. Why not a tee per run: on two cores, a fork of the ~20 MB launcher and the exit of a
+process per point were a fifth of a 100-point sweep's CPU time, all of it in the way of `jobs: 2`
+(benchmarks/bench_sweep.py); handing a run over costs two `sendmsg` calls.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import json
 import os
 import select
 import signal
@@ -21,27 +28,27 @@ from pathlib import Path
 from typing import Any
 
 LOG_FILE = "outputs.log"
-_PARENT_CHECK_MS = 200
+_PARENT_CHECK_MS = 200  # how often the tee looks whether the launcher is still there
+_FD_BYTES = 4  # a descriptor in an SCM_RIGHTS message: a C int
 
 
 class Tee:
-    """A running tee: the run's output pipes (`stdout`, `stderr`; one pipe when both go to the same
-    place, so the order of all writes is kept) and the control and report channels."""
+    """One run's capture: the write ends its fds 1 and 2 become (`stdout`, `stderr`: one pipe when
+    both go to the same place, so the order of all writes is kept), and, once the tee has copied
+    everything and every writer is gone, `done`, with why the log could not be written, if so."""
 
-    def __init__(self, pid: int, stdout: int, stderr: int, control: int, report: int) -> None:
-        self.pid = pid
+    def __init__(self, key: int, stdout: int, stderr: int, process: TeeProcess) -> None:
+        self.key = key
         self.stdout = stdout  # write end for the run's fd 1
         self.stderr = stderr  # write end for the run's fd 2 (the same pipe as stdout when shared)
-        self.control = control
-        self.report = report  # the tee's one message back: why the log could not be written, if so
+        self.process = process
+        self.done = False
         self.log_error: str | None = None
-        self.exited = False
 
     def watch(self, run_pgid: int) -> None:
-        """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL). A run
-        that already ended (a program killed at once) may have let the tee exit: nothing to watch."""
-        with contextlib.suppress(BrokenPipeError):
-            os.write(self.control, f"{run_pgid}\n".encode())
+        """Tell the tee the run's process group, which it kills if the launcher dies (SIGKILL)."""
+        with contextlib.suppress(OSError):  # the tee is gone: `TeeProcess.collect` says so
+            self.process.send({"watch": self.key, "pgid": run_pgid})
 
     def close_writers(self) -> None:
         """The run child holds its own copies of the write ends: the launcher lets go of them."""
@@ -49,35 +56,139 @@ class Tee:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def stop(self, grace_s: float = 2.0) -> None:
-        """Let the tee drain and exit; a leftover process that left the run's group may still hold
-        the pipes, in which case the tee goes on copying in the background and we stop waiting.
 
-        The tee's end of the report pipe closes when it exits: that EOF is what we wait for.
-        """
-        with contextlib.suppress(OSError):
-            os.close(self.control)
-        report, exited = b"", False
-        deadline = time.monotonic() + grace_s
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([self.report], [], [], left)[0]:
-                break
-            chunk = os.read(self.report, 4096)
-            if not chunk:
-                exited = True
-                break
-            report += chunk
-        os.close(self.report)
-        self.log_error = report.decode(errors="replace").strip() or None
-        self.exited = exited
+class TeeProcess:
+    """The launcher's side of the one tee: `open` hands it a run, `collect` reads which runs' logs
+    are complete (`done_fd` is readable then), `close` lets it exit once the logs it copies are.
 
-    def reap(self) -> bool:
-        """Collect the ended tee (it takes a few milliseconds to exit after closing its pipes, which
-        nobody needs to wait for); whether it is gone."""
+    The tee is forked at the first `open` (and again if it was killed); its reports come one line
+    per run, `KEY` or `KEY why-the-log-is-incomplete`.
+    """
+
+    def __init__(self, stdout: int = 1, stderr: int = 2) -> None:
+        self.targets = (stdout, stderr)
+        self.shared = False  # stdout and stderr go to the same place: one pipe per run
+        self.pid = 0  # 0: not started, or gone
+        self.control: Any = None  # the launcher's end of the socket (a `_socket.socket`)
+        self.done_fd = -1
+        self.pending: dict[int, Tee] = {}  # runs whose log is not complete yet
+        self._next_key = 0
+        self._partial = b""
+
+    def open(self, log_path: Path, metrics: tuple[str, ...] = ()) -> Tee:
+        """New pipes for a run writing to `log_path`, handed to the tee. `metrics`: the run's
+        `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`,
+        which also times the lines a program appends to `$EXPYRUN_METRICS` without a `time`)."""
+        if self.pid == 0:
+            self._start()
+        out_read, out_write = os.pipe()
+        err_read, err_write = (out_read, out_write) if self.shared else os.pipe()
+        readers = [out_read] if self.shared else [out_read, err_read]
         try:
-            return os.waitpid(self.pid, os.WNOHANG) != (0, 0)
-        except ChildProcessError:
-            return True
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError:
+            for fd in {out_read, out_write, err_read, err_write}:
+                os.close(fd)
+            raise
+        key, self._next_key = self._next_key, self._next_key + 1
+        message = {"add": key, "dir": str(log_path.parent), "metrics": list(metrics)}
+        try:
+            try:
+                self.send(message, [*readers, log_fd])
+            except OSError:  # the tee is gone (killed by someone): a new one
+                self._start()
+                self.send(message, [*readers, log_fd])
+        except BaseException:
+            for fd in {out_write, err_write}:
+                os.close(fd)
+            raise
+        finally:
+            for fd in (*readers, log_fd):  # the tee holds its own copies now
+                os.close(fd)
+        tee = self.pending[key] = Tee(key, out_write, err_write, self)
+        return tee
+
+    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        import _socket
+
+        fds_data = b"".join(fd.to_bytes(_FD_BYTES, sys.byteorder, signed=True) for fd in fds or ())
+        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds_data)] if fds_data else []
+        self.control.sendmsg([json.dumps(message).encode()], ancillary)
+
+    def collect(self) -> None:
+        """Read the tee's reports (never blocks): each marks a run's `Tee` done. When the tee is gone,
+        every run it served is done, its log possibly incomplete."""
+        if self.done_fd < 0:
+            return
+        gone = False
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while chunk := os.read(self.done_fd, 1 << 16):
+                self._partial += chunk
+            gone = True
+        *lines, self._partial = self._partial.split(b"\n")
+        for line in lines:
+            key, _, why = line.decode(errors="replace").partition(" ")
+            tee = self.pending.pop(int(key), None)
+            if tee is not None:
+                tee.done, tee.log_error = True, why or None
+        if gone:
+            self._lost()
+
+    def _lost(self) -> None:
+        for tee in self.pending.values():
+            tee.done, tee.log_error = True, "the tee process ended before the run's output did"
+        self.pending.clear()
+        self._forget()
+
+    def close(self) -> None:
+        """No more runs: the tee exits once the logs it copies are complete; one still copying for a
+        daemon that holds a run's output goes on in the background and is not waited for."""
+        if self.pid == 0:
+            return
+        with contextlib.suppress(OSError):
+            self.send({"end": True})
+        self._forget()
+
+    def _forget(self) -> None:
+        self.control.close()
+        os.close(self.done_fd)
+        with contextlib.suppress(ChildProcessError):  # an exiting tee is not waited for (a few ms)
+            os.waitpid(self.pid, os.WNOHANG)
+        self.pid, self.control, self.done_fd, self._partial = 0, None, -1, b""
+
+    def _start(self) -> None:
+        """Fork the tee: its own session (signals to a run's group or the terminal's spare it), no
+        descriptor of the launcher's but the terminal's (a GPU lease or a queue claim must not live
+        as long as the tee), the garbage collector kept off the launcher's objects."""
+        import _socket
+
+        if self.pid:  # it was killed: the runs it served are done, their logs possibly incomplete
+            self.collect()
+            if self.pid:
+                self._lost()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = self.targets
+        self.shared = same_destination(stdout, stderr)
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0)
+        done_read, done_write = os.pipe()
+        launcher = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the tee
+            code = 0
+            try:
+                signal.set_wakeup_fd(-1)
+                os.setsid()
+                _close_all_but({0, 1, 2, stdout, stderr, theirs.fileno(), done_write})
+                _serve(theirs, done_write, launcher, self.targets, self.shared)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        os.close(done_write)
+        os.set_blocking(done_read, False)
+        self.pid, self.control, self.done_fd = pid, ours, done_read
 
 
 def same_destination(fd_a: int, fd_b: int) -> bool:
@@ -89,128 +200,170 @@ def same_destination(fd_a: int, fd_b: int) -> bool:
     return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
 
-def start_tee(log_path: Path, stdout: int = 1, stderr: int = 2, metrics: tuple[str, ...] = ()) -> Tee:
-    """Fork a tee that copies what the run writes to `log_path` and to `stdout`/`stderr`.
-
-    When `stdout` and `stderr` are the same terminal or file, the run gets one pipe for both: its
-    writes reach the log and the terminal in exactly the order they were made. `metrics`: the
-    run's `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`,
-    which also times the lines a program appends to `$EXPYRUN_METRICS` without a `time`).
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    shared = same_destination(stdout, stderr)
-    out_read, out_write = os.pipe()
-    err_read, err_write = (out_read, out_write) if shared else os.pipe()
-    control_read, control_write = os.pipe()
-    report_read, report_write = os.pipe()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    launcher = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the tee
-        code = 0
-        try:
-            signal.set_wakeup_fd(-1)
-            os.setsid()  # out of the run's process group: signals to the group spare it
-            for fd in {out_write, err_write, control_write, report_read}:
+def _close_all_but(keep: set[int]) -> None:
+    """In the forked tee: close every descriptor inherited from the launcher but `keep`."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            sources = {out_read: stdout} if shared else {out_read: stdout, err_read: stderr}
-            _pump(sources, log_fd, control_read, launcher, report_write, _MetricsSink(str(log_path.parent), metrics))
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    for fd in {out_read, err_read, log_fd, control_read, report_write}:
-        os.close(fd)
-    return Tee(pid, out_write, err_write, control_write, report_read)
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:  # a terminal someone made non-blocking: wait until it takes more
+            select.select([], [fd], [])
+            continue
         view = view[written:]
 
 
-class _Orphaned:
-    """The launcher died (SIGKILL): stop the run's process group, then drain what it wrote.
+class _Run:
+    """A run the tee copies: its pipes (read end -> the terminal's fd it goes to), its log."""
 
-    The tee notices by its parent changing (it is re-parented), checked at least every
-    `_PARENT_CHECK_S` while it copies.
+    def __init__(self, key: int, log_fd: int, sink: _MetricsSink) -> None:
+        self.key = key
+        self.log_fd = log_fd
+        self.sink = sink
+        self.sources: dict[int, int] = {}
+        self.pgid: int | None = None
+        self.log_error: str | None = None
+
+
+class _Tee:
+    """The tee process: copies each chunk to its run's log, then to the terminal, until every writer
+    of every run is gone and the launcher said it will hand over no more (or is dead).
+
+    A log that cannot be written (disk full) never stops the copy to the terminal: the tee says why
+    once on stderr and in the run's report, and the run goes on. The launcher's death (SIGKILL) is
+    noticed by the tee's parent changing, checked at least every `_PARENT_CHECK_MS`: the tee then
+    kills the runs' process groups and drains what they wrote.
     """
 
-    def __init__(self, launcher: int) -> None:
+    def __init__(self, control: Any, done: int, launcher: int, targets: tuple[int, int], shared: bool) -> None:
+        self.control = control
+        self.done = done
         self.launcher = launcher
-        self.run_pgid: int | None = None
+        self.targets = targets
+        self.shared = shared
+        self.runs: dict[int, _Run] = {}
+        self.readers: dict[int, _Run] = {}  # read end -> its run
+        self.terminal_ok = dict.fromkeys(targets, True)
+        self.ending = False  # the launcher hands over no more runs
         self.launcher_dead = False
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        self.check()
+        self.control_fd = control.fileno()
+        self.poller = select.poll()
+        self.poller.register(self.control_fd, select.POLLIN)
 
-    def check(self) -> None:
-        if not self.launcher_dead and os.getppid() != self.launcher:
-            self.launcher_dead = True
-        self.stop_run()
-
-    def stop_run(self) -> None:
-        if self.launcher_dead and self.run_pgid is not None:
-            with contextlib.suppress(OSError):
-                os.killpg(self.run_pgid, signal.SIGKILL)
-
-
-def _pump(sources: dict[int, int], log_fd: int, control: int, launcher: int, report: int, sink: Any = None) -> None:
-    """Copy each chunk to the log, then to the terminal, until every writer is gone.
-
-    A log that cannot be written (disk full) never stops the copy to the terminal: the tee says
-    why once on stderr and through `report`, and the run goes on. `sink`: what turns output lines
-    into metrics (`__metrics__`), fed each chunk after the log and closed at the end.
-    """
-    orphaned = _Orphaned(launcher)
-    log_ok = True
-    poller = select.poll()
-    for fd in (*sources, control):
-        poller.register(fd, select.POLLIN)
-    terminal_ok = dict.fromkeys(sources.values(), True)
-    stderr = list(sources.values())[-1]
-    while sources:
-        ready = poller.poll(_PARENT_CHECK_MS)
-        orphaned.check()
-        if sink is not None:
-            _feed(sink, b"")
-        for fd, _ in ready:
-            data = os.read(fd, 1 << 16)
-            if fd == control:
-                if not data:
-                    poller.unregister(fd)
-                elif data.strip():
-                    orphaned.run_pgid = int(data.split()[0])
-                    orphaned.stop_run()
-                continue
-            if not data:
-                poller.unregister(fd)
-                del sources[fd]
-                continue
-            if log_ok:
-                try:
-                    _write_all(log_fd, data)
-                except OSError as error:
-                    log_ok = False
-                    message = f"{LOG_FILE} cannot be written ({error.strerror}); the run goes on"
+    def serve(self) -> None:
+        while not ((self.ending or self.launcher_dead) and not self.runs):
+            ready = self.poller.poll(_PARENT_CHECK_MS)
+            if not self.launcher_dead and os.getppid() != self.launcher:
+                self.launcher_dead = True
+                self.receive()  # runs handed over just before it died: their groups are stopped too
+            for fd, _ in ready:
+                if fd == self.control_fd:
+                    self.receive()
+                elif fd in self.readers:
+                    self.copy(fd)
+            for run in list(self.runs.values()):
+                _feed(run.sink, b"")
+                if self.launcher_dead and run.pgid is not None:
                     with contextlib.suppress(OSError):
-                        os.write(report, message.encode())
-                        _write_all(stderr, f"expyrun: warning: {message}\n".encode())
-            if sink is not None:
-                _feed(sink, data)
-            target = sources[fd]
-            if terminal_ok[target]:
-                try:
-                    _write_all(target, data)
-                except OSError as error:  # the terminal went away: keep logging
-                    if error.errno not in (errno.EPIPE, errno.EIO, errno.EBADF):
-                        raise
-                    terminal_ok[target] = False
-    if sink is not None:
-        _feed(sink, None)
+                        os.killpg(run.pgid, signal.SIGKILL)
+
+    def receive(self) -> None:
+        """Every message the launcher sent: a run handed over (its pipes and log), its process group,
+        or the end."""
+        import _socket
+
+        if self.control is None:
+            return
+        while True:
+            try:
+                data, ancillary, _, _ = self.control.recvmsg(1 << 16, _socket.CMSG_SPACE(3 * _FD_BYTES))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, ancillary = b"", []
+            fds = [
+                int.from_bytes(cdata[i : i + _FD_BYTES], sys.byteorder, signed=True)
+                for level, kind, cdata in ancillary
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+                for i in range(0, len(cdata) - len(cdata) % _FD_BYTES, _FD_BYTES)
+            ]
+            if not data:  # the launcher is gone without saying the end
+                self.poller.unregister(self.control_fd)
+                self.control, self.control_fd = None, -1
+                self.launcher_dead = self.launcher_dead or not self.ending
+                return
+            self.handle(json.loads(data), fds)
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        if "add" in message:
+            *readers, log_fd = fds
+            sink = _MetricsSink(message["dir"], tuple(message["metrics"]))
+            run = self.runs[message["add"]] = _Run(message["add"], log_fd, sink)
+            for reader, target in zip(readers, self.targets[:1] if self.shared else self.targets, strict=True):
+                run.sources[reader] = target
+                self.readers[reader] = run
+                self.poller.register(reader, select.POLLIN)
+        elif "watch" in message:
+            watched = self.runs.get(message["watch"])
+            if watched is not None:  # (a run whose output ended already is not watched)
+                watched.pgid = message["pgid"]
+        elif message.get("end"):
+            self.ending = True
+
+    def copy(self, fd: int) -> None:
+        run = self.readers[fd]
+        data = os.read(fd, 1 << 16)
+        if not data:
+            self.poller.unregister(fd)
+            os.close(fd)
+            del self.readers[fd], run.sources[fd]
+            if not run.sources:
+                self.finish(run)
+            return
+        if run.log_error is None:
+            try:
+                _write_all(run.log_fd, data)
+            except OSError as error:
+                run.log_error = f"{LOG_FILE} cannot be written ({error.strerror}); the run goes on"
+                self.show(self.targets[1], f"expyrun: warning: {run.log_error}\n".encode())
+        _feed(run.sink, data)
+        self.show(run.sources[fd], data)
+
+    def show(self, target: int, data: bytes) -> None:
+        if self.terminal_ok[target]:
+            try:
+                _write_all(target, data)
+            except OSError:  # the terminal went away (EPIPE, EIO, EBADF): keep logging
+                self.terminal_ok[target] = False
+
+    def finish(self, run: _Run) -> None:
+        """Every writer of the run is gone: its log is complete; the launcher hears it."""
+        del self.runs[run.key]
+        os.close(run.log_fd)
+        _feed(run.sink, None)
+        with contextlib.suppress(OSError):  # (a launcher that is gone reads no more)
+            os.write(self.done, f"{run.key} {run.log_error or ''}".rstrip().encode() + b"\n")
+
+
+def _serve(control: Any, done: int, launcher: int, targets: tuple[int, int], shared: bool) -> None:
+    import gc
+
+    gc.freeze()  # the launcher's objects: never collected here (no copy-on-write, no stray finalizer)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    control.setblocking(False)
+    os.set_blocking(done, False)
+    _Tee(control, done, launcher, targets, shared).serve()
 
 
 class _MetricsSink:

@@ -1,0 +1,152 @@
+"""The logs of a sweep's points, whose output one tee process copies for every point of the launch
+(`run/capture.py`): each point's `outputs.log` holds its own writes in order while points execute side
+by side, a SIGKILLed launcher loses no line of its running points and stops them, and a daemon one
+point leaves holding its output neither delays the next points nor loses what it writes later."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from conftest import clean_env, run_expyrun, write
+
+
+def write_sweep(project: Path, values: list[object], jobs: int, **keys: object) -> None:
+    """A sweep config over `x` (one point per value), `jobs` at a time, the entry point `pkg.main:main`."""
+    config = {
+        "__run__": {"__main__": "pkg.main:main", "__name__": "s/{x}", "__output_dir__": "outputs"},
+        "x": values[0],
+        **keys,
+        "__launch__": {"jobs": jobs},
+        "__sweep__": {"grid": {"x": values}},
+    }
+    (project / "c.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def points(project: Path) -> list[dict]:
+    return json.loads((project / "outputs" / "c" / "sweep.0" / "sweep.json").read_text())["points"]
+
+
+def log_of(project: Path, x: object) -> Path:
+    (run_dir,) = (project / "outputs" / "s" / str(x)).glob("exp.*")
+    return run_dir / "outputs.log"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting: {what()}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def test_points_side_by_side_each_log_their_own_writes_in_order(project, tmp_path):
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import os
+        def main(name, config):
+            x = config["x"]
+            for i in range(3000):
+                os.write(1, b"%d out %d\\n" % (x, i))
+                os.write(2, b"%d err %d\\n" % (x, i))
+            print(x, "printed", flush=True)
+        """,
+    )
+    write_sweep(project, list(range(6)), jobs=3)
+    with open(tmp_path / "shown.txt", "w") as shown:
+        result = subprocess.run(
+            [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), stdout=shown,
+            stderr=subprocess.STDOUT, timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0
+    terminal = (tmp_path / "shown.txt").read_text().splitlines()
+    for x in range(6):
+        expected = [f"{x} {stream} {i}" for i in range(3000) for stream in ("out", "err")] + [f"{x} printed"]
+        assert log_of(project, x).read_text().splitlines() == expected
+        assert [line for line in terminal if line.startswith(f"{x} ")] == expected  # each point's order kept
+
+
+def test_a_sigkilled_launcher_loses_no_line_of_its_running_points_and_stops_them(project):
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import subprocess, sys, time
+        def main(name, config):
+            helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+            with open(f"helper-{config['x']}.pid", "w") as f:
+                f.write(str(helper.pid))
+            for i in range(100000):
+                print("line", i, flush=True)
+                time.sleep(0.01)
+        """,
+    )
+    write_sweep(project, ["a", "b", "c"], jobs=2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+
+        def printed(x: str) -> list[str]:
+            try:
+                return [line for line in log_of(project, x).read_text().splitlines() if line.startswith("line ")]
+            except (ValueError, FileNotFoundError):
+                return []
+
+        wait_for(lambda: len(printed("a")) > 20 and len(printed("b")) > 20, 60, lambda: "both points printing")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        helpers = [int((log_of(project, x).parent / f"helper-{x}.pid").read_text()) for x in "ab"]
+        wait_for(lambda: not any(alive(pid) for pid in helpers), 10, lambda: "the points' groups to be stopped")
+        for x in "ab":
+            lines = printed(x)
+            assert lines == [f"line {i}" for i in range(len(lines))] and len(lines) > 20, lines[-3:]
+        assert not (project / "outputs" / "s" / "c").exists()  # no point started after the launcher died
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_a_daemon_holding_a_points_output_delays_no_other_point_and_keeps_logging(project):
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import subprocess, sys
+        def main(name, config):
+            if config["x"] == 0:
+                code = "import time; print('daemon up', flush=True); time.sleep(3); print('daemon later', flush=True)"
+                subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+            print("point", config["x"], flush=True)
+        """,
+    )
+    write_sweep(project, [0, 1, 2, 3], jobs=1)
+    result = run_expyrun(["c.yml"], project, timeout=60)
+    assert result.returncode == 0, result.stderr
+    rows = points(project)
+    assert [row["status"] for row in rows] == ["completed"] * 4
+    records = [json.loads((Path(row["run_dir"]) / "run.json").read_text()) for row in rows]
+    # the next points took the slot while point 0's log was given its grace (2 s, then given up on)
+    assert all(record["ended_at"] < records[0]["ended_at"] for record in records[1:]), records
+    for x in (1, 2, 3):
+        assert log_of(project, x).read_text() == f"point {x}\n"
+    wait_for(lambda: "daemon later" in log_of(project, 0).read_text(), 10, lambda: log_of(project, 0).read_text())
+    lines = log_of(project, 0).read_text().splitlines()  # the tee went on copying after expyrun exited
+    assert sorted(lines[:2]) == ["daemon up", "point 0"] and lines[2:] == ["daemon later"]
