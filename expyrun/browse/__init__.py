@@ -1,1 +1,2 @@
-"""Browsing run folders: list, show, diff, and restoring a run's environment."""
+"""Browsing run folders: list, show, diff, tags and notes, the dashboard (a run's environment is
+restored by `verify/restore.py`, with reproducing a run)."""

@@ -14,10 +14,10 @@ def main(args: list[str]) -> int:
     parser.add_argument("--venv", type=Path, help="create or sync this virtual environment")
     parser.add_argument("--check", action="store_true", help="only compare with this interpreter")
     options = parser.parse_args(args)
-    from expyrun.browse import environment
     from expyrun.reading.runs import require_run
+    from expyrun.verify.restore import check, restore
 
     run_dir = require_run(options.run)
     if options.check or options.venv is None:
-        return environment.check(run_dir)
-    return environment.restore(run_dir, options.venv)
+        return check(run_dir)
+    return restore(run_dir, options.venv)

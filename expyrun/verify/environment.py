@@ -2,7 +2,7 @@
 built once per distinct requirements and reused (keyed by their hash), so a second verify is fast.
 
 Why cached: building an environment takes seconds to minutes (uv, else pip-tools: the tool choice and
-the sync are `browse/environment.py`'s, shared with `expyrun env --venv`); the same requirements need
+the sync are `verify/restore.py`'s, shared with `expyrun env --venv`); the same requirements need
 it once. Folder: `$EXPYRUN_ENV_CACHE`, else `$XDG_CACHE_HOME/expyrun/envs`, else
 `~/.cache/expyrun/envs`; one `{hash}/` per requirements (and Python version), marked complete by a
 `.expyrun-ready` file written last, built under a lock so two verifies never build one twice.
@@ -72,11 +72,11 @@ def tool_python(run_dir: Path, recorded: str | None) -> tuple[Path, bool, bool]:
 def matching_python(run_dir: Path) -> tuple[Path, bool]:
     """The interpreter of an environment matching `run_dir`'s frozen requirements, and whether it was
     reused from the cache; `EnvironmentMismatch` when it cannot be made."""
-    from expyrun.browse import environment
+    from expyrun.verify.restore import restorable, restore
 
     frozen = run_dir / FROZEN_FILE
     text = frozen.read_text(encoding="utf-8")
-    _, dropped = environment.restorable(text)
+    _, dropped = restorable(text)
     if dropped:
         raise EnvironmentMismatch(f"cannot be restored: {'; '.join(dropped)}")
     target = cache_root() / requirements_key(text)
@@ -93,7 +93,7 @@ def matching_python(run_dir: Path) -> tuple[Path, bool]:
             shutil.rmtree(target)
         console.info(f"building an environment matching {frozen} (once: cached in {target})")
         try:
-            environment.restore(run_dir, target)
+            restore(run_dir, target)
         except ExpyrunError as error:
             raise EnvironmentMismatch(str(error)) from None
         (target / READY).write_text(str(frozen) + "\n", encoding="utf-8")

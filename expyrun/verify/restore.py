@@ -3,6 +3,10 @@
 Rebuilding uses `uv pip sync` when uv is installed, else pip-tools' `pip-sync`; both also uninstall
 whatever the file does not list, so it only ever targets a new virtual environment or one it made
 before (never an arbitrary folder).
+
+It stands in verify/ because a verify rebuilds a run's environment the same way (`environment.py`,
+cached): restoring an environment is part of reproducing a run, and browse/ (which shows a run's
+last verdict, `last.py`) stays above verify/ instead of the two importing each other.
 """
 
 from __future__ import annotations
