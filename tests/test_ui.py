@@ -373,7 +373,7 @@ def test_a_followed_curve_reads_only_new_lines_and_keeps_every_spike(tmp_path):
             writer.log(None, {"loss": value, "other": 1})
         drawn = curves.read(tmp_path, "loss")
         assert drawn["count"] == len(logged)
-        assert len(drawn["steps"]) <= 400 and drawn["steps"] == sorted(drawn["steps"])
+        assert len(drawn["steps"]) <= 200 and drawn["steps"] == sorted(drawn["steps"])  # 2 points a bucket
         assert max(drawn["values"]) == max(logged) and min(drawn["values"]) == min(logged)
     steps, values, offset, last = metrics.read_series_from(tmp_path, "loss")
     assert (steps, values) == tuple(list(part) for part in metrics.read_series(tmp_path, "loss"))
@@ -383,6 +383,34 @@ def test_a_followed_curve_reads_only_new_lines_and_keeps_every_spike(tmp_path):
     more = metrics.read_series_from(tmp_path, "loss", offset, last)
     assert more[0] == [len(logged), len(logged) + 1] and more[1][0] == 5.0 and more[3] == len(logged) + 1
     assert more[2] == (tmp_path / "metrics.jsonl").stat().st_size - len('{"loss": ')
+
+
+def test_a_long_running_runs_first_view_keeps_every_spike_and_skips_what_is_not_a_number(tmp_path):
+    """The first view of a running run reads its file part by part (1 MB), bucketing each part: no
+    spike is lost across parts, NaN and infinities are counted but not drawn, a torn line waits."""
+    from expyrun.track import metrics
+    from expyrun.ui.live import Curves
+
+    writer = metrics.Writer(str(tmp_path), time.time())
+    spikes = {7: 1e6, 33_333: -1e6, 59_998: 2e6}  # the first line, one mid-file, the last but one
+    for step in range(60_000):
+        value = spikes.get(step, float("nan") if step % 1000 == 5 else float("inf") if step == 40_000 else step % 7)
+        writer.log(step, {"loss": value, "acc": 1})
+    size = (tmp_path / "metrics.jsonl").stat().st_size
+    assert size > 2 * metrics.FOLLOW_CHUNK_BYTES  # several parts
+    with open(tmp_path / "metrics.jsonl", "a") as file:
+        file.write('{"step": 60000, "time": 1.0, "loss": 9e9')  # being written
+    curves = Curves(100)
+    drawn = curves.read(tmp_path, "loss")
+    assert drawn["count"] == 60_000
+    assert 100 <= len(drawn["steps"]) <= 200 and drawn["steps"] == sorted(drawn["steps"])
+    kept = dict(zip(drawn["steps"], drawn["values"], strict=True))
+    assert all(kept.get(step) == value for step, value in spikes.items()), {s: kept.get(s) for s in spikes}
+    assert all(value - value == 0 for value in drawn["values"])  # NaN and inf not drawn
+    with open(tmp_path / "metrics.jsonl", "a") as file:
+        file.write("}\n")
+    drawn = curves.read(tmp_path, "loss")
+    assert drawn["count"] == 60_001 and max(drawn["values"]) == 9e9 and drawn["steps"][-1] == 60_000
 
 
 FIGURES_ENTRY = """

@@ -1,19 +1,26 @@
 """Curves of running runs, followed: each poll reads only the lines written since the last one.
 
 Why: the page asks for a running run's curves every second; reading a 100,000-step `metrics.jsonl`
-whole each time costs 0.15 s per curve, and keeping every point would make the server's memory
-grow with the runs. A followed curve keeps where it stopped reading (`track.metrics.read_series_from`)
-and a fixed number of buckets, each holding its lowest and highest point (as `reduce.py`, so no
-spike is lost): when there are more than `2 * buckets` buckets, neighbours are merged and a bucket
-covers twice as many points. Memory: at most `FOLLOWED` curves of `4 * buckets` numbers. A curve
-whose file shrank or was replaced (the end of a run gives lines their times) is read again.
+whole each time costs 0.05 s per curve, and keeping every point would make the server's memory
+grow with the runs. A followed curve keeps where it stopped reading (`track.metrics.follow_series`)
+and at most `buckets` buckets, each holding its lowest and highest point (as `reduce.py`, so no
+spike is lost; at most `2 * buckets` points drawn, as for an ended run): when a new bucket would be
+one too many, neighbours are merged and a bucket covers twice as many points. The file is read and
+bucketed a part (1 MB) at a time, so the first view of a long run holds one part's points, not the
+run's. Memory: at most `FOLLOWED` curves of `5 * buckets` numbers. A curve whose file shrank or was
+replaced (the end of a run gives lines their times) is read again.
+
+Cost (`benchmarks/bench_ui.py`'s first view of 20 running runs of 100,000 steps, CPU of the server):
+about 45 ms per curve to parse (`follow_series`) and 3 ms to bucket.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,51 +31,46 @@ FOLLOWED = 256  # curves followed at once; the least recently asked is dropped
 
 
 class GrowingCurve:
-    """The min/max buckets of one metric of one run, extended as its file grows."""
+    """The min/max buckets of one metric of one run, extended as its file grows.
+
+    Each bucket is `[low step, low value, high step, high value, points]` (a bucket of NaN and
+    infinities only has low `inf` and high `-inf`: counted, not drawn); at most `buckets` of them,
+    each of `width` points but the last. A long first read picks its width once from the file's
+    size (`coming`), so its points are bucketed a bucket at a time (`min`/`max` of a list slice, C
+    loops) rather than one at a time and merged again and again.
+    """
 
     def __init__(self, buckets: int) -> None:
         self.buckets = buckets
         self.width = 1  # points per bucket
-        self.kept: list[list[float]] = []  # [low step, low value, high step, high value, points]
+        self.kept: list[list[float]] = []
         self.count = 0
         self.offset = 0
         self.last_step: int | None = None
         self.identity: tuple[int, int] | None = None  # the file's (device, inode)
 
-    def add(self, steps: list[float], values: list[float]) -> None:
-        if not self.kept and len(values) > 2 * self.buckets:  # a first long read: whole buckets at C speed
-            while len(values) > self.width * 2 * self.buckets:
+    def add(self, steps: Sequence[int], values: Sequence[float], coming: int = 0) -> None:
+        """Points in the order logged; `coming`: about how many more the same read will add."""
+        count = len(values)
+        if not count:
+            return
+        if not self.kept:
+            while count + coming > self.width * self.buckets:
                 self.width *= 2
-            whole = len(values) // self.width * self.width
-            for start in range(0, whole, self.width):
-                self._bucket(steps[start : start + self.width], values[start : start + self.width])
-            steps, values = steps[whole:], values[whole:]
-        for step, value in zip(steps, values, strict=True):
-            self.count += 1
-            if value - value != 0:  # NaN or an infinity: not drawn
-                continue
+        self.count += count
+        finite = _all_finite(values)
+        at = 0
+        while at < count:
             last = self.kept[-1] if self.kept else None
             if last is None or last[4] >= self.width:
-                self.kept.append([step, value, step, value, 1])
-                if len(self.kept) > 2 * self.buckets:
-                    self._merge()
-                continue
-            last[4] += 1
-            if value < last[1]:
-                last[0], last[1] = step, value
-            if value > last[3]:
-                last[2], last[3] = step, value
-
-    def _bucket(self, steps: list[float], values: list[float]) -> None:
-        self.count += len(values)
-        finite = [i for i, v in enumerate(values) if v - v == 0]
-        if not finite:
-            return
-        low = min(finite, key=values.__getitem__)
-        high = max(finite, key=values.__getitem__)
-        self.kept.append([steps[low], values[low], steps[high], values[high], len(values)])
-        if len(self.kept) > 2 * self.buckets:
-            self._merge()
+                if len(self.kept) >= self.buckets:
+                    self._merge()  # the width doubles: the last bucket may have room again
+                    continue
+                last = [0, math.inf, 0, -math.inf, 0]
+                self.kept.append(last)
+            end = min(count, at + self.width - int(last[4]))
+            _extend(last, steps, values, at, end, finite)
+            at = end
 
     def _merge(self) -> None:
         merged = []
@@ -85,10 +87,51 @@ class GrowingCurve:
         steps: list[int] = []
         values: list[float] = []
         for low_step, low, high_step, high, _ in self.kept:
-            for step, value in sorted({(low_step, low), (high_step, high)}):
+            if low > high:  # no number in the bucket
+                continue
+            if low_step == high_step:
+                steps.append(int(low_step))
+                values.append(low)
+                continue
+            for step, value in sorted(((low_step, low), (high_step, high))):
                 steps.append(int(step))
                 values.append(value)
         return {"steps": steps, "values": values, "count": self.count}
+
+
+def _extend(bucket: list[float], steps: Sequence[int], values: Sequence[float], start: int, end: int,
+            finite: bool) -> None:  # fmt: skip
+    """Points `start:end` into `bucket`: its lowest and highest number (the first of equals) stay."""
+    bucket[4] += end - start
+    if end - start == 1:
+        value = values[start]
+        if value - value == 0:
+            if value < bucket[1]:
+                bucket[0], bucket[1] = steps[start], value
+            if value > bucket[3]:
+                bucket[2], bucket[3] = steps[start], value
+        return
+    chunk = list(values[start:end])
+    if finite:
+        low_at = chunk.index(min(chunk))
+        high_at = chunk.index(max(chunk))
+    else:
+        numbers = [i for i, value in enumerate(chunk) if value - value == 0]
+        if not numbers:
+            return
+        low_at = min(numbers, key=chunk.__getitem__)
+        high_at = max(numbers, key=chunk.__getitem__)
+    if chunk[low_at] < bucket[1]:
+        bucket[0], bucket[1] = steps[start + low_at], chunk[low_at]
+    if chunk[high_at] > bucket[3]:
+        bucket[2], bucket[3] = steps[start + high_at], chunk[high_at]
+
+
+def _all_finite(values: Sequence[float]) -> bool:
+    """Whether every value is a number (a sum holding NaN or an infinity is none; one that overflows
+    says no too, and the slower check per bucket then decides)."""
+    total = sum(values)
+    return total - total == 0
 
 
 class Curves:
@@ -112,10 +155,11 @@ class Curves:
         if curve is None or curve.identity != identity or (stat is not None and stat.st_size < curve.offset):
             curve = GrowingCurve(self.buckets)
             curve.identity = identity
-        steps, values, curve.offset, curve.last_step = metric_files.read_series_from(
-            run_dir, name, curve.offset, curve.last_step
-        )
-        curve.add(list(steps), list(values))
+        start = curve.offset
+        for part in metric_files.follow_series(run_dir, name, curve.offset, curve.last_step):
+            coming = len(part.values) * part.left // max(1, part.end - start)  # the rest, at this part's density
+            curve.add(part.steps, part.values, coming)
+            curve.offset, curve.last_step = part.end, part.last_step
         with self._lock:
             self._curves[key] = curve
             while len(self._curves) > FOLLOWED:
