@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from expyrun.execute.launch_spec import LaunchSpec
     from expyrun.run.outcome import Outcome
     from expyrun.run.prepare import PreparedRun
+    from expyrun.tune.driver import Driver
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +141,7 @@ class _Attempt:
         self.launch = launch
         self.attempt = attempt
         self.hooks = hooks
+        self.driver: Driver | None = None  # a study folder's (`_work`)
 
     def execute(self) -> int:
         """The folder as the one point of the one loop (`campaign/loop.py`: signals, grace, bounded
@@ -169,6 +171,8 @@ class _Attempt:
         outcome = (
             result.outcomes[0] if result.outcomes else Outcome(Status.INTERRUPTED, exit_code([], result.stopped_by))
         )
+        if self.driver is not None:  # as a local launch does: the trials a dead study process left running
+            self.driver.settle(prepared.run_dir, outcome)  # are recorded failed, then failed and retried
         code = hooks.take_over_end(prepared, outcome)
         if code is not None:
             return code
@@ -190,7 +194,8 @@ class _Attempt:
             from expyrun.tune.spec import parse_spec
 
             spec = parse_spec(resolved.values["__optuna__"], resolved.raw, resolved.run.name)
-            body = Driver(resolved, spec, run_base(resolved, prepared.debug), False, self.launch).run
+            self.driver = Driver(resolved, spec, run_base(resolved, prepared.debug), False, self.launch)
+            body = self.driver.run
         return run_work(prepared, body)
 
     def _on_start(self, job: Job, pid: int, gpu: str | None) -> None:

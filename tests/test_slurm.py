@@ -257,6 +257,43 @@ def test_a_study_trial_stopped_by_usr2_is_failed_and_retried(project, slurm):
     assert any(t.params == failed.params and t.state.name == "COMPLETE" for t in trials)  # retried, same values
 
 
+def test_a_trial_that_ends_an_inline_study_on_a_node_is_failed_saying_why_and_retried(project, slurm):
+    """As a local launch settles them: an inline trial's `os._exit` ends the study's process on the node;
+    the trial is recorded failed (not `running` for good) and failed and retried in the storage."""
+    write(project / "pkg" / "main.py", """\
+        import os
+        from pathlib import Path
+        def main(name, config):
+            marker = Path(os.environ["EXPYRUN_CWD"]) / "exited-once"
+            if not marker.exists():
+                marker.touch()
+                os._exit(3)
+            return config["x"] ** 2
+        """)  # fmt: skip
+    study = STUDY.replace("n_trials: 6", "n_trials: 2\n  isolation: inline")
+    write(project / "c.yml", RUN_SECTION + study + slurm_section(wait=True))
+    result = expyrun(project, "c.yml")
+    assert result.returncode == 1, result.stderr
+    study_dir = project / "outputs" / "demo" / "exp.0"
+    assert record(study_dir)["status"] == "failed"
+    (trial_dir,) = (study_dir / "trials").iterdir()
+    trial = record(trial_dir)
+    assert trial["status"] == "failed" and trial["exception"]["type"] == "Died", trial
+    assert "an inline trial (isolation: inline) shares the study's process" in trial["exception"]["message"]
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(project / "outputs" / "demo" / "study.journal"))
+    )
+    trials = optuna.load_study(study_name="demo", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"], trials  # the next launch runs the retry
+    assert trials[1].params == trials[0].params
+    again = expyrun(project, "c.yml")
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name="demo", storage=storage).get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"], trials
+
+
 COUNTING = """\
 import os, signal, sys, time
 from pathlib import Path
