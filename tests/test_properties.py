@@ -79,6 +79,7 @@ reference_text = st.lists(
         keys.map(lambda k: "{" + k + "}"),
         keys.map(lambda k: "$" + k.upper()),
         keys.map(lambda k: "${" + k.upper() + ":-" + k + "}"),
+        keys.map(lambda k: "${" + k.upper() + "-" + k + "}"),
     ),
     max_size=4,
 ).map("".join)
