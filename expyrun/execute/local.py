@@ -21,13 +21,18 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from expyrun.execute.contract import Ended, Job, Started
-from expyrun.execute.gpu_leases import Lease, handing_to_child
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, TeeProcess
 from expyrun.run.status import SIGNAL_EXIT
+
+if TYPE_CHECKING:  # gpu_leases (and fcntl) are imported only where a GPU is leased
+    from contextlib import AbstractContextManager
+
+    from expyrun.execute.gpu_leases import Lease
 
 GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
 LEASE_POLL_S = 0.2  # while every GPU id is leased by other launches, how often to look again
@@ -231,8 +236,13 @@ class LocalExecutor:
             environment["PYTHONUNBUFFERED"] = "1"
         tee = self.tees.open(prepared.run_dir / LOG_FILE, metrics=prepared.resolved.run.metrics)
         from_snapshot = not prepared.debug
+        hand_over: AbstractContextManager[None] = contextlib.nullcontext()
+        if lease is not None:  # the run's processes hold its GPU's lease until they are gone
+            from expyrun.execute.gpu_leases import handing_to_child
+
+            hand_over = handing_to_child(lease)
         try:
-            with handing_to_child(lease):  # the run's processes hold its GPU's lease until they are gone
+            with hand_over:
                 pid, result_fd = child.start(
                     job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
                     from_snapshot, terminal, no_stdin=self.slots > 1,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
 
@@ -18,8 +17,9 @@ def allocate_run_dir(base: Path, prefix: str = "exp") -> Path:
     created = missing_parents(base)
     try:
         base.mkdir(parents=True, exist_ok=True)
-        numbered = re.compile(re.escape(prefix) + r"\.(\d+)")
-        index = 1 + max((int(m.group(1)) for m in map(numbered.fullmatch, os.listdir(base)) if m), default=-1)
+        dotted = f"{prefix}."  # then digits (str methods: no pattern to compile at each launch)
+        numbers = (name[len(dotted) :] for name in os.listdir(base) if name.startswith(dotted))
+        index = 1 + max((int(number) for number in numbers if number.isdecimal()), default=-1)
         while True:
             candidate = base / f"{prefix}.{index}"
             try:
