@@ -2,7 +2,7 @@
 
 One run, each sweep point and each study worker is one Ray task (`execute/ray_task.py`) that
 executes its prepared folder with the node entry, the same node-side code as a Slurm job; the
-folders are prepared exactly as for Slurm (`slurm_submit._Batch`: configs, snapshot, git state),
+folders are prepared exactly as for Slurm (`execute/batch.py`: configs, snapshot, git state),
 on storage the Ray nodes share. Everything about the cluster is checked before a folder is made
 (Ray installed, a cluster at `address` within 30 s, a node offering the resources, a job server
 for `wait: false`): one line, exit 2, nothing created.
@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.errors import UsageError
+from expyrun.execute.batch import Batch
 from expyrun.execute.ray_options import RayOptions
-from expyrun.execute.slurm_submit import _Batch
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
@@ -46,10 +46,6 @@ if TYPE_CHECKING:
 CONNECT_S = 30.0  # no cluster at `address` within this: one line, exit 2
 STOP_DEADLINE_S = 90.0  # after Ctrl-C: the runs' 10 s grace, writing records, Ray's cancel
 RAY_HINT = "install the `ray` extra: pip install 'expyrun[ray]'"
-
-
-class _RayBatch(_Batch):
-    launcher = "ray"
 
 
 def submit(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any, argv: list[str],
@@ -70,9 +66,9 @@ def submit(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any,
             raise UsageError(f"the Ray cluster at {options.address} has no job server (its dashboard): "
                              f"`wait: false` submits the launch as a Ray job", "set wait: true, or start the head "
                              "with its dashboard")  # fmt: skip
-        batch = _RayBatch(resolved, debug, argv, Path.cwd())
+        batch = Batch(resolved, debug, argv, Path.cwd(), launcher="ray")
         try:
-            if not _prepare(batch, resolved, launch, sweep, study, "--needed" in flags):
+            if not batch.prepare_launch(launch, sweep, study, "--needed" in flags, "nothing to submit"):
                 return 0
             batch.record_git()
             submission = f"expyrun-{os.getpid()}-{int(time.time() * 1000)}" if not launch.wait else None
@@ -95,27 +91,6 @@ def submit(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any,
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
-
-
-def _prepare(batch: _RayBatch, resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any,
-             needed: bool) -> bool:  # fmt: skip
-    """The folders of the launch (as `launcher: slurm` prepares them); False when nothing is left to run."""
-    if sweep is not None:
-        batch.prepare_sweep(sweep, needed)
-    elif needed and not batch.debug:
-        from expyrun.execute.slurm_submit import _done
-
-        if _done(resolved, batch.git) is not None:
-            return False
-    if sweep is None:
-        fields = {"study": study.study_name} if study is not None else {}
-        for _ in range(launch.workers if study is not None else 1):
-            batch.prepare(resolved, dict(fields))
-    if not batch.prepared:
-        batch.close_sweep(Status.COMPLETED)
-        console.info("every point is done already (--needed): nothing to submit")
-        return False
-    return True
 
 
 def import_ray() -> Any:
@@ -204,7 +179,7 @@ def _submit_job(dashboard: str, options: RayOptions, folders: list[Path], submis
 
 
 class _Followed:
-    """One run's task and what its record says (the attributes slurm_wait's reports read)."""
+    """One run's task and what its record says (the attributes `batch_watch.Reported` reads)."""
 
     def __init__(self, run_dir: Path, ref: Any) -> None:
         self.run_dir = run_dir
@@ -221,8 +196,8 @@ class _Followed:
 
 def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Path | None, stream: bool) -> int:
     """Submit one task per folder, wait until each ended, report each; a local launch's exit code."""
+    from expyrun.execute.batch_watch import LogCopy, Progress, batch_exit_code, end_sweep
     from expyrun.execute.ray_task import execute_task
-    from expyrun.execute.slurm_wait import _end_sweep, _exit_code, _LogCopy, _Progress
 
     remote = ray.remote(execute_task)
     task = options.task_options()
@@ -232,10 +207,10 @@ def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Pat
         runs[ref] = _Followed(folder, ref)
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
-    log = _LogCopy(folders[0] / "outputs.log") if stream and len(folders) == 1 else None
-    progress = _Progress(len(folders), "ray") if len(folders) > 1 and sys.stderr.isatty() else None
+    log = LogCopy(folders[0] / "outputs.log") if stream and len(folders) == 1 else None
+    progress = Progress(len(folders), "ray") if len(folders) > 1 and sys.stderr.isatty() else None
     pending = list(runs)
-    followed: list[Any] = list(runs.values())  # read by slurm_wait's reports as its own records
+    followed = list(runs.values())
     cancelled_at: float | None = None
     try:
         while pending:
@@ -265,8 +240,8 @@ def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Pat
     if log is not None:
         log.copy()
     if sweep_folder is not None:
-        _end_sweep(followed, sweep_folder)
-    return _exit_code(followed, received)
+        end_sweep(followed, sweep_folder)
+    return batch_exit_code(followed, received)
 
 
 def _read(run: _Followed) -> None:
@@ -278,9 +253,9 @@ def _read(run: _Followed) -> None:
 def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progress: Any) -> None:
     """The task ended: its record says how; a record its task could not end (the task cancelled before
     it started, its worker dead in every attempt) is ended here, saying why."""
+    from expyrun.execute.batch_watch import report_end
     from expyrun.execute.ray_task import worker_died
     from expyrun.execute.slurm_node import update_sweep
-    from expyrun.execute.slurm_wait import _report
 
     error: BaseException | None = None
     try:
@@ -289,7 +264,7 @@ def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progr
         error = failure
     _read(run)
     if run.ended:
-        _report(run, progress)
+        report_end(run, progress)
         return
     record = dict(run.record)
     if cancelled or isinstance(error, ray.exceptions.TaskCancelledError):
@@ -306,7 +281,7 @@ def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progr
         write_record(run.run_dir, record)
     run.record, run.status = record, str(record["status"])
     update_sweep(record, run.status, None, exception)
-    _report(run, progress)
+    report_end(run, progress)
 
 
 def _drive(argv: list[str]) -> int:

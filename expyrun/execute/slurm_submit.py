@@ -2,11 +2,11 @@
 
 One run is one job; a sweep is one array, a task per point; a study is one array of `workers`
 tasks, each executing its own study folder on the shared storage (as `workers` local launches
-would). Every folder is prepared first (`queued`: configs, snapshot, git state of the copied
-code); then `sbatch --parsable --hold` submits the job script, the ids go into each `run.json`
-and only then `scontrol release` lets the jobs start, so a job never races the record of its id.
-Anything that fails before the release (sbatch refusing the job, a full disk) cancels what was
-submitted and removes every folder this launch made: exit 2, nothing left queued.
+would). Every folder is prepared first (`execute/batch.py`, `queued`: configs, snapshot, git
+state of the copied code); then `sbatch --parsable --hold` submits the job script, the ids go into
+each `run.json` and only then `scontrol release` lets the jobs start, so a job never races the
+record of its id. Anything that fails before the release (sbatch refusing the job, a full disk)
+cancels what was submitted and removes every folder this launch made: exit 2, nothing left queued.
 
 Plain `sbatch`/`squeue`/`scontrol` rather than submitit: submitit pickles a Python callable for
 the node to unpickle, while a prepared folder already holds everything the node needs (configs,
@@ -16,7 +16,6 @@ stays a readable file beside the runs, and the three commands cost no dependency
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -28,11 +27,11 @@ from typing import Any
 from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.errors import UsageError
+from expyrun.execute.batch import Batch
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.slurm_options import SlurmOptions
 from expyrun.execute.slurm_script import SCRIPT_FILE, config_digest, job_script, output_pattern
-from expyrun.run.folder import missing_parents, remove_created
-from expyrun.run.prepare import STORE_FOLDER, PreparedRun, prepare_run, run_base, snapshot_source
+from expyrun.run.prepare import run_base
 from expyrun.run.status import Status
 
 SBATCH_TIMEOUT_S = 120.0
@@ -61,19 +60,9 @@ def submit(
     if sbatch is None:
         raise UsageError("`__launch__.launcher: slurm`: sbatch is not on PATH",
                          "submit from a Slurm login node, or use launcher: local")  # fmt: skip
-    batch = _Batch(resolved, debug, argv, cwd)
+    batch = _SlurmBatch(resolved, debug, argv, cwd, launcher="slurm")
     try:
-        if sweep is not None:
-            batch.prepare_sweep(sweep, "--needed" in flags)
-        elif "--needed" in flags and not debug and _done(resolved, batch.git) is not None:
-            return 0
-        else:
-            fields = {"study": study.study_name} if study is not None else {}
-            for _ in range(launch.workers if study is not None else 1):
-                batch.prepare(resolved, dict(fields))
-        if not batch.prepared:
-            batch.close_sweep(Status.COMPLETED)
-            console.info("every point is done already (--needed): nothing to submit")
+        if not batch.prepare_launch(launch, sweep, study, "--needed" in flags, "nothing to submit"):
             return 0
         batch.record_git()
         array = sweep is not None or study is not None
@@ -101,121 +90,10 @@ def _check(launch: LaunchSpec, study: Any) -> None:
         console.warning("`__launch__.workers` is for studies; ignored here")
 
 
-def _done(resolved: ResolvedConfig, git: Any) -> Path | None:
-    from expyrun.run.needed import code_digest, find_done
+class _SlurmBatch(Batch):
+    """The folders of one submission, submitted as one job or one job array."""
 
-    done = find_done(resolved, code_digest(resolved, git.ignored()))
-    if done is not None:
-        console.info(f"already done: {done} has the same config and code (--needed): not submitted")
-    return done
-
-
-class _Batch:
-    """The folders one submission prepares, and how to take them all back (Ray's submission prepares
-    them the same way: `execute/ray_submit.py`)."""
-
-    launcher = "slurm"  # run.json's `launcher` until the node records its own
-
-    def __init__(self, resolved: ResolvedConfig, debug: bool, argv: list[str], cwd: Path) -> None:
-        from expyrun.run.git_state import GitProbe
-
-        self.resolved = resolved
-        self.debug = debug
-        self.argv = argv
-        self.cwd = cwd
-        self.git = GitProbe(resolved.run.code, None if debug else snapshot_source(resolved.run))
-        # per distinct `__code__` (a sweep may sweep it): its git probe and its first prepared folder,
-        # whose snapshot the others with that code clone; each folder's code
-        self.gits: dict[Path, GitProbe] = {snapshot_source(resolved.run): self.git}
-        self.firsts: dict[Path, PreparedRun] = {}
-        self.sources: dict[Path, Path] = {}  # run folder -> its snapshot source
-        self.prepared: list[PreparedRun] = []
-        self.created: list[Path] = []  # parents this launch made (deepest first within each group)
-        self.store_made = False
-        self.sweep_folder: Path | None = None
-        self.sweep_record: Any = None
-        self.job_id: str | None = None
-
-    def _note_parents(self, base: Path) -> None:
-        self.created = missing_parents(base) + self.created
-        store = self.resolved.run.output_dir / STORE_FOLDER
-        if not self.debug and not store.exists():
-            self.store_made = True
-
-    def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> PreparedRun:
-        self._note_parents(run_base(resolved, self.debug))
-        fields.update(launcher=self.launcher, attempt=None)  # the node counts attempts
-        source = snapshot_source(resolved.run)
-        prepared = prepare_run(resolved, self.debug, self.argv, self.cwd, fields, self._git(resolved),
-                               self.firsts.get(source))  # fmt: skip
-        self.firsts.setdefault(source, prepared)
-        self.sources[prepared.run_dir] = source
-        self.prepared.append(prepared)
-        return prepared
-
-    def _git(self, resolved: ResolvedConfig) -> Any:
-        """The git probe of this config's `__code__` (one per distinct code)."""
-        from expyrun.run.git_state import GitProbe
-
-        source = snapshot_source(resolved.run)
-        if source not in self.gits:
-            self.gits[source] = GitProbe(resolved.run.code, None if self.debug else source)
-        return self.gits[source]
-
-    def close_git(self) -> None:
-        for git in self.gits.values():
-            git.close()
-
-    def prepare_sweep(self, sweep: Any, needed: bool) -> None:
-        from expyrun.run.folder import allocate_run_dir
-        from expyrun.sweep.record import SweepRecord
-        from expyrun.sweep.run import point_config, point_fields
-
-        run = self.resolved.run
-        points = [(point, point_config(self.resolved, point, self.cwd)) for point in sweep.points()]  # exit 2 first
-        base = run.output_dir / "DEBUG" / sweep.name if self.debug else run.output_dir / sweep.name
-        self.created = missing_parents(base) + self.created
-        self.sweep_folder = allocate_run_dir(base, "sweep")
-        self.sweep_record = SweepRecord(self.sweep_folder, sweep, self.argv, local=False)
-        digests: dict[Path, str] = {}  # per distinct `__code__`
-        for point, config in points:
-            self.sweep_record.update(point.index, name=config.run.name)
-            if needed and not self.debug:
-                from expyrun.run.needed import code_digest, find_done_run
-
-                source = snapshot_source(config.run)
-                if source not in digests:
-                    digests[source] = code_digest(config, self._git(config).ignored())
-                done = find_done_run(config, digests[source])
-                if done is not None:
-                    self.sweep_record.skip(point.index, done)
-                    continue
-            fields = point_fields(self.sweep_folder, point)
-            prepared = self.prepare(config, fields)
-            self.sweep_record.update(point.index, run_dir=str(prepared.run_dir), status=Status.QUEUED)
-
-    def close_sweep(self, status: str) -> None:
-        if self.sweep_record is not None:
-            self.sweep_record.close(status)
-
-    def record_git(self) -> None:
-        """The git state of the code as it was copied (here, now), in every folder: the node runs the copy."""
-        if self.debug:
-            return  # the node runs `__code__` as it is then, and reads its state then
-        from expyrun.run.git_state import DIFF_FILE
-
-        for source, git in self.gits.items():  # each folder gets the state of the code it copied
-            group = [prepared for prepared in self.prepared if self.sources[prepared.run_dir] == source]
-            state = git.state() if group else None
-            if state is None:
-                continue
-            first = group[0]
-            if state.dirty:
-                git.write_diff(first.run_dir)
-            for prepared in group:
-                prepared.record["git"] = state.as_record()
-                if prepared is not first and (first.run_dir / DIFF_FILE).exists():
-                    os.link(first.run_dir / DIFF_FILE, prepared.run_dir / DIFF_FILE)
+    job_id: str | None = None
 
     def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool,
                hidden: dict[str, str | None], shown: dict[str, str | None]) -> None:  # fmt: skip
@@ -245,23 +123,6 @@ class _Batch:
         tasks = f"an array of {len(folders)} tasks" if array else "one job"
         where = self.sweep_folder or (folders[0] if len(folders) == 1 else ", ".join(map(str, folders)))
         console.info(f"submitted Slurm job {self.job_id} ({tasks}): {where}")
-
-    def discard(self) -> None:
-        """Remove every folder this launch made (runs, sweep folder, store and parents made for them)."""
-        from expyrun.run.folder import discard_run_dir
-
-        for prepared in self.prepared:
-            discard_run_dir(prepared.run_dir, [])
-        if self.sweep_record is not None:
-            with contextlib.suppress(OSError):
-                self.sweep_record.log.close()
-                self.sweep_record.lines.close()
-        if self.sweep_folder is not None:
-            shutil.rmtree(self.sweep_folder, ignore_errors=True)
-        if self.store_made:
-            shutil.rmtree(self.resolved.run.output_dir / STORE_FOLDER, ignore_errors=True)
-            remove_created([self.resolved.run.output_dir / ".expyrun"])
-        remove_created(sorted(set(self.created), key=lambda p: -len(p.parts)))
 
 
 def _planned(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any, debug: bool,

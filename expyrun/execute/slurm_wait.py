@@ -20,13 +20,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from expyrun import console
+from expyrun.execute.batch_watch import LogCopy, Progress, batch_exit_code, end_sweep, report_end
 from expyrun.execute.slurm_queue import is_gone, job_states
 from expyrun.run.capture import LOG_FILE
 from expyrun.run.record import mark_finished, write_record
-from expyrun.run.status import ACTIVE, INTERRUPT_EXITS, SIGNAL_EXIT, STOP_SIGNALS, UNSUCCESSFUL, Status
+from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
 
 POLL_S = 0.2  # records read this often (1 s beyond 200 waiting runs)
 SQUEUE_EVERY_S = 3.0
@@ -62,8 +63,8 @@ def wait_for_runs(prepared: list[Any], job_id: str | None, sweep_folder: Path | 
     runs = [_Waited(p) for p in prepared]
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
-    log = _LogCopy(runs[0].run_dir / LOG_FILE) if stream and len(runs) == 1 else None
-    progress = _Progress(len(runs)) if len(runs) > 1 and sys.stderr.isatty() else None
+    log = LogCopy(runs[0].run_dir / LOG_FILE) if stream and len(runs) == 1 else None
+    progress = Progress(len(runs)) if len(runs) > 1 and sys.stderr.isatty() else None
     console.info(f"waiting for Slurm job {job_id} ({len(runs)} run{'s' if len(runs) > 1 else ''}); "
                  f"Ctrl-C cancels it")  # fmt: skip
     asked = 0.0
@@ -74,7 +75,7 @@ def wait_for_runs(prepared: list[Any], job_id: str | None, sweep_folder: Path | 
                 if not run.ended:
                     run.read()
                     if run.ended:
-                        _report(run, progress)
+                        report_end(run, progress)
             if log is not None:
                 log.copy()
             if progress is not None:
@@ -100,11 +101,11 @@ def wait_for_runs(prepared: list[Any], job_id: str | None, sweep_folder: Path | 
     if log is not None:
         log.copy()
     if sweep_folder is not None:
-        _end_sweep(runs, sweep_folder)
-    return _exit_code(runs, received)
+        end_sweep(runs, sweep_folder)
+    return batch_exit_code(runs, received)
 
 
-def _find_gone(waiting: list[_Waited], progress: Any, cancelled: bool) -> None:
+def _find_gone(waiting: list[_Waited], progress: Progress | None, cancelled: bool) -> None:
     states = job_states([run.slurm for run in waiting])
     for run in waiting:
         if not is_gone(run.slurm, states):
@@ -115,13 +116,13 @@ def _find_gone(waiting: list[_Waited], progress: Any, cancelled: bool) -> None:
             continue
         run.read()
         if run.ended:
-            _report(run, progress)
+            report_end(run, progress)
         elif cancelled and run.status == Status.QUEUED:  # cancelled before it started: it was stopped
             _record_cancelled(run)
-            _report(run, progress)
+            report_end(run, progress)
         else:
             run.status = Status.DIED
-            _report(run, progress)
+            report_end(run, progress)
 
 
 def _record_cancelled(run: _Waited) -> None:
@@ -136,71 +137,6 @@ def _record_cancelled(run: _Waited) -> None:
     update_sweep(record, Status.INTERRUPTED, None, record["exception"])
 
 
-class Reported(Protocol):
-    """What a run's end report reads: a Slurm run (`_Waited`) or a Ray one (`ray_submit._Followed`)."""
-
-    @property
-    def run_dir(self) -> Path: ...
-    @property
-    def slurm(self) -> dict[str, Any]: ...
-    @property
-    def sweep(self) -> Any: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def record(self) -> dict[str, Any]: ...
-
-
-def _report(run: Reported, progress: Any) -> None:
-    record = run.record
-    where = f"point {run.sweep['point']} " if isinstance(run.sweep, dict) else ""
-    if run.status == Status.COMPLETED:
-        message = f"{where}completed: {run.run_dir}"
-    elif run.status == Status.DIED:
-        message = f"{where}died (its Slurm job is gone; see {run.slurm.get('output')}): {run.run_dir}"
-    else:
-        exception = record.get("exception") or {}
-        why = f" ({exception.get('type', 'error')}: {exception.get('message', '')})" if exception else ""
-        message = f"{where}{run.status}{why}: {run.run_dir}"
-    if progress is not None:
-        progress.log(message)
-    elif run.status == Status.COMPLETED:
-        console.info(message)
-    elif run.status == Status.INTERRUPTED:
-        console.warning(message)
-    else:
-        console.error(message)
-
-
-def _exit_code(runs: list[_Waited], received: list[int]) -> int:
-    if received:
-        return SIGNAL_EXIT[signal.Signals(received[0])]
-    interrupted = [run for run in runs if run.status == Status.INTERRUPTED]
-    if interrupted:
-        code = interrupted[0].record.get("exit_code")
-        return code if isinstance(code, int) and code in INTERRUPT_EXITS else SIGNAL_EXIT[signal.SIGTERM]
-    return 0 if all(run.status == Status.COMPLETED for run in runs) else 1
-
-
-def _end_sweep(runs: list[_Waited], folder: Path) -> None:
-    """Died points are written into sweep.json too; then the sweep's summary line."""
-    from expyrun.execute.slurm_node import update_sweep
-    from expyrun.sweep.record import read_sweep
-
-    for run in runs:
-        if run.status == Status.DIED:
-            update_sweep({**run.record, "status": Status.DIED}, Status.DIED, None,
-                         {"type": "Died", "message": "its Slurm job is gone"})  # fmt: skip
-    try:
-        data = read_sweep(folder)
-        counts = data.get("counts") or {}
-        status = data.get("status")
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    console.info(f"sweep {status}: {summary}: {folder}")
-
-
 def _scancel(job_id: str | None) -> None:
     if job_id is None:
         return
@@ -209,57 +145,3 @@ def _scancel(job_id: str | None) -> None:
         subprocess.run(["scancel", job_id], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         console.error(f"could not cancel Slurm job {job_id} ({error}): cancel it with `scancel {job_id}`")
-
-
-class _LogCopy:
-    """A single run's outputs.log copied to stdout as it grows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def copy(self) -> None:
-        try:
-            with open(self.path, "rb") as log:
-                log.seek(self.offset)
-                data = log.read()
-        except OSError:
-            return
-        if data:
-            self.offset += len(data)
-            with contextlib.suppress(OSError, ValueError):
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
-
-
-class _Progress:
-    """On a terminal: queued / running / done of the submitted runs."""
-
-    def __init__(self, total: int, label: str = "slurm") -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[detail]}"), console=Console(stderr=True), transient=True,
-        )  # fmt: skip
-        self.task = self.progress.add_task(label, total=total, detail="")
-        self.progress.start()
-
-    def update(self, runs: list[_Waited]) -> None:
-        counts: dict[str, int] = {}
-        for run in runs:
-            counts[run.status] = counts.get(run.status, 0) + 1
-        done = sum(n for s, n in counts.items() if s not in ACTIVE)
-        failed = sum(n for s, n in counts.items() if s in UNSUCCESSFUL)
-        detail = f"{counts.get('queued', 0)} queued, {counts.get('running', 0)} running" + (
-            f", {failed} failed" if failed else ""
-        )
-        self.progress.update(self.task, completed=done, detail=detail)
-
-    def log(self, message: str) -> None:
-        """A run's end above the bar: its exception text is the run's, shown escaped as by `console`."""
-        self.progress.console.print(f"expyrun: {console.visible(message)}", markup=False, highlight=False)
-
-    def close(self) -> None:
-        self.progress.stop()

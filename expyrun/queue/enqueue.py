@@ -1,7 +1,7 @@
 """`expyrun CONFIG --queue [--priority N]`: prepare the run, every sweep point or the study's workers, and queue them.
 
 Why here and not in the launch path: the folders are prepared exactly as for Slurm
-(`execute/slurm_submit._Batch`: configs, snapshot, git state of the copied code, `queued`), so a
+(`execute/batch.py`: configs, snapshot, git state of the copied code, `queued`), so a
 queued folder is a complete record of what will run; only where they wait differs (the machine's
 queue folder, `queue/store.py`, instead of Slurm's). Anything that fails before the entries are
 added removes every folder this launch made: exit 2, nothing queued. Imported only with `--queue`.
@@ -16,19 +16,19 @@ from typing import Any
 from expyrun import console
 from expyrun.config import ResolvedConfig
 from expyrun.errors import UsageError
+from expyrun.execute.batch import Batch
 from expyrun.execute.launch_spec import LaunchSpec
 from expyrun.execute.slurm_script import config_digest
-from expyrun.execute.slurm_submit import _Batch, _done
 from expyrun.queue import store
 from expyrun.run.record import now
 from expyrun.run.status import Status
 
 
-class _QueueBatch(_Batch):
-    launcher = "queue"
+class _QueueBatch(Batch):
+    """The launch's folders, each recording the queue that executes it."""
 
-    def __init__(self, *args: Any, priority: int, folder: Path) -> None:
-        super().__init__(*args)
+    def __init__(self, resolved: ResolvedConfig, argv: list[str], cwd: Path, priority: int, folder: Path) -> None:
+        super().__init__(resolved, False, argv, cwd, launcher="queue")  # never --debug (refused in `enqueue`)
         self.queue_fields = {"priority": priority, "folder": str(folder)}
 
     def prepare(self, resolved: ResolvedConfig, fields: dict[str, Any]) -> Any:
@@ -46,20 +46,10 @@ def enqueue(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any
         raise UsageError(f"--queue with `__launch__.launcher: {launch.launcher}`: the queue executes runs on this "
                          "machine", "use launcher: local, or submit without --queue")  # fmt: skip
     folder = store.writable_folder()  # refused before anything is created
-    batch = _QueueBatch(resolved, False, argv, Path.cwd(), priority=priority, folder=folder)
+    batch = _QueueBatch(resolved, argv, Path.cwd(), priority=priority, folder=folder)
     added: list[store.Entry] = []
     try:
-        if sweep is not None:
-            batch.prepare_sweep(sweep, "--needed" in flags)
-        elif "--needed" in flags and _done(resolved, batch.git) is not None:
-            return 0
-        else:
-            fields = {"study": study.study_name} if study is not None else {}
-            for _ in range(launch.workers if study is not None else 1):
-                batch.prepare(resolved, dict(fields))
-        if not batch.prepared:
-            batch.close_sweep(Status.COMPLETED)
-            console.info("every point is done already (--needed): nothing queued")
+        if not batch.prepare_launch(launch, sweep, study, "--needed" in flags, "nothing queued"):
             return 0
         batch.record_git()
         for prepared in batch.prepared:  # the worker executes a folder only as it was queued
