@@ -6,8 +6,8 @@ value a whole reference copies (`eval_batch: "{batch}"`) gives that type. Sweep 
 already read, are checked and converted the same way (`conform`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple turns string annotations into
+# ForwardRefs, compiling each (~15 us a field, at every launch); these evaluate as written.
 import re
 import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -277,7 +277,7 @@ def _convert_list(old: list, text: str, flag: str) -> list:
     return [convert(model, item, flag) for model, item in zip(models, items, strict=False)]
 
 
-def _convert_date(old: datetime.date, text: str, flag: str) -> datetime.date:
+def _convert_date(old: "datetime.date", text: str, flag: str) -> "datetime.date":
     """A YAML date (`2024-05-01`) or timestamp (`2024-05-01 12:30:00`), as the value it replaces."""
     import datetime
 

@@ -5,8 +5,8 @@ the former); giving both with different values is an error rather than a silent 
 `slurm` section is validated by `expyrun.execute.slurm_options`, imported only for `launcher: slurm`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple turns string annotations into
+# ForwardRefs, compiling each (~15 us a field, at every launch); these evaluate as written.
 import os
 from typing import Any, NamedTuple
 
