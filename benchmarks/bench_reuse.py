@@ -2,16 +2,20 @@
 
 1. An entry module that takes 0.5 s to import: `__launch__.reuse_workers: true` (imported once per
    worker) vs forked points (imported once per point), both `jobs: 1` (target <= 0.1x).
-2. A no-op entry point, forked points: `jobs: 2` vs `jobs: 1` (target <= 0.6x on 2 cores).
+2. A no-op entry point, forked points: `jobs: 2` vs `jobs: 1` (target <= 0.6x on 2 cores), measured
+   alternately (round by round), each with the CPU time of the sweep process and of its children
+   (run children, the tee), which other work on the machine does not inflate as it does wall time.
 
-Each figure is the median of `--repeats` launches of the whole sweep (`python -m expyrun`, wall
-time). The machine may have other work running: the ratios are what to compare.
+Each figure is the median of `--repeats` launches of the whole sweep (`python -m expyrun`, or the same
+`expyrun.cli.main` in-process where CPU time is measured; wall time). The machine may have other work
+running: the ratios are what to compare, with the load average printed.
 Run: `python benchmarks/bench_reuse.py [--points 100] [--repeats 3]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -47,7 +51,29 @@ def main(name, config):
 """
 
 
-def sweep_seconds(folder: Path, module: str, points: int, jobs: int, reuse: bool, round_: int) -> float:
+# `python -m expyrun CONFIG` in-process, then its CPU time: its own, and its children's once every
+# child is waited for (the tee outlives the launcher by a moment).
+MEASURED = """\
+import json, os, resource, sys
+from expyrun.cli import main
+code = main(sys.argv[1:])
+own = resource.getrusage(resource.RUSAGE_SELF)
+try:
+    while True:
+        os.wait()
+except ChildProcessError:
+    pass
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"own": own.ru_utime + own.ru_stime, "children": children.ru_utime + children.ru_stime}),
+      file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def sweep_run(
+    folder: Path, module: str, points: int, jobs: int, reuse: bool, round_: int, cpu: bool = False
+) -> dict[str, float]:
+    """One sweep: `wall` seconds; with `cpu`, the CPU seconds of the sweep process (`own`) and its children."""
     out = folder / f"out-{module}-{jobs}-{reuse}-{round_}"
     config = folder / f"{out.name}.yml"
     values = list(range(points))
@@ -55,13 +81,14 @@ def sweep_seconds(folder: Path, module: str, points: int, jobs: int, reuse: bool
         CONFIG.format(module=f"pkg.{module}", out=out, values=values, jobs=jobs, reuse=str(reuse).lower())
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "EXPYRUN_"))}
+    command = [sys.executable, "-c", MEASURED] if cpu else [sys.executable, "-m", "expyrun"]
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "expyrun", str(config)], cwd=folder, env=env,
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    result = subprocess.run([*command, str(config)], cwd=folder, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"sweep failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    return elapsed
+    figures = json.loads(result.stderr.strip().splitlines()[-1]) if cpu else {}
+    return {"wall": elapsed, **figures}
 
 
 def main() -> None:
@@ -78,17 +105,27 @@ def main() -> None:
         n, r = options.points, options.repeats
 
         def median(module: str, jobs: int, reuse: bool, repeats: int) -> float:
-            return statistics.median(sweep_seconds(folder, module, n, jobs, reuse, i) for i in range(repeats))
+            return statistics.median(sweep_run(folder, module, n, jobs, reuse, i)["wall"] for i in range(repeats))
 
+        load = os.getloadavg()[0]
         reused = median("slow", 1, True, r)
         forked = median("slow", 1, False, 1)  # ~0.5 s a point: one round is enough
-        jobs1 = median("noop", 1, False, r)
-        jobs2 = median("noop", 2, False, r)
-    print(f"{n}-point sweep, cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
+        rounds = [
+            (sweep_run(folder, "noop", n, 1, False, i, cpu=True), sweep_run(folder, "noop", n, 2, False, i, cpu=True))
+            for i in range(r)
+        ]
+        load = max(load, os.getloadavg()[0])
+    jobs1, jobs2 = (statistics.median(pair[j]["wall"] for pair in rounds) for j in (0, 1))
+    print(f"{n}-point sweep, cpus: {os.cpu_count()}, load average: {load:.2f} (the highest seen)")
     print(f"0.5 s import, forked points:  {forked:7.2f} s")
     print(f"0.5 s import, reused workers: {reused:7.2f} s  ({reused / forked:.3f}x forked; target <= 0.1x)")
     print(f"no-op, jobs 1:                {jobs1:7.2f} s")
     print(f"no-op, jobs 2:                {jobs2:7.2f} s  ({jobs2 / jobs1:.2f}x jobs 1; target <= 0.6x)")
+    print("  jobs 2 / jobs 1 round by round: " + ", ".join(f"{b['wall'] / a['wall']:.2f}x" for a, b in rounds))
+    for jobs in (1, 2):
+        own = statistics.median(pair[jobs - 1]["own"] for pair in rounds)
+        children = statistics.median(pair[jobs - 1]["children"] for pair in rounds)
+        print(f"  CPU, jobs {jobs}: sweep process {own:.2f} s, run children and tee {children:.2f} s")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from expyrun.sweep.run import check_points, point_config, point_fields
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from expyrun.config import ResolvedConfig
+    from expyrun.config import ResolvedConfig, RunSection
     from expyrun.execute.contract import Executor
     from expyrun.execute.launch_spec import LaunchSpec
     from expyrun.run.git_state import GitProbe
@@ -59,9 +59,8 @@ class SweepPoints:
         # Per distinct `__code__` (a sweep may sweep it): git probe, `--needed` digest, the first point
         # whose snapshot later points clone; per distinct (interpreter, code): the point whose frozen
         # requirements and git state later points link. Each point's record describes what it ran.
-        from expyrun.run.prepare import snapshot_source
-
-        self.codes: dict[Path, _Code] = {snapshot_source(resolved.run): _Code(git, digest)}
+        self.sources: dict[tuple[bool, Path, str], Path] = {}  # what each run section's snapshot copies
+        self.codes: dict[Path, _Code] = {self._source(resolved.run): _Code(git, digest)}
         self.recorded: dict[tuple[str | None, Path], PreparedRun] = {}
 
     def next(self) -> Point | Literal[Next.EXHAUSTED]:
@@ -88,13 +87,23 @@ class SweepPoints:
         self.record.update(point.index, run_dir=str(prepared.run_dir), status=Status.QUEUED)
         return Job(prepared, run_work(prepared), {"EXPYRUN_SWEEP_POINT": str(point.index)})
 
+    def _source(self, run: RunSection) -> Path:
+        """`snapshot_source(run)`, found once per code and entry module (it looks at the file system:
+        twice a point, a tenth of a millisecond each, in the sweep process that every point waits for)."""
+        key = (run.is_command, run.code, run.module)
+        source = self.sources.get(key)
+        if source is None:
+            from expyrun.run.prepare import snapshot_source
+
+            source = self.sources[key] = snapshot_source(run)
+        return source
+
     def _code(self, config: ResolvedConfig) -> _Code:
         """What the points running this point's `__code__` share, made when the first of them comes
         (a sweep over `__run__.__code__` snapshots and digests each code, not the first point's)."""
         from expyrun.run.git_state import GitProbe
-        from expyrun.run.prepare import snapshot_source
 
-        source = snapshot_source(config.run)
+        source = self._source(config.run)
         code = self.codes.get(source)
         if code is None:
             git = GitProbe(config.run.code, None if self.debug else source)
@@ -142,10 +151,9 @@ class SweepPoints:
         from expyrun.run.freeze import FROZEN_FILE
         from expyrun.run.git_state import DIFF_FILE
         from expyrun.run.launch import record_environment
-        from expyrun.run.prepare import snapshot_source
 
         run = prepared.resolved.run
-        key = (None if run.python is None else str(run.python), snapshot_source(run))
+        key = (None if run.python is None else str(run.python), self._source(run))
         source = self.recorded.get(key)
         if source is None or not source.run_dir.is_dir():
             record_environment(prepared, self._code(prepared.resolved).git)

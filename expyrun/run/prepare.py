@@ -8,7 +8,6 @@ so a launch refused before the run started leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,12 +194,17 @@ def _with_code(resolved: ResolvedConfig, code: Path, cwd: Path) -> ResolvedConfi
 def reserve_space(path: Path, size: int) -> None:
     """Keep the space of the last `run.json` write (the record so far and a margin), released just
     before it, so a run that fills the disk is still recorded (a run folder here, a trial folder in
-    `tune/trial_run.py`)."""
+    `tune/trial_run.py`).
+
+    Zeros written, not `posix_fallocate`: a write takes the space from the file system as surely
+    (a full disk refuses it), but blocks allocated by fallocate are freed in a journal transaction
+    when the reserve is deleted at the run's end: 0.4-2 ms of the launcher blocked per run on ext4
+    (0.01 ms for the written file, deleted before it reached the disk), which a sweep's launcher
+    pays once per point between two points."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.posix_fallocate(fd, 0, size)
-    except OSError as error:
-        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate
-            raise
+        written = 0
+        while written < size:
+            written += os.write(fd, bytes(min(size - written, 1 << 16)))
     finally:
         os.close(fd)
