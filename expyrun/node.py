@@ -113,7 +113,7 @@ def _hooks(record: dict[str, Any]) -> NodeHooks:
 
         return RayHooks()
     if isinstance(record.get("queue"), dict):  # executed by `expyrun worker` (expyrun/queue/)
-        from expyrun.queue.node_hooks import QueueHooks
+        from expyrun.execute.queue_node import QueueHooks
 
         return QueueHooks()
     return NodeHooks()

@@ -30,7 +30,6 @@ from typing import Any
 from expyrun.errors import UsageError
 
 ENV_FOLDER = "EXPYRUN_QUEUE"
-MAX_ATTEMPTS = 3  # executions of one queued folder (a worker stopped or killed during it counts)
 _PRIORITY_BOUND = 10**9
 _SUFFIX = ".json"
 

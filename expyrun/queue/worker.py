@@ -14,7 +14,7 @@ exits, so `expyrun worker --once && next-step` does not go on after a failed run
 worker itself was stopped (its runs went back to the queue and count for nothing).
 
 Stopping: Ctrl-C or SIGTERM of the worker sends SIGTERM to its nodes, which pass it on to their
-runs and put the folders back to `queued` (`queue/node_hooks.py`); a SIGKILLed worker's nodes hear
+runs and put the folders back to `queued` (`execute/queue_node.py`); a SIGKILLed worker's nodes hear
 SIGTERM from the kernel (`PR_SET_PDEATHSIG`) and do the same, so the next worker finds the entries
 free and executes them again (`attempt` + 1). A folder that already had `MAX_ATTEMPTS` executions is
 recorded `failed` instead.
@@ -38,7 +38,8 @@ from typing import Any, NoReturn
 
 from expyrun import console
 from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
-from expyrun.queue.store import MAX_ATTEMPTS, Claim, claim_next, entries
+from expyrun.execute.queue_node import MAX_ATTEMPTS
+from expyrun.queue.store import Claim, claim_next, entries
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
@@ -218,9 +219,9 @@ def _preload() -> None:
 
     import expyrun.config.dump
     import expyrun.execute.launch_spec
+    import expyrun.execute.queue_node
     import expyrun.execute.slurm_node
     import expyrun.node
-    import expyrun.queue.node_hooks
     import expyrun.run.freeze
     import expyrun.run.launch
     import expyrun.run.prepare

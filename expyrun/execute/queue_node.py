@@ -1,10 +1,15 @@
-"""The queue's hooks around a queued folder executed by `python -m expyrun.node` under a worker.
+"""The queue's hooks around a queued folder executed by `python -m expyrun.node` under a worker
+(`expyrun worker`, `queue/worker.py`), as `slurm_node.py` holds Slurm's.
 
 Why: a worker stopped by Ctrl-C or SIGTERM (or killed: its node hears SIGTERM from the kernel)
 returns its runs to the queue instead of ending them `interrupted`: the folder goes back to
 `queued`, with a line in `outputs.log`, and the next worker executes it again in the same folder
 with `attempt` + 1 (`EXPYRUN_ATTEMPT`), as a Slurm requeue does, up to `MAX_ATTEMPTS`.
 Costs nothing on the launch path: imported only by the node for a folder whose record has `queue`.
+
+It stands in execute/, below the node entry that picks it, beside the other schedulers' hooks; the
+queue's own package (`queue/`: the store, enqueueing, the worker) stands above the node, which the
+worker forks, so the node imports nothing of it.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from expyrun import console
 from expyrun.execute.node_hooks import NodeHooks, refuse_edited_config
-from expyrun.queue.store import MAX_ATTEMPTS
 from expyrun.run.capture import append_log
 from expyrun.run.status import Status
 
 if TYPE_CHECKING:
     from expyrun.run.outcome import Outcome
     from expyrun.run.prepare import PreparedRun
+
+MAX_ATTEMPTS = 3  # executions of one queued folder (a worker stopped or killed during it counts)
 
 
 class QueueHooks(NodeHooks):
