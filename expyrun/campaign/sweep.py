@@ -11,6 +11,7 @@ point as it ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -155,13 +156,14 @@ class SweepPoints:
         run = prepared.resolved.run
         key = (None if run.python is None else str(run.python), self._source(run))
         source = self.recorded.get(key)
-        if source is None or not source.run_dir.is_dir():
+        if source is None or not os.path.isdir(source.run_dir):
             record_environment(prepared, self._code(prepared.resolved).git)
             self.recorded[key] = prepared
             return
+        # string paths, and a link tried without looking first: this runs once a point, in the sweep process
         for name in (FROZEN_FILE, DIFF_FILE):
-            if (source.run_dir / name).exists():
-                os.link(source.run_dir / name, prepared.run_dir / name)
+            with contextlib.suppress(FileNotFoundError):
+                os.link(f"{source.run_dir}/{name}", f"{prepared.run_dir}/{name}")
         if "git" in source.record:
             prepared.record["git"] = source.record["git"]
 
