@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 from expyrun import console
 from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
 from expyrun.execute.queue_node import MAX_ATTEMPTS
+from expyrun.execute.wakeup import WakeupPipe
 from expyrun.queue.store import Claim, claim_next, entries
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
@@ -68,7 +69,7 @@ class Worker:
         self.received: list[int] = []
         self._told_waiting = False
         self.arm: Callable[[], None] | None = None  # arms a node's SIGTERM at the worker's death
-        self._wake_read = -1
+        self.wakeup = WakeupPipe()  # a stop signal ends a pause at once
         self.unsuccessful: list[Path] = []  # folders this worker executed that ended without success
 
     def run(self) -> int:
@@ -78,18 +79,12 @@ class Worker:
         self.arm = signal_on_parent_death(signal.SIGTERM)
 
         previous = {sig: signal.signal(sig, lambda signum, _: self.received.append(signum)) for sig in STOP_SIGNALS}
-        wake_read, wake_write = os.pipe()
-        for fd in (wake_read, wake_write):
-            os.set_blocking(fd, False)
-        self._wake_read = wake_read
-        previous_wakeup = signal.set_wakeup_fd(wake_write)
+        self.wakeup.open()
         try:
             self._serve()
         finally:
             self._stop()
-            signal.set_wakeup_fd(previous_wakeup)
-            os.close(wake_read)
-            os.close(wake_write)
+            self.wakeup.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.received:
@@ -176,12 +171,10 @@ class Worker:
 
     def _pause(self, timeout: float) -> None:
         """Until a node ends, a signal comes, or `timeout` s passed (then the queue is looked at again)."""
-        fds = [self._wake_read] + [run.pidfd for run in self.executing]
+        fds = [self.wakeup.open()] + [run.pidfd for run in self.executing]
         with contextlib.suppress(InterruptedError):
             select.select(fds, [], [], timeout)
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_read, 4096):
-                pass
+        self.wakeup.drain()
 
     def _settle(self, run: _Executing) -> None:
         """The node ended: the entry goes when the folder's record ended, stays when it is queued again."""
