@@ -130,3 +130,14 @@ def test_a_line_longer_than_a_part_is_read_whole_and_a_torn_one_waits(tmp_path):
     assert points[0] == (0, 2.5) and points[1][0] == 1 and math.isnan(points[1][1]) and len(points) == 2
     assert parts[-1].end == path.stat().st_size - len('{"step": 2, "lo') and parts[-1].last_step == 1
     assert list(metrics.follow_series(tmp_path / "missing", "loss")) == []
+
+
+@given(st.one_of(shaped_files, any_files))
+def test_the_names_in_a_part_are_those_json_per_line_finds(lines):
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        write_lines(folder, lines)
+        data = (folder / metrics.METRICS_FILE).read_bytes()
+        assert metrics.names_in(data) == list(metrics.read_metrics(folder))
+        torn = data[: data.rfind(b"\n", 0, len(data) - 1) + 1] + data[data.rfind(b"\n", 0, len(data) - 1) + 1 :][:5]
+        assert metrics.names_in(torn) == metrics.names_in(data[: data.rfind(b"\n", 0, len(data) - 1) + 1])

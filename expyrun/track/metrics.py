@@ -463,6 +463,21 @@ def _numbers(texts: list[bytes]) -> list[float] | None:
     return out
 
 
+def _shaped_lines(data: bytes) -> int | None:
+    """How many lines `data` holds when each is shaped as `Writer` writes them (see `_parse_ours`),
+    else None. Counts of single bytes and of one separator: about 1.5 ms a megabyte."""
+    lines = data.count(b"\n")
+    if (
+        not data.startswith(b'{"step": ')
+        or not data.endswith(b"}\n")
+        or data.count(b'}\n{"step": ') != lines - 1
+        or data.count(b"{") != lines
+        or (b"\\" in data and (b"\\u" in data or b"\\/" in data))  # (one byte is found at memchr speed)
+    ):
+        return None
+    return lines
+
+
 def _parse_ours(data: bytes, name: str) -> tuple[Sequence[int], list[float]] | None:
     """The points of `name` in complete lines all written as `Writer` writes them (`json.dumps` of a
     flat mapping, step first, writes them so too), without one `json.loads` per line; None when some
@@ -476,15 +491,8 @@ def _parse_ours(data: bytes, name: str) -> tuple[Sequence[int], list[float]] | N
     `json.dumps` writes) may shift the points' steps.
     Cost for 100,000 lines: a few counts, two `findall`, one `map(float)`: about 45 ms, against
     about 100 ms for a `findall` from each line's start and 300 ms for `json.loads` per line."""
-    lines = data.count(b"\n")
-    if (
-        not data.startswith(b'{"step": ')
-        or not data.endswith(b"}\n")
-        or data.count(b'}\n{"step": ') != lines - 1
-        or data.count(b"{") != lines
-        or b"\\u" in data
-        or b"\\/" in data
-    ):
+    lines = _shaped_lines(data)
+    if lines is None:
         return None
     steps = _STEP_TEXT.findall(data)
     if len(steps) != lines:  # a step that is not an integer
@@ -510,6 +518,35 @@ def _parse_ours(data: bytes, name: str) -> tuple[Sequence[int], list[float]] | N
         found.append(match.group(1))
     values = _numbers(found)
     return None if values is None else (found_steps, values)
+
+
+_NAMED_VALUE = re.compile(rb', ("(?:[^"\\\n]|\\.)*"): (-?[0-9][0-9.eE+-]*|"[^"\n]*"|NaN|-?Infinity)')
+
+
+def names_in(data: bytes) -> list[str]:
+    """The metric names in the complete lines of `data` (a part of `metrics.jsonl`): the keys but
+    `step` and `time` that hold a number (or NaN's or an infinity's string), as `read_metrics` reads
+    them, in the order they first appear. Lines shaped as `Writer` writes them are read with one
+    `findall` (the runs viewer asks a running run's names at every poll: 2,000 lines cost 0.5 ms
+    instead of 5 ms); any other line with `json`."""
+    data = data[: data.rfind(b"\n") + 1]
+    names: dict[str, None] = {}
+    if _shaped_lines(data) is not None:
+        found = dict.fromkeys(key for key, value in _NAMED_VALUE.findall(data) if value[:1] != b'"' or value in _QUOTED)
+        for key in found:
+            with contextlib.suppress(ValueError):
+                names[json.loads(key)] = None
+    else:
+        for line in data.splitlines():
+            try:
+                item = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                names.update(dict.fromkeys(key for key, value in item.items() if parse_number(value) is not None))
+    names.pop("step", None)
+    names.pop("time", None)
+    return list(names)
 
 
 def _parse_lines(data: bytes, name: str, previous_step: int | None) -> tuple[list[int], list[float], int | None]:

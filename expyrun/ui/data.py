@@ -220,18 +220,14 @@ def metric_names(run_dir: Path) -> list[str]:
         size = path.stat().st_size
         with open(path, "rb") as file:
             head = file.read(NAMES_PROBE_BYTES)
-            file.seek(max(0, size - NAMES_PROBE_BYTES))
-            tail = file.read(NAMES_PROBE_BYTES)
+            tail = b""
+            if size > NAMES_PROBE_BYTES:  # from the byte before, to know whether it starts a line
+                file.seek(max(0, size - NAMES_PROBE_BYTES - 1))
+                tail = file.read(NAMES_PROBE_BYTES + 1)
     except OSError:
         return list(names)
-    for line in (head + b"\n" + tail).splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            names.update(dict.fromkeys(key for key, value in item.items() if key not in ("step", "time")
-                                       and metric_files.parse_number(value) is not None))  # fmt: skip
+    names.update(dict.fromkeys(metric_files.names_in(head)))
+    names.update(dict.fromkeys(metric_files.names_in(tail[tail.find(b"\n") + 1 :])))
     return list(names)
 
 
