@@ -284,11 +284,13 @@ def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOu
     except SystemExit as error:  # a trial's exit ends that trial, never the study
         code = error.code
         if isinstance(code, str):
-            print(code, file=sys.stderr, flush=True)  # what Python prints when sys.exit("...") ends it
+            with contextlib.suppress(Exception):  # the entry point may have closed fd 2 (as a plain run's child)
+                print(code, file=sys.stderr, flush=True)  # what Python prints when sys.exit("...") ends it
         detail = "sys.exit()" if code is None else f"sys.exit({code!r})"
         return None, TrialOutcome.failed("SystemExit", f"the trial called {detail} instead of returning an objective")
     except Exception as error:
-        traceback.print_exc()
+        with contextlib.suppress(Exception):  # the entry point may have closed fd 2: the trial still fails with
+            traceback.print_exc()  # its exception, not with its worker's death
         return None, TrialOutcome.failed(type(error).__name__, str(error))
 
 
