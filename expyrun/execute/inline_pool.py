@@ -42,6 +42,14 @@ def _raise_terminated(_signum: int, _frame: Any) -> None:
     raise Terminated
 
 
+def _never_answer_from_a_fork(owner: int) -> None:
+    """A process the trial forked, come back up here (its `sys.exit` went through the trial's code):
+    it is a copy of the study, and must never record, tell or log the trial in the study's place."""
+    if os.getpid() != owner:
+        flush_all()
+        os._exit(0)
+
+
 class RoutedStream(io.TextIOBase):
     """A text stream that writes to the current thread's target, or to `fallback` for threads
     without one."""
@@ -154,6 +162,7 @@ class InlinePool:
         os.close(log)
         home, run_dir_env = os.getcwd(), os.environ.get("EXPYRUN_RUN_DIR")
         interrupted = None
+        me = os.getpid()
         streams = GuardedStreams()  # a full disk gives the log up, as a plain run's tee does
         streams.install()
         try:
@@ -170,6 +179,7 @@ class InlinePool:
                 return Finished(key, value if log_error is None else {**value, "log_error": log_error})
             return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
         finally:
+            _never_answer_from_a_fork(me)
             streams.restore()
             signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, handlers[1])
@@ -193,6 +203,7 @@ class InlinePool:
         from expyrun.track.logging import bind
 
         bind(run_dir)  # expyrun.log in this thread writes the trial's folder (the environment is the study's)
+        me = os.getpid()
         try:
             try:
                 result = Finished(key, task())
@@ -210,6 +221,7 @@ class InlinePool:
                     key, {"state": "FAIL", "error": {"type": type(error).__name__, "message": str(error)}}
                 )
         finally:
+            _never_answer_from_a_fork(me)
             for stream in self.routed:
                 stream.route(None)
             log.close()
