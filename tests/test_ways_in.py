@@ -102,22 +102,25 @@ def test_every_command_in_the_help_is_in_the_command_table_and_no_other(project,
 # Modules a plain launch must not import: each costs milliseconds (dataclasses: inspect, ast, dis) or
 # belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly).
 HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect")
-# Nor those only some launches need: a command written as one string (shlex), a GPU lease (fcntl).
-WHEN_NEEDED = ("shlex", "fcntl", "expyrun.execute.gpu_leases")
+# Nor those only some launches need: a command written as one string (shlex), a GPU lease (fcntl),
+# a command run or another interpreter (run.command); --debug freezes no requirements (run.freeze).
+WHEN_NEEDED = ("shlex", "fcntl", "expyrun.execute.gpu_leases", "expyrun.run.command")
 # Nor those that find, query and show runs already made: browsing, not launching (nor the suggestions
 # for a misspelt flag, when there is no option to check).
 BROWSING = ("expyrun.browse", "expyrun.reading", "expyrun.commands.")
 
 
-@pytest.mark.parametrize("flags", [[], ["--debug"]], ids=["run", "debug"])
-def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project, flags):
+@pytest.mark.parametrize(
+    ("flags", "unneeded"), [([], ()), (["--debug"], ("expyrun.run.freeze",))], ids=["run", "debug"]
+)
+def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templates(project, flags, unneeded):
     write(project / "c.yml", RUN_SECTION + "x: 3\n")
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "expyrun", "c.yml", *flags], cwd=project,
                             env=clean_env(), capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import ")}
     assert "expyrun.commands.launch" in imported, sorted(imported)  # (the table dispatched to it)
-    heavy = {name for name in imported if name.split(".")[0] in HEAVY or name in WHEN_NEEDED}
+    heavy = {name for name in imported if name.split(".")[0] in HEAVY or name in (*WHEN_NEEDED, *unneeded)}
     browsing = {name for name in imported if name.startswith(BROWSING) and name != "expyrun.commands.launch"}
     assert not heavy and not browsing, sorted(heavy | browsing)
 

@@ -15,22 +15,23 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from expyrun.errors import Quiet
-from expyrun.run.command import ExecSpec
 from expyrun.run.entry_point import ConfigMismatch
 from expyrun.run.shutdown import exit_grace, note_start, shut_down
 from expyrun.run.shutdown import flush_all as flush_all  # where trial runners import it from
 from expyrun.run.status import SIGNAL_EXIT
 from expyrun.track.files import METRICS_ENV, METRICS_FILE
 
+if TYPE_CHECKING:  # run.command (a command run's program, ~0.4 ms to import) only where one is executed
+    from expyrun.run.command import ExecSpec
+
+    Body = Callable[[], Any] | ExecSpec  # the entry point (or driver) to call, or a program to exec
+
 
 class Terminated(BaseException):
     """SIGTERM inside the run: unwinds the entry point like KeyboardInterrupt does for SIGINT."""
-
-
-Body = Callable[[], Any] | ExecSpec
 
 
 def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environment: dict[str, str],
@@ -66,7 +67,7 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
             for fd in set(output):
                 os.close(fd)
             os.environ.update(environment)
-            if isinstance(body, ExecSpec):
+            if not callable(body):  # an ExecSpec
                 _exec(body, run_dir, cwd, result_write)
             code = _run(body, run_dir, cwd, result_write, from_snapshot)
         finally:

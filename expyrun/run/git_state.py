@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from expyrun.run.freeze import strip_credentials
-
 if TYPE_CHECKING:
     import subprocess
 
@@ -151,8 +149,11 @@ class GitProbe:
                 dirty = True
         dirty = dirty or bool(self.untracked())
         remote_out = (self._output("remote") or b"").decode().strip()
-        remote = strip_credentials(remote_out) if remote_out else None
-        return GitState(commit, branch, dirty, remote)
+        if not remote_out:
+            return GitState(commit, branch, dirty, None)
+        from expyrun.run.freeze import strip_credentials  # (only here: a --debug launch never asks git)
+
+        return GitState(commit, branch, dirty, strip_credentials(remote_out))
 
     def close(self) -> None:
         """Reap calls nobody read (a launch that stopped early)."""
