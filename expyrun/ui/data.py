@@ -118,6 +118,7 @@ class Table:
             old = previous.get(row["path"])
             if old is not None and old[0] == row:
                 shown[row["path"]] = old
+                rows[index] = old[0]  # the kept record, not an equal copy: the table is held once
             else:
                 shown[row["path"]] = (row, _table_row(full, self._real_root))
                 changed = True
