@@ -140,13 +140,17 @@ def ended(project: Path) -> tuple[str, int | None]:
     """How the launched run ended and its exit code, as its `run.json` says. In the trial modes the
     launched run is the study: a trial that ended with it is `failed` saying so (SPEC 6: it is queued
     again) — stopped with the study, or, inline, in the study's process when that ended (`Died`) —
-    and the study's own record says how the study ended."""
+    and the study's own record says how the study ended. A study that stopped (rather than died)
+    first told its storage: `study.json` counts no trial still RUNNING."""
     run = record(project)
     error = run["exception"] or {}
-    with_the_study = error.get("type") == "Died" or error.get("message", "").startswith("the study was stopped")
-    if "trial" in run and run["status"] == "failed" and with_the_study:
+    stopped = error.get("message", "").startswith("the study was stopped")
+    if "trial" in run and run["status"] == "failed" and (stopped or error.get("type") == "Died"):
         (run_dir,) = run_dirs(project)
-        run = json.loads((run_dir.parents[1] / "run.json").read_text())
+        study = run_dir.parents[1]
+        if stopped and "RUNNING" in json.loads((study / "study.json").read_text())["counts"]:
+            return "stopped, but RUNNING in the study's storage", None
+        run = json.loads((study / "run.json").read_text())
     return run["status"], run["exit_code"]
 
 

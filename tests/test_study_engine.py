@@ -1,10 +1,13 @@
 """The study engine against the real `expyrun` and real journal / SQLite storages: reused trial
 workers, signals, dead drivers, GPU ids, samplers that stop the study, bad objectives, inline
-threads. Every wait has a deadline and fails saying what it saw."""
+threads. Every wait has a deadline and fails saying what it saw.
+
+What every run must do in a trial too (a fork that never answers for it, SIGKILL after SIGTERM is
+ignored, logs, exit codes) is `tests/test_executor.py`'s, in its `trial` and `inline` modes; these
+are what only a study does (many trials, workers, storages, retries)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -41,8 +44,6 @@ def main(name, config):
     action = config["actions"].get(f"t{n}", "")
     _event(n=n, event="start", time=time.time(), pid=os.getpid(), gpu=os.environ.get("CUDA_VISIBLE_DEVICES"))
     print(f"evaluating trial {n}", flush=True)
-    if config["ignore_term"]:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for i in range(config["lines"]):
         print(f"trial {n} line {i}")
         time.sleep(0.002)
@@ -61,12 +62,6 @@ def main(name, config):
         return float("-inf")
     if action == "sys_exit":
         sys.exit(3)
-    if action == "fork_exit" and os.fork() == 0:
-        sys.exit(0)  # the child ends as plain Python would: it must not answer for the trial
-    if action == "fork_helper" and os.fork() == 0:
-        _event(n=n, event="helper", pid=os.getpid(), time=time.time())
-        time.sleep(30)
-        os._exit(0)
     end = time.time() + config["sleep"]
     while time.time() < end:  # Python code runs now and then, as in a training loop
         time.sleep(0.05)
@@ -84,7 +79,6 @@ x: 0.0
 sleep: 0.0
 reports: 0
 lines: 0
-ignore_term: false
 actions: {{}}
 __optuna__:
   n_trials: {n_trials}
@@ -193,23 +187,6 @@ def test_a_crashed_worker_fails_its_trial_only(engine):
     )
 
 
-def test_processes_forked_by_a_trial_never_answer_for_it(engine):
-    config = study_config(4).replace("actions: {}", "actions: {t1: fork_exit, t2: fork_helper}")
-    write(engine / "tune.yml", config)
-    started = time.monotonic()
-    result = run_expyrun(["tune.yml"], engine, timeout=120)
-    helpers = [e["pid"] for e in events(engine) if e["event"] == "helper"]
-    try:
-        assert result.returncode == 0, result.stderr
-        assert time.monotonic() - started < 25, "a forked helper kept the study waiting"
-        assert states(journal_study(engine)) == {"COMPLETE": 4}
-        assert {r["status"] for r in records(engine / "outputs" / "engine" / "exp.0").values()} == {"completed"}
-    finally:
-        for pid in helpers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 @pytest.mark.parametrize("isolation", ["process", "inline"])
 def test_sigterm_fails_running_trials_and_a_rerun_completes_the_study(engine, isolation):
     config = study_config(6, f"  n_jobs: 2\n  isolation: {isolation}\n")
@@ -281,23 +258,6 @@ def test_sigkill_of_the_whole_study_then_a_rerun_retries_its_trials(engine):
     dead = records(study_dir)
     assert all(r["status"] == "failed" and "died" in r["exception"]["message"] for r in dead.values())
     assert "was left running by process" in (engine / "outputs" / "engine" / "exp.1" / "outputs.log").read_text()
-
-
-def test_a_trial_ignoring_sigterm_is_killed_after_the_grace_period(engine):
-    config = study_config(3).replace("sleep: 0.0", "sleep: 60").replace("ignore_term: false", "ignore_term: true")
-    write(engine / "tune.yml", config)
-    process = start_expyrun(["tune.yml"], engine)
-    study_dir = engine / "outputs" / "engine" / "exp.0"
-    wait_for(lambda: running_trials(study_dir) == [0], 60, lambda: f"running trials {running_trials(study_dir)}")
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = finish(process, 60)
-    assert process.returncode == 143, stderr
-    assert 7 < time.monotonic() - started < 20
-    record = records(study_dir)[0]
-    assert record["status"] == "failed" and "killed (SIGKILL)" in record["exception"]["message"]
-    assert "RUNNING" not in states(journal_study(engine))
-    assert (study_dir / "study.json").exists()
 
 
 def test_gpu_ids_are_never_shared_by_two_running_trials(engine):
