@@ -3,6 +3,8 @@ that executes a prepared run folder (Slurm's job script calls it; a queue and Ra
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import re
 import subprocess
@@ -123,6 +125,49 @@ def test_a_launch_imports_none_of_the_browsing_commands_argparse_optuna_or_templ
     heavy = {name for name in imported if name.split(".")[0] in HEAVY or name in (*WHEN_NEEDED, *unneeded)}
     browsing = {name for name in imported if name.startswith(BROWSING) and name != "expyrun.commands.launch"}
     assert not heavy and not browsing, sorted(heavy | browsing)
+
+
+@pytest.mark.parametrize("args", [["c.yml", "--dry-run"], ["missing.yml"]], ids=["checked", "refused"])
+def test_a_launch_collects_garbage_again_once_checked_and_leaves_a_callers_pause(project, monkeypatch, capsys, args):
+    """The collector is paused while a launch imports and checks (what that made is then frozen), not
+    for the run, sweep or study that follows; a caller that paused it finds it paused."""
+    from expyrun.commands import launch
+    from expyrun.errors import ExpyrunError
+
+    write(project / "c.yml", RUN_SECTION + "x: 3\n")
+    monkeypatch.chdir(project)
+    during_check: list[bool] = []
+    check = launch._check
+
+    def watched_check(*arguments):
+        during_check.append(gc.isenabled())
+        return check(*arguments)
+
+    monkeypatch.setattr(launch, "_check", watched_check)
+    from expyrun.config import dump
+
+    after_check: list[bool] = []
+    dump_yaml = dump.dump_yaml  # what --dry-run does once the config is checked
+
+    def watched_dump(*arguments):
+        after_check.append(gc.isenabled())
+        return dump_yaml(*arguments)
+
+    monkeypatch.setattr(dump, "dump_yaml", watched_dump)
+    try:
+        for callers_pause in (False, True):
+            if callers_pause:
+                gc.disable()
+            with contextlib.suppress(ExpyrunError):
+                launch.main(args)
+            assert gc.isenabled() is not callers_pause
+            gc.enable()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    checked = args[0] == "c.yml"
+    assert during_check == ([False, False] if checked else []) and after_check == ([True, False] if checked else [])
+    capsys.readouterr()
 
 
 def test_the_run_child_of_a_pure_python_entry_point_does_not_load_ctypes(project):

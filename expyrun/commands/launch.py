@@ -7,6 +7,7 @@ created (`_check`), so `--dry-run` and a launch refuse the same configs.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,31 @@ FLAGS = ("--debug", "--dry-run", "--explain", "--needed", "--queue")
 
 def main(args: list[str]) -> int:
     """Resolve CONFIG with its overrides and flags, check it, then run it, its sweep or its study."""
+    global _paused
+    _paused = gc.isenabled()
+    gc.disable()  # until the checks are done (`_startup_over`)
+    try:
+        return _main(args)
+    finally:
+        _startup_over()
+
+
+_paused = False  # whether `main` paused the cyclic garbage collector (a caller's own pause is left as it is)
+
+
+def _startup_over() -> None:
+    """Collect garbage again, the objects made so far frozen: the imports, the config and the checks
+    make tens of thousands of objects that live as long as the launcher, and the collector's scans
+    of them cost every launch ~1.5 ms (13 collections; one of them, at the 111th module, 0.9 ms).
+    Frozen, they are never scanned again, nor their pages copied by a forked child to be scanned."""
+    global _paused
+    if _paused:
+        _paused = False
+        gc.freeze()
+        gc.enable()
+
+
+def _main(args: list[str]) -> int:
     flags = {flag for flag in args if flag in FLAGS}
     priority = None
     if "--queue" in flags:  # without it, `--priority` overrides a config key `priority` (as in 0.2.1)
@@ -54,6 +80,7 @@ def main(args: list[str]) -> int:
             console.warning(message)
 
     launch_spec, sweep, spec = _check(resolved, config_file)
+    _startup_over()
     if "--queue" in flags and not flags & {"--dry-run", "--explain"}:
         from expyrun.queue.enqueue import enqueue
 
