@@ -291,6 +291,7 @@ class LocalExecutor:
             os.close(run.result_fd)
             run.result_fd = None
         _kill_group(run.pid)  # what the run left in its group ends with it (the README's rule)
+        run.tee.reaped()
         run.status, run.stopped_by = status, self.stopped_by
         if terminal is not None and run.stopped_by is None and _stopped_by_ctrl_c(status):
             # the run held the terminal, so Ctrl-C reached its group alone: this process hears it too

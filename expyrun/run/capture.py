@@ -50,6 +50,14 @@ class Tee:
         with contextlib.suppress(OSError):  # the tee is gone: `TeeProcess.collect` says so
             self.process.send({"watch": self.key, "pgid": run_pgid})
 
+    def reaped(self) -> None:
+        """The run's child was reaped and its group killed: a tee still copying for a process that
+        left the group (a daemon) no longer stops that group if the launcher dies (its id may be
+        another group's by then)."""
+        if not self.done:
+            with contextlib.suppress(OSError):
+                self.process.send({"reaped": self.key})
+
     def close_writers(self) -> None:
         """The run child holds its own copies of the write ends: the launcher lets go of them."""
         for fd in {self.stdout, self.stderr}:
@@ -239,6 +247,11 @@ class _Tee:
     """The tee process: copies each chunk to its run's log, then to the terminal, until every writer
     of every run is gone and the launcher said it will hand over no more (or is dead).
 
+    Messages from the launcher (JSON, over a SOCK_SEQPACKET socket): `{"add": key, "dir": run folder,
+    "metrics": patterns}` with the run's read ends and its log as SCM_RIGHTS descriptors, `{"watch":
+    key, "pgid": group}` once its child is forked, `{"reaped": key}` once the launcher reaped it, and
+    `{"end": true}`. Reports to the launcher (a pipe): `key` or `key why` once a run's log is complete.
+
     A log that cannot be written (disk full) never stops the copy to the terminal: the tee says why
     once on stderr and in the run's report, and the run goes on. The launcher's death (SIGKILL) is
     noticed by the tee's parent changing, checked at least every `_PARENT_CHECK_MS`: the tee then
@@ -273,9 +286,10 @@ class _Tee:
                     self.copy(fd)
             for run in list(self.runs.values()):
                 _feed(run.sink, b"")
-                if self.launcher_dead and run.pgid is not None:
+                if self.launcher_dead and run.pgid is not None:  # once: the group id may be reused later
                     with contextlib.suppress(OSError):
                         os.killpg(run.pgid, signal.SIGKILL)
+                    run.pgid = None
 
     def receive(self) -> None:
         """Every message the launcher sent: a run handed over (its pipes and log), its process group,
@@ -317,8 +331,14 @@ class _Tee:
             watched = self.runs.get(message["watch"])
             if watched is not None:  # (a run whose output ended already is not watched)
                 watched.pgid = message["pgid"]
-        elif message.get("end"):
+        elif "reaped" in message:  # the launcher reaped the run and killed its group: nothing to stop
+            reaped = self.runs.get(message["reaped"])
+            if reaped is not None:
+                reaped.pgid = None
+        elif message.get("end"):  # every run's child was reaped (or killed) by now: no group to stop
             self.ending = True
+            for run in self.runs.values():
+                run.pgid = None
 
     def copy(self, fd: int) -> None:
         run = self.readers[fd]
