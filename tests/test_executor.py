@@ -3,13 +3,15 @@ signals, process-group cleanup, records. Each test runs the real `expyrun` in a 
 
 `MODES` lists the ways a run folder is executed, each as the config text that selects it: `single`
 (a forked run child), `sweep` (a one-point sweep's local pool), `reused` (the same on reused
-workers), `trial` (a one-trial Optuna study, `isolation: process`: a trial worker) and `inline` (the
-same, `isolation: inline`: in the study's own process). A new executor joins by adding a mode and
-must pass the same tests, with the same assertions; where a mode keeps things elsewhere (a trial's
-folder is under its study's, its objective must be a number, a trial stopped with its study is
-failed and queued again), the small helpers `run_dirs`, `record`, `returned`, `ended` and
-`told_the_failure` say where, never a per-mode copy of a test. `CANNOT` says which behaviour a mode
-cannot have, and why; a reason starting with "bug:" is one the mode should have (SPEC) and does not.
+workers), `trial` (a one-trial Optuna study, `isolation: process`: a trial worker), `inline` (the
+same, `isolation: inline`: in the study's own process) and `slurm` (one job on the session's real
+one-node cluster, `tests/slurm_cluster.py`, the launcher waiting for it). A new executor joins by
+adding a mode and must pass the same tests, with the same assertions; where a mode keeps things
+elsewhere (a trial's folder is under its study's, its objective must be a number, a trial stopped
+with its study is failed and queued again), the small helpers `run_dirs`, `record`, `returned`,
+`ended` and `told_the_failure` say where, never a per-mode copy of a test. `CANNOT` says which
+behaviour a mode cannot have, and why; a reason starting with "bug:" is one the mode should have
+(SPEC) and does not.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import pytest
 from conftest import RUN_SECTION, clean_env, terminal_session, write
+from test_slurm import cluster, slurm  # noqa: F401 (fixtures: the one-node Slurm cluster of the session)
 
 STUDY = """\
 swept: 0
@@ -43,6 +46,7 @@ MODES = {
     "reused": "swept: 0\n__launch__: {reuse_workers: true}\n__sweep__:\n  grid:\n    swept: [1]\n",
     "trial": STUDY.replace("ISOLATION", "process"),
     "inline": STUDY.replace("ISOLATION", "inline"),
+    "slurm": "__launch__: {launcher: slurm, wait: true}\n",
 }
 
 # The modes where the run is an Optuna trial: the entry point is the objective and must return a number,
@@ -91,13 +95,26 @@ CANNOT = {
         "bug: an inline trial's output (the prompt too) goes to its outputs.log only, not to the terminal",
     ("inline", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
         "bug: an inline trial's output (the prompt too) goes to its outputs.log only, not to the terminal",
+    ("slurm", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
+        "bug: Slurm's KillWait (5 s here, under expyrun's 10 s) kills the node's expyrun with the run: its record "
+        "stays running (list says died); the waiting launcher that cancelled the job does not record it interrupted",
+    ("slurm", "test_sighup_is_handled_like_sigterm"):
+        "bug: the waiting launcher cancels the job on SIGHUP and the run gets Slurm's SIGTERM: exit 129, but its "
+        "record says 143",
+    ("slurm", "test_each_stream_keeps_its_order_when_they_go_apart"):
+        "a job's stdout and stderr are one file (slurm-JOB.out), which the waiting launcher shows on its stdout",
+    ("slurm", "test_on_a_terminal_input_works_and_child_output_is_live"):
+        "a job has no terminal: its stdin on the node is not the launching terminal (input() reads end of file)",
+    ("slurm", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
+        "a job has no terminal: input() reads end of file, and Ctrl-Z would stop the waiting launcher, not the job",
 }  # fmt: skip
 
 
 # How long a run that ignores SIGTERM has before SIGKILL: 10 s (SPEC 4), but a study's trial workers get
 # 8 s (tune/driver.py `STOP_GRACE_S`), so that the study records them before the launcher's 10 s are up.
-# (An inline trial that ignores SIGTERM makes its study ignore it: the launcher's 10 s apply.)
-GRACE_S = {"trial": 8.0}
+# (An inline trial that ignores SIGTERM makes its study ignore it: the launcher's 10 s apply.) A Slurm
+# job cancelled by the waiting launcher gets Slurm's `KillWait` (5 s on the test cluster, slurm_cluster.py).
+GRACE_S = {"trial": 8.0, "slurm": 5.0}
 
 
 @pytest.fixture(params=sorted(MODES))
@@ -105,6 +122,8 @@ def mode(request) -> str:
     why = CANNOT.get((request.param, request.node.originalname))
     if why is not None:
         pytest.skip(f"{request.param}: {why}")
+    if request.param == "slurm":
+        request.getfixturevalue("slurm")  # the cluster, named by SLURM_CONF for expyrun; no job outlives the test
     return request.param
 
 
