@@ -46,15 +46,14 @@ environment variables set for it. Each executor executes the job's folder the sa
 `outputs.log` (the tee), signals, exit status and result file read into the same `Outcome`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: typing.NamedTuple turns string annotations into
+# ForwardRefs, compiling each (~15 us a field, at every launch); only names known to mypy alone are quoted.
 import signal
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from expyrun.execute.outcome import Outcome
     from expyrun.execute.trial_workers import Finished
     from expyrun.run.prepare import PreparedRun
@@ -64,7 +63,7 @@ class Job(NamedTuple):
     """One prepared run folder, what executes there, and the variables set for it. (NamedTuples, not
     dataclasses, here: `dataclasses` costs every launch 5 ms of imports.)"""
 
-    prepared: PreparedRun
+    prepared: "PreparedRun"
     work: Callable[[], Any] | Any  # the target: a callable for the run child, or an ExecSpec to exec
     environment: Mapping[str, str] = {}  # never mutated: copied before use
     reads_result: bool = True  # a command's exit status and a `__result__` file decide the outcome
@@ -85,7 +84,7 @@ class Ended(NamedTuple):
     """A job that ended, and how."""
 
     job: Job
-    outcome: Outcome
+    outcome: "Outcome"
 
 
 @runtime_checkable
@@ -120,10 +119,10 @@ class TaskPool(Protocol):
 
     def submit(self, key: int, payload: Any, run_dir: Path) -> tuple[int, str | None]: ...
 
-    def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]: ...
+    def wait(self, timeout: float, wake_fd: int | None = None) -> "list[Finished]": ...
 
     def stop(
         self, grace: float, wake_fd: int | None = None, exception: type[BaseException] = KeyboardInterrupt
-    ) -> list[Finished]: ...
+    ) -> "list[Finished]": ...
 
     def close(self) -> None: ...
