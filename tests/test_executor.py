@@ -4,8 +4,9 @@ signals, process-group cleanup, records. Each test runs the real `expyrun` in a 
 `MODES` lists the ways a run folder is executed, each as the config text that selects it: `single`
 (a forked run child), `sweep` (a one-point sweep's local pool), `reused` (the same on reused
 workers), `trial` (a one-trial Optuna study, `isolation: process`: a trial worker), `inline` (the
-same, `isolation: inline`: in the study's own process) and `slurm` (one job on the session's real
-one-node cluster, `tests/slurm_cluster.py`, the launcher waiting for it). A new executor joins by
+same, `isolation: inline`: in the study's own process), `slurm` (one job on the session's real
+one-node cluster, `tests/slurm_cluster.py`, the launcher waiting for it) and `queue` (the run queued
+with `--queue`, then executed by `expyrun worker --once`: `command`). A new executor joins by
 adding a mode and must pass the same tests, with the same assertions; where a mode keeps things
 elsewhere (a trial's folder is under its study's, its objective must be a number, a trial stopped
 with its study is failed and queued again), the small helpers `run_dirs`, `record`, `returned`,
@@ -47,6 +48,7 @@ MODES = {
     "trial": STUDY.replace("ISOLATION", "process"),
     "inline": STUDY.replace("ISOLATION", "inline"),
     "slurm": "__launch__: {launcher: slurm, wait: true}\n",
+    "queue": "",  # the single run's config, queued by `configure` (`--queue`): `command` is then a worker
 }
 
 # The modes where the run is an Optuna trial: the entry point is the objective and must return a number,
@@ -107,6 +109,12 @@ CANNOT = {
         "a job has no terminal: its stdin on the node is not the launching terminal (input() reads end of file)",
     ("slurm", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
         "a job has no terminal: input() reads end of file, and Ctrl-Z would stop the waiting launcher, not the job",
+    ("queue", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
+        "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
+    ("queue", "test_sighup_is_handled_like_sigterm"):
+        "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
+    ("queue", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
+        "bug: under `expyrun worker` Ctrl-Z stops neither the run nor the worker (the node in between keeps going)",
 }  # fmt: skip
 
 
@@ -134,6 +142,17 @@ def configure(project: Path, body: str, mode: str) -> None:
         write(project / "pkg" / "objective.py", OBJECTIVE)
         run_section = RUN_SECTION.replace("pkg.main:main", "pkg.objective:main")
     write(project / "c.yml", run_section + MODES[mode])
+    if mode == "queue":
+        queued = subprocess.run([sys.executable, "-m", "expyrun", "c.yml", "--queue"], cwd=project, env=clean_env(),
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert queued.returncode == 0, queued.stderr
+
+
+def command(project: Path) -> list[str]:
+    """What the user runs to execute the configured run: `expyrun c.yml`, or, once it is queued (the
+    queue mode), `expyrun worker --once`, which executes the queue's runs and exits (SPEC 13)."""
+    records = [json.loads((run_dir / "run.json").read_text()) for run_dir in run_dirs(project)]
+    return ["worker", "--once"] if any(run["status"] == "queued" for run in records) else ["c.yml"]
 
 
 def run_dirs(project: Path) -> list[Path]:
@@ -188,14 +207,14 @@ def told_the_failure(launched: subprocess.CompletedProcess[str], run: dict[str, 
 def launch(project: Path, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:
     kwargs.setdefault("capture_output", "stdout" not in kwargs)
     return subprocess.run(
-        [sys.executable, "-m", "expyrun", "c.yml", *args], cwd=project, env=clean_env(), text=True,
+        [sys.executable, "-m", "expyrun", *command(project), *args], cwd=project, env=clean_env(), text=True,
         timeout=timeout, **kwargs,
     )  # fmt: skip
 
 
 def start(project: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), stdout=subprocess.PIPE,
+        [sys.executable, "-m", "expyrun", *command(project)], cwd=project, env=clean_env(), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
@@ -398,7 +417,7 @@ def test_on_a_terminal_input_works_and_child_output_is_live(project, mode):
         """,
         mode,
     )
-    session = terminal_session(["c.yml"], project, answers={b"name? ": b"ada\n", b"child line": b""})
+    session = terminal_session(command(project), project, answers={b"name? ": b"ada\n", b"child line": b""})
     assert session.code == 0, session.shown.decode(errors="replace")
     assert returned(project) == "ada"
     assert session.ended_at - session.seen_at[b"child line"] >= 2.0  # shown when printed, not at the child's exit
@@ -419,7 +438,7 @@ def test_ctrl_z_stops_the_run_and_fg_resumes_it(project, mode):
         """,
         mode,
     )
-    session = terminal_session(["c.yml"], project, answers={b"go? ": b"\n", b"tick 5": b"\x1a"}, on_stop=2.0)
+    session = terminal_session(command(project), project, answers={b"go? ": b"\n", b"tick 5": b"\x1a"}, on_stop=2.0)
     assert session.code == 0 and session.stops == 1, session.shown.decode(errors="replace")
     assert record(project)["status"] == "completed"
     assert returned(project) >= 4.5  # stopped about 2 s, then resumed to the end
