@@ -10,8 +10,11 @@ bucketed a part (1 MB) at a time, so the first view of a long run holds one part
 run's. Memory: at most `FOLLOWED` curves of `5 * buckets` numbers. A curve whose file shrank or was
 replaced (the end of a run gives lines their times) is read again.
 
-Cost (`benchmarks/bench_ui.py`'s first view of 20 running runs of 100,000 steps, CPU of the server):
-about 45 ms per curve to parse (`follow_series`) and 3 ms to bucket.
+Cost (`benchmarks/bench_ui.py`'s first view of 20 running runs of 100,000 steps, 6.3 MB each): about
+55 ms of CPU per curve to parse (`follow_series`: 8-9 ms a megabyte) and 3 ms to bucket, 1.26 s for
+the 20 (it was 2.14 s) on 2 busy cores. What is left is two `findall` and one `map(float)` per part;
+using the second core (a process pool: 1.30 -> 0.73 s for the 20, measured) is not done: processes
+that must die with the viewer, and their memory.
 """
 
 from __future__ import annotations
