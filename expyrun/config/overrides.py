@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
-from expyrun.config.interpolation import SELF_REFERENCE, convert_env_text, only_environment
+from expyrun.config.interpolation import convert_env_text, only_environment, self_reference
 from expyrun.config.tree import Path, all_keys, dotted, lookup, set_at, split_dotted, step
 from expyrun.errors import ConfigError, UsageError
 
@@ -96,7 +96,7 @@ def referenced(data: dict, old: Any) -> Any:
     a reference to no key, or a cycle, is text); `ENVIRONMENT_TEXT` when that value is made only of
     environment references (`workers: ${N_WORKERS:-4}`), whose type is read from the text."""
     seen: set[str] = set()
-    while isinstance(old, str) and (match := SELF_REFERENCE.fullmatch(old)) and match.group(1) not in seen:
+    while isinstance(old, str) and (match := self_reference().fullmatch(old)) and match.group(1) not in seen:
         seen.add(match.group(1))
         found = lookup(data, match.group(1))
         if found is None:
