@@ -4,15 +4,17 @@ signals, process-group cleanup, records. Each test runs the real `expyrun` in a 
 `MODES` lists the ways a run folder is executed, each as the config text that selects it: `single`
 (a forked run child), `sweep` (a one-point sweep's local pool), `reused` (the same on reused
 workers), `trial` (a one-trial Optuna study, `isolation: process`: a trial worker), `inline` (the
-same, `isolation: inline`: in the study's own process), `slurm` (one job on the session's real
-one-node cluster, `tests/slurm_cluster.py`, the launcher waiting for it) and `queue` (the run queued
-with `--queue`, then executed by `expyrun worker --once`: `command`). A new executor joins by
-adding a mode and must pass the same tests, with the same assertions; where a mode keeps things
-elsewhere (a trial's folder is under its study's, its objective must be a number, a trial stopped
-with its study is failed and queued again), the small helpers `run_dirs`, `record`, `returned`,
-`ended` and `told_the_failure` say where, never a per-mode copy of a test. `CANNOT` says which
-behaviour a mode cannot have, and why; a reason starting with "bug:" is one the mode should have
-(SPEC) and does not.
+same, `isolation: inline`: in the study's own process), `slurm` (one job on the session's one-node
+cluster, `tests/slurm_cluster.py`), `queue` (the run queued with `--queue`, then executed by
+`expyrun worker --once`: `command`) and `ray` (one task on the module's one-node Ray head,
+`tests/ray_cluster.py`); the Slurm and Ray launchers wait for their run (`wait: true`).
+
+A new executor joins by adding a mode and must pass the same tests, with the same assertions; where
+a mode keeps things elsewhere (a trial's folder is under its study's, its objective must be a
+number, a trial stopped with its study is failed and queued again), the small helpers `run_dirs`,
+`record`, `returned`, `ended`, `told_the_failure` and `command` say where, never a per-mode copy of a
+test. `CANNOT` says which behaviour a mode cannot have, and why; a reason starting with "bug:" is
+one the mode should have (SPEC) and does not.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import pytest
 from conftest import RUN_SECTION, clean_env, terminal_session, write
+from test_ray import head  # noqa: F401 (fixture: the module's one-node Ray head)
 from test_slurm import cluster, slurm  # noqa: F401 (fixtures: the one-node Slurm cluster of the session)
 
 STUDY = """\
@@ -49,6 +52,7 @@ MODES = {
     "inline": STUDY.replace("ISOLATION", "inline"),
     "slurm": "__launch__: {launcher: slurm, wait: true}\n",
     "queue": "",  # the single run's config, queued by `configure` (`--queue`): `command` is then a worker
+    "ray": "__launch__: {launcher: ray, wait: true}\n",
 }
 
 # The modes where the run is an Optuna trial: the entry point is the objective and must return a number,
@@ -101,8 +105,8 @@ CANNOT = {
         "bug: Slurm's KillWait (5 s here, under expyrun's 10 s) kills the node's expyrun with the run: its record "
         "stays running (list says died); the waiting launcher that cancelled the job does not record it interrupted",
     ("slurm", "test_sighup_is_handled_like_sigterm"):
-        "bug: the waiting launcher cancels the job on SIGHUP and the run gets Slurm's SIGTERM: exit 129, but its "
-        "record says 143",
+        "the waiting launcher cancels the job on SIGHUP: the run gets Slurm's SIGTERM and records 143 (expyrun "
+        "exits 129; a local launcher records 129)",
     ("slurm", "test_each_stream_keeps_its_order_when_they_go_apart"):
         "a job's stdout and stderr are one file (slurm-JOB.out), which the waiting launcher shows on its stdout",
     ("slurm", "test_on_a_terminal_input_works_and_child_output_is_live"):
@@ -115,6 +119,20 @@ CANNOT = {
         "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
     ("queue", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
         "bug: under `expyrun worker` Ctrl-Z stops neither the run nor the worker (the node in between keeps going)",
+    ("ray", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
+        "a stopped launch cancels its Ray task (ray.cancel raises KeyboardInterrupt in it): the run gets SIGINT at "
+        "once, not SIGTERM, so ignoring SIGTERM holds nothing",
+    ("ray", "test_sighup_is_handled_like_sigterm"):
+        "a stopped launch cancels its Ray task: the run gets SIGINT and records 130 (expyrun exits 129)",
+    ("ray", "test_order_of_both_streams_is_kept_when_they_share_a_destination"):
+        "a Ray worker's stdout and stderr are two files: the run's streams go apart (outputs.log interleaves them as "
+        "they arrived), and Ray's log monitor shows them on the driver in its own order",
+    ("ray", "test_each_stream_keeps_its_order_when_they_go_apart"):
+        "Ray's log monitor shows a task's stdout and stderr both on the driver's stdout",
+    ("ray", "test_on_a_terminal_input_works_and_child_output_is_live"):
+        "a Ray task has no terminal: its stdin is not the launching terminal (input() reads end of file)",
+    ("ray", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
+        "a Ray task has no terminal: input() reads end of file, and Ctrl-Z would stop the driver, not the task",
 }  # fmt: skip
 
 
@@ -132,6 +150,10 @@ def mode(request) -> str:
         pytest.skip(f"{request.param}: {why}")
     if request.param == "slurm":
         request.getfixturevalue("slurm")  # the cluster, named by SLURM_CONF for expyrun; no job outlives the test
+    if request.param == "ray":
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        for name, value in request.getfixturevalue("head").env.items():  # RAY_ADDRESS, its HOME: loopback only
+            monkeypatch.setenv(name, value)
     return request.param
 
 
