@@ -105,8 +105,9 @@ def test_every_command_in_the_help_is_in_the_command_table_and_no_other(project,
 # belongs to another command (argparse, difflib) or feature (optuna, jinja2, plotly).
 HEAVY = ("argparse", "optuna", "jinja2", "plotly", "difflib", "dataclasses", "inspect")
 # Nor those only some launches need: a command written as one string (shlex), a GPU lease (fcntl),
-# a command run or another interpreter (run.command); --debug freezes no requirements (run.freeze).
-WHEN_NEEDED = ("shlex", "fcntl", "expyrun.execute.gpu_leases", "expyrun.run.command")
+# a command run or another interpreter (run.command), a snapshot file copied instead of linked or git
+# (shutil, which loads bz2 and lzma); --debug freezes no requirements (run.freeze).
+WHEN_NEEDED = ("shlex", "fcntl", "expyrun.execute.gpu_leases", "expyrun.run.command", "shutil")
 # Nor those that find, query and show runs already made: browsing, not launching (nor the suggestions
 # for a misspelt flag, when there is no option to check).
 BROWSING = ("expyrun.browse", "expyrun.reading", "expyrun.commands.")

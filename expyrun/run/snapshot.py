@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import stat
 import threading
 import time
@@ -166,6 +165,8 @@ class _Store:
         except OSError as error:  # too many links (EMLINK), another file system: a copy is as complete
             if isinstance(error, (FileNotFoundError, FileExistsError)):
                 raise
+            import shutil  # (only for a copy: shutil loads bz2, lzma and zlib, ~2 ms of every launch)
+
             shutil.copyfile(stored, target)
             os.chmod(target, 0o555 if executable else 0o444)
             return
@@ -347,4 +348,6 @@ def clone_snapshot(snapshot: Snapshot, from_dir: Path, to_dir: Path) -> None:
             try:
                 os.link(from_dir / relative, target)
             except OSError:  # another file system, too many links: a copy is as complete
+                import shutil
+
                 shutil.copy2(from_dir / relative, target)
