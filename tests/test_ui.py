@@ -5,6 +5,7 @@ what it saw."""
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import signal
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import RUN_SECTION, clean_env, write
+from hypothesis import given
+from hypothesis import strategies as st
 
 from expyrun.ui.reduce import reduce_points
 
@@ -385,11 +388,38 @@ def test_a_followed_curve_reads_only_new_lines_and_keeps_every_spike(tmp_path):
     assert more[2] == (tmp_path / "metrics.jsonl").stat().st_size - len('{"loss": ')
 
 
+@given(
+    st.lists(st.lists(st.one_of(st.floats(-1e6, 1e6), st.sampled_from([math.nan, math.inf, -math.inf])), max_size=300),
+             min_size=1, max_size=8),
+    st.integers(1, 20),
+    st.integers(0, 3000),
+)  # fmt: skip
+def test_a_growing_curve_draws_logged_points_only_its_extremes_included_within_its_bound(parts, buckets, coming):
+    from expyrun.ui.live import GrowingCurve
+
+    curve = GrowingCurve(buckets)
+    logged: list[tuple[int, float]] = []
+    for part in parts:
+        steps = list(range(len(logged), len(logged) + len(part)))
+        curve.add(steps, part, coming if not logged else 0)
+        logged += zip(steps, part, strict=True)
+        drawn = curve.points()
+        pairs = list(zip(drawn["steps"], drawn["values"], strict=True))
+        numbers = [(step, value) for step, value in logged if value - value == 0]
+        assert drawn["count"] == len(logged) and len(pairs) <= 2 * buckets
+        assert set(pairs) <= set(numbers) and drawn["steps"] == sorted(drawn["steps"])
+        if numbers:
+            assert max(value for _, value in numbers) == max(drawn["values"])
+            assert min(value for _, value in numbers) == min(drawn["values"])
+        else:
+            assert pairs == []
+
+
 def test_a_long_running_runs_first_view_keeps_every_spike_and_skips_what_is_not_a_number(tmp_path):
     """The first view of a running run reads its file part by part (1 MB), bucketing each part: no
     spike is lost across parts, NaN and infinities are counted but not drawn, a torn line waits."""
     from expyrun.track import metrics
-    from expyrun.ui.live import Curves
+    from expyrun.ui.live import Curves, GrowingCurve
 
     writer = metrics.Writer(str(tmp_path), time.time())
     spikes = {7: 1e6, 33_333: -1e6, 59_998: 2e6}  # the first line, one mid-file, the last but one
@@ -411,6 +441,9 @@ def test_a_long_running_runs_first_view_keeps_every_spike_and_skips_what_is_not_
         file.write("}\n")
     drawn = curves.read(tmp_path, "loss")
     assert drawn["count"] == 60_001 and max(drawn["values"]) == 9e9 and drawn["steps"][-1] == 60_000
+    same_step = GrowingCurve(1)  # two values logged at one step are two points
+    same_step.add([5, 5], [1.0, 2.0])
+    assert same_step.points() == {"steps": [5, 5], "values": [1.0, 2.0], "count": 2}
 
 
 FIGURES_ENTRY = """

@@ -92,7 +92,7 @@ class GrowingCurve:
         for low_step, low, high_step, high, _ in self.kept:
             if low > high:  # no number in the bucket
                 continue
-            if low_step == high_step:
+            if low_step == high_step and low == high:  # one point (two values at one step are two points)
                 steps.append(int(low_step))
                 values.append(low)
                 continue
