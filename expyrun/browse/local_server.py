@@ -28,8 +28,9 @@ PORTS_TRIED = 100  # from the asked port up: "the next free one"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")  # the names a browser on this machine uses for the server
 
 
-class _Stopped(Exception):
-    """SIGTERM: stop serving, as Ctrl-C does."""
+class _Stopped(BaseException):
+    """SIGTERM: stop serving, as Ctrl-C does. A BaseException, as KeyboardInterrupt is: socketserver
+    catches `Exception` around each request, so a SIGTERM arriving mid-request was swallowed there."""
 
 
 def is_local_host(host: str, port: int) -> bool:
