@@ -339,6 +339,39 @@ def test_a_second_viewer_gets_the_next_port_and_ctrl_c_exits_0(project, viewers)
         assert "Traceback" not in stderr
 
 
+def test_sigterm_while_requests_are_served_exits_143(project, viewers):
+    """A SIGTERM that lands while the server handles a request still stops it (socketserver catches
+    `Exception` around each request: a stop raised as one was swallowed and the viewer kept serving)."""
+    import threading
+
+    make_runs(project, [])
+    for _ in range(4):
+        viewer = Viewer(["outputs", "--port", str(free_port())], project)
+        viewers.append(viewer)
+        done = threading.Event()
+
+        def hammer(viewer: Viewer = viewer, done: threading.Event = done) -> None:
+            while not done.is_set():
+                try:
+                    viewer.status("/api/runs")
+                except OSError:
+                    return
+
+        threads = [threading.Thread(target=hammer, daemon=True) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        viewer.process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = viewer.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            viewer.fail("still serving 10 s after SIGTERM")
+        finally:
+            done.set()
+        assert viewer.process.returncode == 143, stderr.decode()[-2000:]
+        assert b"Traceback" not in stderr
+
+
 def test_a_folder_that_does_not_exist_is_one_line(project):
     result = subprocess.run([sys.executable, "-m", "expyrun", "ui", "missing"], cwd=project, env=clean_env(),
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
