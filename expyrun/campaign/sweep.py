@@ -273,4 +273,4 @@ def sweep_executor(launch: LaunchSpec, cwd: Path, debug: bool) -> Executor:
         return ReusedWorkers(launch.slots, launch.gpus, cwd, no_bytecode=not debug)
     from expyrun.execute.local import LocalExecutor
 
-    return LocalExecutor(launch.slots, launch.gpus)
+    return LocalExecutor(launch.slots, launch.gpus, fork_from_tee=True)

@@ -6,7 +6,9 @@ by the executor's runs, `run/capture.py`) copies to its `outputs.log`. One loop 
 run, passes signals on (SIGINT as SIGINT, SIGTERM and SIGHUP as SIGTERM, SIGKILL after `grace_s`),
 and never waits on anything without a way out. A run's slot is free as soon as its child is reaped;
 the run is reported ended once the tee says its log is complete (or `LOG_GRACE_S` later: a daemon
-the run left may hold its output), so the next point starts while the last one's log drains. With
+the run left may hold its output), so the next point starts while the last one's log drains. A
+sweep's points are forked by the tee (`fork_from_tee`), which reports their ends: the launcher's own
+forks cost it ~2 ms of page faults a point, the main cost of `jobs: 2` on two cores. With
 one slot and an interactive terminal the run owns the terminal's foreground, so `input()`,
 `breakpoint()` and Ctrl-Z behave as in plain Python.
 """
@@ -55,6 +57,7 @@ class _Running:
         self.status = 0
         self.stopped_by: int | None = None  # the stop signal received when it was reaped
         self.log_deadline = 0.0
+        self.spawned = False  # forked by the tee (its end comes from the tee's report, not waitpid)
 
 
 class LocalExecutor:
@@ -76,8 +79,13 @@ class LocalExecutor:
         gpus: tuple[str, ...] | None = None,
         grace_s: float = GRACE_S,
         leases: bool = True,
+        fork_from_tee: bool = False,
     ) -> None:
         self.slots = slots if gpus is None else min(slots, len(gpus))
+        # runs forked by the tee process, not this one (a sweep's points: `TeeProcess.spawn` says why);
+        # not a run that takes the terminal or holds a GPU lease (they need this process's session
+        # and descriptors), nor a single run (pickle costs a launch ~3 ms to import)
+        self.fork_from_tee = fork_from_tee
         self.free_gpus = list(gpus) if gpus is not None else None
         self.leases = leases  # GPU ids leased machine-wide (False where a scheduler assigns GPUs: Slurm)
         self._lease: Lease | None = None  # taken by has_free_slot for the next submit
@@ -138,6 +146,7 @@ class LocalExecutor:
         if self._suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
             self._suspend.clear()
             _suspend_all(list(self.running))
+        self.tees.collect()
         for pid in list(self.running):
             if self._reap(self.running[pid], self.terminal):
                 finished = self.ending[pid] = self.running.pop(pid)
@@ -148,7 +157,6 @@ class LocalExecutor:
         if self.kill_at is not None and time.monotonic() >= self.kill_at:
             for run in self.running.values():
                 _kill_group(run.pid)
-        self.tees.collect()
         ended: list[Ended] = []
         now = time.monotonic()
         for pid, run in list(self.ending.items()):
@@ -241,19 +249,46 @@ class LocalExecutor:
             from expyrun.execute.gpu_leases import handing_to_child
 
             hand_over = handing_to_child(lease)
+        spawned = None
         try:
-            with hand_over:
-                pid, result_fd = child.start(
-                    job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
-                    from_snapshot, terminal, no_stdin=self.slots > 1,
-                )  # fmt: skip
+            if self.fork_from_tee and terminal is None and lease is None:
+                spawned = self._spawn(job, tee, environment, from_snapshot)
+            if spawned is None:
+                with hand_over:
+                    pid, result_fd = child.start(
+                        job.work, prepared.run_dir, prepared.launch_cwd, (tee.stdout, tee.stderr), environment,
+                        from_snapshot, terminal, no_stdin=self.slots > 1,
+                    )  # fmt: skip
+            else:
+                pid, result_fd = spawned
         finally:
             tee.close_writers()  # (the tee's copy of the run ends at once when no child holds them)
-        tee.watch(pid)
+        if spawned is None:
+            tee.watch(pid)
         os.set_blocking(result_fd, False)
         if terminal is not None:
             child.take_terminal(terminal, pid)
-        return _Running(job, pid, tee, result_fd, gpu, lease)
+        run = _Running(job, pid, tee, result_fd, gpu, lease)
+        run.spawned = spawned is not None
+        return run
+
+    def _spawn(self, job: Job, tee: Tee, environment: dict[str, str], from_snapshot: bool) -> tuple[int, int] | None:
+        """The run child forked by the tee (`TeeProcess.spawn`); None when it cannot be (a target that
+        does not pickle, a config too large for one message, a tee that refused): then this process
+        forks it."""
+        import pickle
+
+        prepared = job.prepared
+        arguments = (job.work, str(prepared.run_dir), str(prepared.launch_cwd), environment, from_snapshot,
+                     self.slots > 1)  # fmt: skip
+        try:
+            payload = pickle.dumps(arguments, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # (a study driver's closure, say)
+            return None
+        try:
+            return self.tees.spawn(tee, payload)
+        except OSError:
+            return None
 
     def _wait(self, running: dict[int, _Running], wake_read: int, timeout: float) -> None:
         """Until a child may have changed state, a result arrived, a log is complete, a signal came,
@@ -261,7 +296,7 @@ class LocalExecutor:
         if self.kill_at is not None:
             timeout = max(0.0, min(timeout, self.kill_at - time.monotonic()))
         readers = [wake_read] + [run.result_fd for run in running.values() if run.result_fd is not None]
-        if self.tees.pending:
+        if self.tees.done_fd >= 0:  # a log complete, or a run child the tee forked ended
             readers.append(self.tees.done_fd)
         try:
             ready, _, _ = select.select(readers, [], [], timeout)
@@ -277,10 +312,16 @@ class LocalExecutor:
     def _reap(self, run: _Running, terminal: int | None) -> bool:
         """Whether the run's child ended (then its result is read and its group killed); a child
         stopped by Ctrl-Z is followed to the shell with the terminal."""
-        try:
-            pid, status = os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)
-        except ChildProcessError:
-            return False
+        if run.spawned:  # the tee reaped it
+            reported = self.tees.exits.pop(run.tee.key, None)
+            if reported is None:
+                return False
+            pid, status = run.pid, reported
+        else:
+            try:
+                pid, status = os.waitpid(run.pid, os.WNOHANG | os.WUNTRACED)
+            except ChildProcessError:
+                return False
         if pid == 0:
             return False
         if os.WIFSTOPPED(status):

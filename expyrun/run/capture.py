@@ -12,7 +12,9 @@ One tee serves every run of a launcher (`TeeProcess`): it is forked once, at the
 handed each run's pipes and log over a Unix socket (SCM_RIGHTS); it says on a pipe when a run's log
 is complete. Why not a tee per run: on two cores, a fork of the ~20 MB launcher and the exit of a
 process per point were a fifth of a 100-point sweep's CPU time, all of it in the way of `jobs: 2`
-(benchmarks/bench_sweep.py); handing a run over costs two `sendmsg` calls.
+(benchmarks/bench_sweep.py); handing a run over costs two `sendmsg` calls. For a sweep's points the
+tee also forks the run children (`TeeProcess.spawn`, reporting their ends as waitpid would): after
+each fork of its own, the launcher took ~600 copy-on-write page faults a point.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 LOG_FILE = "outputs.log"
+SPAWN_PAYLOAD_MAX = 60_000  # a run whose pickled arguments are larger is forked by the launcher
 _PARENT_CHECK_MS = 200  # how often the tee looks whether the launcher is still there
 _FD_BYTES = 4  # a descriptor in an SCM_RIGHTS message: a C int
 
@@ -80,6 +83,8 @@ class TeeProcess:
         self.control: Any = None  # the launcher's end of the socket (a `_socket.socket`)
         self.done_fd = -1
         self.pending: dict[int, Tee] = {}  # runs whose log is not complete yet
+        self.exits: dict[int, int] = {}  # key -> wait status of a run child the tee forked (`spawn`)
+        self.watched: dict[int, int] = {}  # key -> pid of a run child the tee forked
         self._next_key = 0
         self._partial = b""
 
@@ -116,12 +121,40 @@ class TeeProcess:
         tee = self.pending[key] = Tee(key, out_write, err_write, self)
         return tee
 
-    def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    def send(self, message: dict[str, Any], fds: list[int] | None = None, payload: bytes = b"") -> None:
         import _socket
 
         fds_data = b"".join(fd.to_bytes(_FD_BYTES, sys.byteorder, signed=True) for fd in fds or ())
         ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds_data)] if fds_data else []
-        self.control.sendmsg([json.dumps(message).encode()], ancillary)
+        self.control.sendmsg([json.dumps(message).encode() + b"\n" + payload], ancillary)
+
+    def spawn(self, tee: Tee, payload: bytes) -> tuple[int, int]:
+        """Have the tee fork the run child of `tee` (`payload`: the pickled arguments of
+        `run.child.start` but the output); returns its pid (also its group) and the read end of its
+        result pipe. Its end is reported by `collect` (`exits`), not to `os.waitpid` here. Raises
+        OSError when the tee cannot (the caller forks the run itself).
+
+        Why: a fork of the launcher write-protects its ~20 MB, and the launcher then takes ~600 page
+        faults a point as it goes on: 2 ms of system time a point, a sweep's main cost on 2 cores. The
+        tee, idle between forks, pays the fork without them."""
+        import _socket
+
+        if len(payload) > SPAWN_PAYLOAD_MAX:
+            raise OSError(f"a run of {len(payload)} bytes is forked by the launcher")
+        self.send({"spawn": tee.key}, sorted({tee.stdout, tee.stderr}), payload)
+        while not select.select([self.control], [], [], 1.0)[0]:  # (the run children it forked hold
+            if self._tee_ended():  # its end of the socket: its death shows here, not as end of file)
+                raise OSError("the tee process is gone")
+        data, ancillary, _, _ = self.control.recvmsg(1 << 12, _socket.CMSG_SPACE(_FD_BYTES))
+        fds = _received_fds(ancillary)
+        reply: dict[str, Any] = json.loads(data) if data else {"error": "the tee process is gone"}
+        if "pid" not in reply or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise OSError(reply.get("error", "no run child"))
+        pid = int(reply["pid"])
+        self.watched[tee.key] = pid
+        return pid, fds[0]
 
     def collect(self) -> None:
         """Read the tee's reports (never blocks): each marks a run's `Tee` done. When the tee is gone,
@@ -133,9 +166,15 @@ class TeeProcess:
             while chunk := os.read(self.done_fd, 1 << 16):
                 self._partial += chunk
             gone = True
+        # the run children the tee forked hold the write end of its reports: a killed tee shows as gone
+        gone = gone or (bool(self.watched) and self._tee_ended())
         *lines, self._partial = self._partial.split(b"\n")
         for line in lines:
             key, _, why = line.decode(errors="replace").partition(" ")
+            if key.startswith("!"):  # a run child the tee forked ended: `!KEY STATUS`
+                self.exits[int(key[1:])] = int(why)
+                self.watched.pop(int(key[1:]), None)
+                continue
             tee = self.pending.pop(int(key), None)
             if tee is not None:
                 tee.done, tee.log_error = True, why or None
@@ -145,8 +184,17 @@ class TeeProcess:
     def _lost(self) -> None:
         for tee in self.pending.values():
             tee.done, tee.log_error = True, "the tee process ended before the run's output did"
+        for key in self.watched:  # the run children it forked are reported killed (their groups are, then)
+            self.exits.setdefault(key, signal.SIGKILL)
         self.pending.clear()
+        self.watched.clear()
         self._forget()
+
+    def _tee_ended(self) -> bool:
+        try:
+            return self.pid != 0 and os.waitpid(self.pid, os.WNOHANG) != (0, 0)
+        except ChildProcessError:
+            return True
 
     def close(self) -> None:
         """No more runs: the tee exits once the logs it copies are complete; one still copying for a
@@ -220,6 +268,21 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
 
 
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors an SCM_RIGHTS message carried (not inherited by programs a run executes)."""
+    import _socket
+
+    fds = [
+        int.from_bytes(cdata[i : i + _FD_BYTES], sys.byteorder, signed=True)
+        for level, kind, cdata in ancillary
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+        for i in range(0, len(cdata) - len(cdata) % _FD_BYTES, _FD_BYTES)
+    ]
+    for fd in fds:
+        os.set_inheritable(fd, False)
+    return fds
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -270,8 +333,16 @@ class _Tee:
         self.ending = False  # the launcher hands over no more runs
         self.launcher_dead = False
         self.control_fd = control.fileno()
+        self.children: dict[int, int] = {}  # pid -> key: run children forked here
         self.poller = select.poll()
         self.poller.register(self.control_fd, select.POLLIN)
+        wake_read, wake_write = os.pipe()  # SIGCHLD of those children wakes the poll
+        for fd in (wake_read, wake_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.wake = wake_read
+        self.poller.register(wake_read, select.POLLIN)
 
     def serve(self) -> None:
         while not ((self.ending or self.launcher_dead) and not self.runs):
@@ -284,12 +355,15 @@ class _Tee:
                     self.receive()
                 elif fd in self.readers:
                     self.copy(fd)
+                elif fd == self.wake:
+                    with contextlib.suppress(OSError):
+                        os.read(self.wake, 1 << 12)
             for run in list(self.runs.values()):
                 _feed(run.sink, b"")
-                if self.launcher_dead and run.pgid is not None:  # once: the group id may be reused later
-                    with contextlib.suppress(OSError):
-                        os.killpg(run.pgid, signal.SIGKILL)
-                    run.pgid = None
+                if self.launcher_dead:
+                    self.kill(run)
+            if self.children:
+                self.reap()
 
     def receive(self) -> None:
         """Every message the launcher sent: a run handed over (its pipes and log), its process group,
@@ -305,21 +379,19 @@ class _Tee:
                 return
             except OSError:
                 data, ancillary = b"", []
-            fds = [
-                int.from_bytes(cdata[i : i + _FD_BYTES], sys.byteorder, signed=True)
-                for level, kind, cdata in ancillary
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
-                for i in range(0, len(cdata) - len(cdata) % _FD_BYTES, _FD_BYTES)
-            ]
+            fds = _received_fds(ancillary)
             if not data:  # the launcher is gone without saying the end
                 self.poller.unregister(self.control_fd)
                 self.control, self.control_fd = None, -1
                 self.launcher_dead = self.launcher_dead or not self.ending
                 return
-            self.handle(json.loads(data), fds)
+            header, _, payload = data.partition(b"\n")
+            self.handle(json.loads(header), fds, payload)
 
-    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
-        if "add" in message:
+    def handle(self, message: dict[str, Any], fds: list[int], payload: bytes = b"") -> None:
+        if "spawn" in message:
+            self.spawn(message["spawn"], fds, payload)
+        elif "add" in message:
             *readers, log_fd = fds
             sink = _MetricsSink(message["dir"], tuple(message["metrics"]))
             run = self.runs[message["add"]] = _Run(message["add"], log_fd, sink)
@@ -339,6 +411,63 @@ class _Tee:
             self.ending = True
             for run in self.runs.values():
                 run.pgid = None
+
+    def spawn(self, key: int, fds: list[int], payload: bytes) -> None:
+        """Fork the run child of run `key` here (`TeeProcess.spawn`), with the write ends of its pipes
+        (`fds`); reply with its pid and its result pipe, or why not."""
+        reply: dict[str, Any] = {"spawned": key}
+        result: list[int] = []
+        try:
+            import pickle
+            from pathlib import Path
+
+            from expyrun.run import child
+
+            work, run_dir, cwd, environment, from_snapshot, no_stdin = pickle.loads(payload)
+            output = (fds[0], fds[-1])
+            pid, result_fd = child.start(work, Path(run_dir), Path(cwd), output, environment, from_snapshot,
+                                         None, no_stdin=no_stdin)  # fmt: skip
+        except Exception as error:
+            reply["error"] = f"{type(error).__name__}: {error}"
+        else:
+            reply["pid"], result = pid, [result_fd]
+            self.children[pid] = key
+            run = self.runs.get(key)
+            if run is not None:
+                run.pgid = pid
+                if self.launcher_dead:
+                    self.kill(run)
+        finally:
+            for fd in set(fds):
+                os.close(fd)
+        import _socket
+
+        fds_data = b"".join(fd.to_bytes(_FD_BYTES, sys.byteorder, signed=True) for fd in result)
+        with contextlib.suppress(OSError):
+            self.control.sendmsg(
+                [json.dumps(reply).encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds_data)] if result else []
+            )
+        for fd in result:
+            os.close(fd)
+
+    def reap(self) -> None:
+        """Report the run children forked here that ended (`!KEY STATUS`), as the launcher's waitpid would."""
+        for pid, key in list(self.children.items()):
+            try:
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                reaped, status = pid, signal.SIGKILL
+            if reaped:
+                del self.children[pid]
+                with contextlib.suppress(OSError):
+                    os.write(self.done, f"!{key} {status}\n".encode())
+
+    def kill(self, run: _Run) -> None:
+        """The launcher died: stop the run's group, once (the group id may be reused later)."""
+        if run.pgid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(run.pgid, signal.SIGKILL)
+            run.pgid = None
 
     def copy(self, fd: int) -> None:
         run = self.readers[fd]
