@@ -24,8 +24,9 @@ The contract:
 - Exit codes: those of a local launch (0 completed, 1 failed, 130 SIGINT, 143 SIGTERM); 0 without
   executing anything for a folder already ended (a duplicate start executes a run once); 2 for a
   folder that is not a prepared run folder or cannot be executed here (one line on stderr).
-- Signals: SIGINT, SIGTERM and SIGHUP are passed on to the run as a local launch does; SIGUSR2 is
-  ignored until the run starts, then the hooks decide (Slurm: its time-limit warning).
+- Signals: SIGINT, SIGTERM and SIGHUP are passed on to the run as a local launch does, with its
+  grace unless the hooks shorten it (Slurm: its own SIGKILL comes sooner); SIGUSR2 is ignored until
+  the run starts, then the hooks decide (Slurm: its time-limit warning).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from expyrun import console
 from expyrun.campaign.loop import Next
 from expyrun.errors import ExpyrunError
-from expyrun.execute.contract import Job, Started
+from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.local import LocalExecutor
 from expyrun.execute.node_hooks import NodeHooks
 from expyrun.run.record import RUN_FILE, host_name, mark_finished, write_record
@@ -243,6 +244,13 @@ class _HookedExecutor(LocalExecutor):
 
     def forwarded(self, received: int) -> int | None:
         return self.hooks.forwarded(received, super().forwarded(received))
+
+    def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
+        """The grace the hooks allow (Slurm: ending before its `KillWait`), counted from now: the time
+        the hooks take to ask their scheduler is the run's too."""
+        asked = time.monotonic()
+        grace_s = self.hooks.stop_grace(signum, grace_s)
+        return super().stop(max(0.0, grace_s - (time.monotonic() - asked)), signum)
 
 
 class _OneFolder:

@@ -101,12 +101,6 @@ CANNOT = {
         "bug: an inline trial's output (the prompt too) goes to its outputs.log only, not to the terminal",
     ("inline", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
         "bug: an inline trial's output (the prompt too) goes to its outputs.log only, not to the terminal",
-    ("slurm", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
-        "bug: Slurm's KillWait (5 s here, under expyrun's 10 s) kills the node's expyrun with the run: its record "
-        "stays running (list says died); the waiting launcher that cancelled the job does not record it interrupted",
-    ("slurm", "test_sighup_is_handled_like_sigterm"):
-        "the waiting launcher cancels the job on SIGHUP: the run gets Slurm's SIGTERM and records 143 (expyrun "
-        "exits 129; a local launcher records 129)",
     ("slurm", "test_each_stream_keeps_its_order_when_they_go_apart"):
         "a job's stdout and stderr are one file (slurm-JOB.out), which the waiting launcher shows on its stdout",
     ("slurm", "test_on_a_terminal_input_works_and_child_output_is_live"):
@@ -139,8 +133,9 @@ CANNOT = {
 # How long a run that ignores SIGTERM has before SIGKILL: 10 s (SPEC 4), but a study's trial workers get
 # 8 s (tune/driver.py `STOP_GRACE_S`), so that the study records them before the launcher's 10 s are up.
 # (An inline trial that ignores SIGTERM makes its study ignore it: the launcher's 10 s apply.) A Slurm
-# job cancelled by the waiting launcher gets Slurm's `KillWait` (5 s on the test cluster, slurm_cluster.py).
-GRACE_S = {"trial": 8.0, "slurm": 5.0}
+# job cancelled by the waiting launcher is killed `KillWait` after Slurm's SIGTERM (5 s on the test
+# cluster, slurm_cluster.py): its node ends the run's grace 2 s before (slurm_node.KILL_WAIT_MARGIN_S).
+GRACE_S = {"trial": 8.0, "slurm": 3.0}
 
 
 @pytest.fixture(params=sorted(MODES))

@@ -437,6 +437,91 @@ def test_ctrl_c_while_waiting_cancels_the_jobs_and_exits_130(project, slurm):
     assert sweep_json["counts"] == {"interrupted": 2} and sweep_json["status"] == "failed"
 
 
+IGNORING_SIGTERM = """\
+import signal, time
+def main(name, config):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def started(run_dir: Path) -> bool:
+    """The run printed `ready` and its record says `running`."""
+    log = run_dir / "outputs.log"
+    return log.exists() and "ready" in log.read_text() and record(run_dir)["status"] == "running"
+
+
+def test_a_cancelled_run_ignoring_sigterm_is_recorded_by_its_node_before_killwait(project, slurm):
+    write(project / "pkg" / "main.py", IGNORING_SIGTERM)
+    write(project / "c.yml", RUN_SECTION + slurm_section())
+    assert expyrun(project, "c.yml").returncode == 0  # nobody waits: only the node can record the end
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(lambda: started(run_dir), "the run to start", lambda: record(run_dir)["status"])
+    job = str(record(run_dir)["slurm"]["job_id"])
+    cancelled = time.monotonic()
+    slurm.command("scancel", job)
+    wait_until(lambda: record(run_dir)["status"] != "running", "the record to end", lambda: record(run_dir))
+    assert 2 <= time.monotonic() - cancelled < 5  # its grace: Slurm's KillWait (5 s) less KILL_WAIT_MARGIN_S
+    wait_until(lambda: slurm.job_state(job) not in ("RUNNING", "COMPLETING"), "the job to end",
+               lambda: slurm.job_state(job))  # fmt: skip
+    run = record(run_dir)
+    assert (run["status"], run["exit_code"], run["attempt"]) == ("interrupted", 143, 1), run
+    assert (run["exception"] or {}).get("type") != "Cancelled"  # the node's own record, no launcher's
+
+
+def test_a_run_whose_node_dies_after_a_waiting_launcher_cancelled_it_is_recorded_interrupted(project, slurm):
+    write(project / "pkg" / "main.py", """\
+        import os, signal, time
+        def main(name, config):
+            signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getppid(), signal.SIGKILL))  # its node
+            print("ready", flush=True)
+            time.sleep(120)
+        """)  # fmt: skip
+    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True))
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(lambda: (run_dir / "run.json").exists() and started(run_dir), "the run to start")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 143, stderr
+    run = record(run_dir)
+    assert (run["status"], run["exit_code"]) == ("interrupted", 143), run
+    assert run["exception"] == {
+        "type": "Cancelled", "message": "the Slurm job was stopped and ended before the run recorded its end"
+    }  # fmt: skip
+    listed = expyrun(project, "list", "outputs")
+    assert listed.stderr.splitlines()[1].split()[1] == "interrupted", listed.stderr
+
+
+@pytest.mark.parametrize(("sent", "received", "code"), [("SIGHUP", "SIGTERM", 129), ("SIGINT", "SIGINT", 130)])
+def test_sighup_and_sigint_while_waiting_reach_the_run_as_in_a_local_launch(project, slurm, sent, received, code):
+    write(project / "pkg" / "main.py", """\
+        import signal, sys, time
+        from pathlib import Path
+        def save(signum, frame):
+            Path("saved").write_text(signal.Signals(signum).name)
+            sys.exit(1)
+        def main(name, config):
+            signal.signal(signal.SIGTERM, save)
+            signal.signal(signal.SIGINT, save)
+            print("ready", flush=True)
+            time.sleep(120)
+        """)  # fmt: skip
+    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True))
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(lambda: (run_dir / "run.json").exists() and started(run_dir), "the run to start")
+    process.send_signal(getattr(signal, sent))
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == code, stderr
+    run = record(run_dir)
+    assert (run["status"], run["exit_code"]) == ("interrupted", code), run
+    assert (run_dir / "saved").read_text() == received  # what a local launch passes on (SPEC 4)
+
+
 def test_needed_submits_nothing_when_the_run_is_done(project, slurm):
     write(project / "c.yml", RUN_SECTION + "x: 1\n" + slurm_section(wait=True))
     assert expyrun(project, "c.yml").returncode == 0

@@ -3,7 +3,8 @@
 The node entry (`expyrun/node.py`) does what every scheduler needs: read the folder, execute it
 with the local executor, record its start and end. A scheduler's specifics plug in here: Slurm
 checks the folder is the one submitted, passes its time-limit warning (USR2) on as SIGTERM, does
-not signal a run twice when it ends the whole job, and requeues an attempt it stopped
+not signal a run twice when it ends the whole job, ends the run's grace before its own SIGKILL
+comes (`KillWait`), and requeues an attempt it stopped
 (`execute/slurm_node.py: SlurmHooks`). The default hooks do nothing more: a folder handed over by
 a queue (or Ray) next needs no more than that.
 
@@ -59,6 +60,11 @@ class NodeHooks:
         """The signal the run gets for a stop signal this process received (`default`: the local
         executor's choice), or None when the scheduler signalled the run itself already."""
         return default
+
+    def stop_grace(self, received: int, grace_s: float) -> float:
+        """How long the run may take to end after the stop signal `received` before it is killed
+        (`grace_s`: a local launch's 10 s); shorter where the scheduler kills this process sooner."""
+        return grace_s
 
     def stopped(self, stopped_by: int | None) -> None:
         """The execution ended; `stopped_by` is the stop signal received, if any."""

@@ -11,16 +11,20 @@ and the frozen requirements of the interpreter that runs it here.
 
 Stopping (SPEC 8): USR2 (the time-limit warning, or `scancel --signal=USR2 --batch|--full`) and
 SIGTERM send SIGTERM to the run's process group (the entry point may save a checkpoint in its
-folder), SIGKILL 10 s later. The attempt then requeues itself (`scontrol requeue`) when `requeue`
-is set and attempts are left, and the next one runs in the same folder with `EXPYRUN_ATTEMPT` one
-higher, after a line naming it in `outputs.log`. A SIGTERM sent by a person (`scancel JOB`: neither
-a preemption nor the time limit) is not undone by a requeue: the run ends `interrupted`.
+folder), SIGKILL 10 s later; or sooner when Slurm is ending the job (`scancel JOB`, the time limit):
+its SIGKILL comes `KillWait` after its SIGTERM, to this process too, so the run's grace ends
+`KILL_WAIT_MARGIN_S` before that and this process records the end itself. The attempt then
+requeues itself (`scontrol requeue`) when `requeue` is set and attempts are left, and the next one
+runs in the same folder with `EXPYRUN_ATTEMPT` one higher, after a line naming it in `outputs.log`.
+A SIGTERM sent by a person (`scancel JOB`: neither a preemption nor the time limit) is not undone
+by a requeue: the run ends `interrupted`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import signal
 import subprocess
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
 
 ACTIVE_STATUSES = tuple(ACTIVE)  # (expyrun.run.status.ACTIVE; this name kept for its importers)
 SCONTROL_TIMEOUT_S = 30.0
+KILL_WAIT_MARGIN_S = 2.0  # the run's grace ends this long before Slurm's SIGKILL: this process records its end
 
 
 class SlurmHooks(NodeHooks):
@@ -107,14 +112,36 @@ class SlurmHooks(NodeHooks):
         `scancel`) is not sent to the run again: a second SIGTERM would cut short the checkpoint the
         first one started. A SIGTERM for the batch shell alone (the job still running), or under
         `proctrack/pgid` (which signals the batch shell's process group only), is passed on."""
-        if received != signal.SIGTERM or self.cause is not None or not self.job_id:
-            return default
-        self.cause = "SIGTERM"
-        self.job_at_stop = _show_job(self.job_id)
-        ending = self.job_at_stop.get("JobState", "RUNNING") != "RUNNING"
-        if ending and _proctrack() not in ("proctrack/pgid", ""):
+        if self._job_ending(received) and _slurm_config().get("ProctrackType", "") not in ("proctrack/pgid", ""):
             return None
         return default
+
+    def stop_grace(self, received: int, grace_s: float) -> float:
+        """When Slurm is ending the job, its SIGKILL follows its SIGTERM after `KillWait` seconds, and
+        reaches this process as well as the run: a 10 s grace under a shorter `KillWait` (30 s is
+        Slurm's default; clusters set less) would leave the run `running` in its record for good. So
+        the run's grace ends `KILL_WAIT_MARGIN_S` before Slurm's SIGKILL (at least half of `KillWait`
+        stays the run's, to save its checkpoint): then this process kills what is left, and records
+        the end. `KillWait` is asked once (`scontrol show config`), on the first stop only."""
+        if not self._job_ending(received):
+            return grace_s
+        kill_wait = _kill_wait()
+        if kill_wait is None:
+            return grace_s
+        return min(grace_s, max(kill_wait / 2, kill_wait - KILL_WAIT_MARGIN_S))
+
+    def _job_ending(self, received: int) -> bool:
+        """Whether `received` is the SIGTERM Slurm sends every process of a job it is ending (not
+        RUNNING any more when it comes). Asked of `scontrol show job` at the first SIGTERM that came
+        before any USR2 warning; the answer (`job_at_stop`) is kept for the requeue's decision."""
+        if received != signal.SIGTERM or not self.job_id:
+            return False
+        if self.cause is None:
+            self.cause = "SIGTERM"
+            self.job_at_stop = _show_job(self.job_id)
+        if self.cause != "SIGTERM" or self.job_at_stop is None:
+            return False
+        return self.job_at_stop.get("JobState", "RUNNING") != "RUNNING"
 
     def stopped(self, stopped_by: int | None) -> None:
         if stopped_by == signal.SIGTERM and self.cause is None:
@@ -167,18 +194,29 @@ class SlurmHooks(NodeHooks):
         return None
 
 
-def _proctrack() -> str:
-    """The cluster's ProctrackType (how slurmd finds a job's processes); '' when it cannot be asked."""
+@functools.cache
+def _slurm_config() -> dict[str, str]:
+    """`scontrol show config`, read once (only when a stop signal came): `ProctrackType` (how slurmd
+    finds a job's processes), `KillWait` (`5 sec`); empty when it cannot be asked."""
     try:
         answer = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
                                 timeout=SCONTROL_TIMEOUT_S, check=False)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
-        return ""
+        return {}
+    fields: dict[str, str] = {}
     for line in answer.stdout.splitlines():
         key, _, value = line.partition("=")
-        if key.strip() == "ProctrackType":
-            return value.strip()
-    return ""
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _kill_wait() -> float | None:
+    """Slurm's `KillWait`: seconds between the SIGTERM and the SIGKILL that end a job; None when unknown."""
+    words = _slurm_config().get("KillWait", "").split()
+    try:
+        return float(words[0]) if words else None
+    except ValueError:
+        return None
 
 
 def _ignoring_usr2(work: Any) -> Any:
