@@ -525,6 +525,27 @@ def test_sighup_and_sigint_while_waiting_reach_the_run_as_in_a_local_launch(proj
     assert (run_dir / "saved").read_text() == received  # what a local launch passes on (SPEC 4)
 
 
+def test_a_job_that_outlives_the_sighup_it_was_sent_is_cancelled_after_the_grace(project, slurm):
+    write(project / "pkg" / "main.py", "def main(name, config):\n    return 1\n")
+    holding = project / "holding"  # its setup lines ignore SIGHUP and hold the job before the run starts
+    setup = ["trap '' HUP", f"touch {holding}", "sleep 60"]
+    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True, slurm={"setup": setup}))
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(holding.exists, "the job's setup lines to run")
+    stopped = time.monotonic()
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 129, stderr
+    assert 15 <= time.monotonic() - stopped < 15 + 10, stderr  # slurm_wait.CANCEL_AFTER_S, then the cancel
+    run = record(run_dir)
+    assert (run["status"], run["exit_code"]) == ("interrupted", 129), run
+    assert run["exception"] == {"type": "Cancelled", "message": "the Slurm job was cancelled before it started"}
+    job = str(run["slurm"]["job_id"])
+    assert slurm.job_state(job) not in ("RUNNING", "COMPLETING", "PENDING"), slurm.job_state(job)
+
+
 def test_needed_submits_nothing_when_the_run_is_done(project, slurm):
     write(project / "c.yml", RUN_SECTION + "x: 1\n" + slurm_section(wait=True))
     assert expyrun(project, "c.yml").returncode == 0
