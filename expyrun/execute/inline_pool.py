@@ -1,14 +1,18 @@
 """Tasks executed inside the driver process (`isolation: inline`), one at a time or in threads.
 
-One at a time, a task runs in the main thread with fds 1 and 2 pointed at its folder's
-`outputs.log`, in its folder, with SIGINT/SIGTERM raising in it as in a run child: everything it
-writes, C extensions included, lands in its log, and it may install signal handlers.
+A task's output goes through the plain run's tee (`execute/trial_log.py`, forked from this process
+with the first task): to its folder's `outputs.log`, and to this process's own fds 1 and 2, the
+study's, which reach the study's log and expyrun's streams. One at a time, a task runs in the main
+thread with fds 1 and 2 pointed at its pipes, in its folder, with SIGINT/SIGTERM raising in it as in
+a run child: everything it writes, C extensions included, lands in its log, in order, and it may
+install signal handlers.
 
 Several at once share one process, so fds, the current directory and the environment are the
-study's; each thread's Python output (`sys.stdout`, `sys.stderr`, and `logging` handlers that write
-to them) is routed to its own task's log by stream objects installed as `sys.stdout`/`sys.stderr`
-for the duration. A task that calls `sys.exit` ends only itself (the runner turns it into a
-failure). Threads cannot be killed: when the study stops, each running task gets the signal's
+study's (SPEC 3.3's exception): each thread's Python output (`sys.stdout`, `sys.stderr`, and
+`logging` handlers that write to them) is routed to its own task's pipes by stream objects installed
+as `sys.stdout`/`sys.stderr` for the duration; what a task writes at the fd level goes to the
+study's log (and expyrun's streams). A task that calls `sys.exit` ends only itself (the runner turns
+it into a failure). Threads cannot be killed: when the study stops, each running task gets the signal's
 exception raised in its thread (at its next Python instruction) and is abandoned if it is still
 running after the grace period.
 """
@@ -27,10 +31,11 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
-from expyrun.execute.trial_log import GuardedFile, GuardedStreams
+from expyrun.execute.trial_log import LOG_GRACE_S, TaskOutput, streams
 from expyrun.execute.trial_workers import Finished
+from expyrun.run.capture import Tee
 from expyrun.run.child import Terminated, flush_all, until_stopped
 from expyrun.run.status import PASSED_ON
 
@@ -100,7 +105,10 @@ class InlinePool:
         self.gpu = gpu
         self.pending: list[tuple[int, Task, Path]] = []  # jobs == 1: run by wait(), in the main thread
         self.threads: dict[int, threading.Thread] = {}
-        self.finished: list[Finished] = []
+        self.finished: list[Finished] = []  # by threads, their logs perhaps not complete yet
+        self.ending: list[tuple[Finished, float]] = []  # ...taken from them: until when their log may take
+        self.tees: dict[int, Tee] = {}  # a thread's tee, by task
+        self.output = TaskOutput()  # the tee (forked with the first task), on this process's fds 1 and 2
         self.mutex = threading.Lock()
         self.done_read, self.done_write = os.pipe()
         os.set_blocking(self.done_read, False)
@@ -123,12 +131,18 @@ class InlinePool:
     def submit(self, key: int, task: Task, run_dir: Path) -> tuple[int, str | None]:
         if self.jobs == 1:
             self.pending.append((key, task, run_dir))
-        else:
-            thread = threading.Thread(
-                target=self._in_thread, args=(key, task, run_dir), daemon=True, name=f"expyrun-trial-{key}"
-            )
-            self.threads[key] = thread
-            thread.start()
+            return os.getpid(), self.gpu
+        try:
+            tee = self.tees[key] = self.output.open(run_dir)  # here: the tee is driven by this thread only
+        except OSError as error:  # its folder is gone: the trial fails, saying why
+            failed = {"state": "FAIL", "error": {"type": type(error).__name__, "message": str(error)}}
+            self.ending.append((Finished(key, failed), 0.0))
+            return os.getpid(), self.gpu
+        thread = threading.Thread(
+            target=self._in_thread, args=(key, task, run_dir, tee), daemon=True, name=f"expyrun-trial-{key}"
+        )
+        self.threads[key] = thread
+        thread.start()
         return os.getpid(), self.gpu
 
     def wait(self, timeout: float, wake_fd: int | None = None) -> list[Finished]:
@@ -139,32 +153,44 @@ class InlinePool:
         if finished:
             return finished
         fds = [self.done_read] + ([wake_fd] if wake_fd is not None else [])
+        if self.ending:  # a log to be complete: the tee's report, not waited for past its grace
+            fds.append(self.output.tees.done_fd)
+            timeout = max(0.0, min(timeout, min(deadline for _, deadline in self.ending) - time.monotonic()))
         with contextlib.suppress(InterruptedError):
-            select.select(fds, [], [], timeout)
+            select.select([fd for fd in fds if fd >= 0], [], [], timeout)
         return self._take()
 
     def _take(self) -> list[Finished]:
+        """Tasks whose thread ended and whose log is complete (or was given `LOG_GRACE_S`), with the
+        log's error, if any."""
         with contextlib.suppress(BlockingIOError):
             os.read(self.done_read, 4096)
         with self.mutex:
             finished, self.finished = self.finished, []
         for item in finished:
             self.threads.pop(item.key, None)
-        return finished
+            self.ending.append((item, time.monotonic() + LOG_GRACE_S))
+        self.output.tees.collect()
+        now = time.monotonic()
+        taken, ending = [], []
+        for item, deadline in self.ending:
+            tee = self.tees.get(item.key)
+            if tee is not None and not tee.done and now < deadline:
+                ending.append((item, deadline))
+                continue
+            self.tees.pop(item.key, None)
+            if tee is not None and tee.log_error is not None and item.reply is not None:
+                item.reply["log_error"] = tee.log_error
+            taken.append(item)
+        self.ending = ending
+        return taken
 
     def _in_main_thread(self, key: int, task: Task, run_dir: Path) -> Finished:
         handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-        flush_all()
-        saved = os.dup(1), os.dup(2)
-        log = os.open(run_dir / "outputs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
+        tee = self.output.begin(run_dir)  # its log, and the study's own fds 1 and 2 (expyrun's streams)
         home, run_dir_env = os.getcwd(), os.environ.get("EXPYRUN_RUN_DIR")
         interrupted = None
         me = os.getpid()
-        streams = GuardedStreams()  # a full disk gives the log up, as a plain run's tee does
-        streams.install()
         try:
             os.chdir(run_dir)
             os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
@@ -174,32 +200,26 @@ class InlinePool:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, _raise_terminated)
             value, interrupted = until_stopped(task)
-            log_error = streams.restore()
-            if interrupted is None:
-                return Finished(key, value if log_error is None else {**value, "log_error": log_error})
-            return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
         finally:
             _never_answer_from_a_fork(me)
-            streams.restore()
             signal.signal(signal.SIGINT, handlers[0])
             signal.signal(signal.SIGTERM, handlers[1])
-            flush_all()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
             os.chdir(home)
             if run_dir_env is not None:
                 os.environ["EXPYRUN_RUN_DIR"] = run_dir_env
             os.environ.pop("EXPYRUN_RETRY_OF", None)  # the study process's own environment has none
+            log_error = self.output.end(tee)  # the log complete (or given up on after LOG_GRACE_S)
             if interrupted is not None:
                 self.on_interrupt(_SIGNALS[interrupted])
+        if interrupted is None:
+            return Finished(key, value if log_error is None else {**value, "log_error": log_error})
+        return Finished(key, None, f"the trial was stopped by {interrupted}", interrupted=interrupted)
 
-    def _in_thread(self, key: int, task: Task, run_dir: Path) -> None:
+    def _in_thread(self, key: int, task: Task, run_dir: Path, tee: Tee) -> None:
         assert self.routed is not None
-        log = GuardedFile(run_dir / "outputs.log")  # a full disk gives the log up, as a plain run's tee does
-        for stream in self.routed:
-            stream.route(cast(IO[str], log))  # a text stream, as IO[str] needs
+        out, err = streams(tee)  # its Python-level output through the tee: its log and expyrun's streams
+        self.routed[0].route(out)
+        self.routed[1].route(err)
         from expyrun.track.logging import bind
 
         bind(run_dir)  # expyrun.log in this thread writes the trial's folder (the environment is the study's)
@@ -207,8 +227,6 @@ class InlinePool:
         try:
             try:
                 result = Finished(key, task())
-                if log.error is not None and result.reply is not None:
-                    result.reply["log_error"] = log.error
             except KeyboardInterrupt:
                 traceback.print_exc()
                 result = Finished(key, None, "the trial was stopped by SIGINT", interrupted="SIGINT")
@@ -224,7 +242,9 @@ class InlinePool:
             _never_answer_from_a_fork(me)
             for stream in self.routed:
                 stream.route(None)
-            log.close()
+            for pipe in {out, err}:  # the pipes' write ends: the tee sees the trial's output end
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
         with self.mutex:
             self.finished.append(result)
         with contextlib.suppress(OSError):
@@ -251,6 +271,8 @@ class InlinePool:
             )
             finished.append(Finished(key, None, message, killed=True))
         self.threads.clear()
+        finished += [item for item, _ in self.ending]  # (their logs given no more time)
+        self.ending = []
         self.close()
         return finished
 
@@ -258,6 +280,7 @@ class InlinePool:
         if self.routed is not None and sys.stdout is self.routed[0]:
             sys.stdout, sys.stderr = self.saved
         self.routed = None
+        self.output.close()
         for fd in (self.done_read, self.done_write):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ from expyrun.run.status import SIGNAL_EXIT, Status
 _RUNNER = "expyrun.execute.point_runner:PointRunner"
 
 
-def point_call(job: Job) -> dict[str, Any]:
+def point_call(job: Job, unbuffered: bool = False) -> dict[str, Any]:
     """What a worker needs to call the point's entry point: its run section, import root, config
-    and environment, pickled (the config may hold values JSON cannot)."""
+    and environment, pickled (the config may hold values JSON cannot). `unbuffered`: the user watches
+    a terminal, so Python programs the point starts print live too (as `execute/local.py` does)."""
     prepared = job.prepared
     resolved = prepared.resolved
     environment = {**job.environment, "EXPYRUN_CWD": str(prepared.launch_cwd)}
+    if unbuffered:
+        environment["PYTHONUNBUFFERED"] = "1"
     call = (resolved.run, str(prepared.import_root), resolved.user_config(), environment)
     return {"call": base64.b64encode(pickle.dumps(call)).decode("ascii")}
 
@@ -50,23 +54,51 @@ class ReusedWorkers:
         self.jobs: dict[int, Job] = {}
         self.next_key = 0
         self.stopped_by: int | None = None
+        self.unbuffered = _is_terminal(1)
         self._wake = WakeupPipe()  # a signal ends a wait at once
+        self._suspend: list[int] = []  # Ctrl-Z heard (SIGTSTP), not acted on yet
+        self._previous_tstp: Any = None  # the SIGTSTP handler before ours, while ours is installed
+        self._tstp_installed = False
 
     def has_free_slot(self) -> bool:
         return self.stopped_by is None and self.pool.has_free_slot()
 
     def submit(self, job: Job) -> Started:
-        self._wake.open()
+        self._open()
         key, self.next_key = self.next_key, self.next_key + 1
         self.jobs[key] = job
-        pid, gpu = self.pool.submit(key, point_call(job), job.prepared.run_dir)
+        pid, gpu = self.pool.submit(key, point_call(job, self.unbuffered), job.prepared.run_dir)
         return Started(job, pid, gpu)
 
     def wait(self, timeout: float) -> list[Ended]:
-        wake = self._wake.open()
+        wake = self._open()
         ended = [self._ended(finished) for finished in self.pool.wait(timeout, wake)]
         self._wake.drain()
+        if self._suspend:  # Ctrl-Z: the busy workers stop with us, and continue with us
+            self._suspend.clear()
+            self._suspend_with_workers()
         return ended
+
+    def _open(self) -> int:
+        """The wake-up pipe's read end; SIGTSTP heard (the first call installs both, from the main thread)."""
+        if not self._tstp_installed:
+            self._previous_tstp = signal.signal(signal.SIGTSTP, lambda signum, _: self._suspend.append(signum))
+            self._tstp_installed = True
+        return self._wake.open()
+
+    def _suspend_with_workers(self) -> None:
+        """Stop the busy workers and this process (SIGSTOP: a terminal's Ctrl-Z is dropped for a process
+        group no shell watches, as when expyrun leads its own session); when this process is continued
+        (`fg`), continue them. Idle workers read their commands and need neither."""
+        busy = [worker.process.pid for worker in self.pool.slots if worker is not None and worker.key is not None]
+        for pid in busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        for pid in busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def stop(self, grace_s: float, signum: int = signal.SIGTERM) -> list[Ended]:
         """Busy workers get the signal (unless Ctrl-C gave it to them already) and `grace_s` to answer;
@@ -87,6 +119,9 @@ class ReusedWorkers:
     def close(self) -> None:
         self.pool.close()
         self._wake.close()
+        if self._tstp_installed:
+            signal.signal(signal.SIGTSTP, self._previous_tstp or signal.SIG_DFL)
+            self._tstp_installed = False
 
     def _ended(self, finished: Finished) -> Ended:
         job = self.jobs.pop(finished.key)
@@ -121,6 +156,13 @@ def _death(failure: str) -> dict[str, str]:
         code = exited.group(1)
         return {"type": "Exit", "message": f"the run exited with code {code} without reporting a result"}
     return {"type": "WorkerDied", "message": failure or "the worker process is gone"}
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def _terminal_foreground() -> bool:

@@ -4,8 +4,11 @@ Started by `expyrun.execute.trial_workers.WorkerPool` (never forked from the dri
 threads may hold locks), it reads JSON lines on a private pipe: first a hello naming the runner
 (`module:Class`, built once with the hello's `init`; for a study it opens its own storage), then
 one task per trial (or per batch of trials, run in the batch's folder). For each task it points
-fds 1 and 2 at the task folder's `outputs.log`, enters that folder, calls the runner, flushes
-Python and C stdio, puts everything back and answers one JSON line on its other private pipe.
+fds 1 and 2 at pipes of its tee (`execute/trial_log.py`: the plain run's, forked with the first
+task), which copies them to the task folder's `outputs.log` and to the worker's own fds 1 and 2
+(the study's, which reach expyrun's streams; a sweep's `reuse_workers`: expyrun's), enters that
+folder, calls the runner, flushes Python and C stdio, puts everything back, waits until the tee
+says the log is complete and answers one JSON line on its other private pipe.
 Both pipes are close-on-exec, so nothing the entry point starts inherits them, and a process the
 entry point forks never answers in its place.
 
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from expyrun.execute.parent_death import stop_with_parent
-from expyrun.execute.trial_log import GuardedStreams
+from expyrun.execute.trial_log import TaskOutput
 from expyrun.run.child import Terminated, flush_all, until_stopped
 from expyrun.run.resume import set_retry_environment
 from expyrun.run.status import SIGNAL_EXIT, signal_exit
@@ -61,20 +64,14 @@ def _line_buffered() -> None:
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
-def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any], str | None]:
-    """One trial in its folder; returns the reply and the signal that interrupted it, if any."""
+def run_task(runner: Any, task: dict[str, Any], me: int, output: TaskOutput) -> tuple[dict[str, Any], str | None]:
+    """One trial in its folder, its output through `output`'s tee; returns the reply and the signal
+    that interrupted it, if any."""
     run_dir = Path(task["run_dir"])
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    flush_all()
-    saved = os.dup(1), os.dup(2)  # non-inheritable duplicates
-    log = os.open(run_dir / "outputs.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    tee = output.begin(run_dir)  # its log, and the worker's own fds 1 and 2 (the study's, or expyrun's)
     home = os.getcwd()
     interrupted = None
-    streams = GuardedStreams()  # a full disk gives the log up, as a plain run's tee does
-    streams.install()
     try:
         os.chdir(run_dir)
         os.environ["EXPYRUN_RUN_DIR"] = str(run_dir)
@@ -92,15 +89,10 @@ def run_task(runner: Any, task: dict[str, Any], me: int) -> tuple[dict[str, Any]
         if os.getpid() != me:  # a process the entry point forked came back up here: it never answers
             flush_all()
             os._exit(0)
-        log_error = streams.restore()
-        flush_all()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
         os.chdir(home)
         signal.signal(signal.SIGINT, handlers[0])  # the entry point may have changed them
         signal.signal(signal.SIGTERM, handlers[1])
+        log_error = output.end(tee)  # the log complete (or given up on after LOG_GRACE_S)
     if log_error is not None:
         reply["log_error"] = log_error
     return reply, interrupted
@@ -115,6 +107,7 @@ def serve(commands_fd: int, replies_fd: int) -> int:
     faulthandler.enable()  # a segfault's traceback goes to fd 2: the trial's log
     _line_buffered()
     me = os.getpid()
+    output = TaskOutput()  # the tee, forked with the first task
     commands = os.fdopen(commands_fd, "r", encoding="utf-8")
     replies = os.fdopen(replies_fd, "w", encoding="utf-8", buffering=1)
     try:
@@ -136,7 +129,7 @@ def serve(commands_fd: int, replies_fd: int) -> int:
             if runner is None:
                 replies.write(json.dumps({"state": "FAIL", "error": failure}) + "\n")
                 return 1
-            reply, interrupted = run_task(runner, task, me)
+            reply, interrupted = run_task(runner, task, me, output)
             replies.write(json.dumps(reply, default=str) + "\n")
             if interrupted is not None:  # the study is stopping: so does its worker
                 return signal_exit(interrupted)
@@ -147,6 +140,8 @@ def serve(commands_fd: int, replies_fd: int) -> int:
         return SIGNAL_EXIT[signal.SIGTERM]
     except BrokenPipeError:  # the driver is gone
         return 1
+    finally:
+        output.close()  # the tee ends once the last task's log is complete
 
 
 def start(commands_fd: int, replies_fd: int) -> NoReturn:
