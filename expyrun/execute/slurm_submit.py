@@ -95,6 +95,21 @@ class _SlurmBatch(Batch):
 
     job_id: str | None = None
 
+    def _release(self) -> None:
+        """Let the held job start. A job someone cancelled in between (`scancel` as soon as the records
+        name it) cannot be released: that is no error of this launch, as a cancel a moment later is not;
+        what it leaves is told as for any job gone (a waiting launch records its runs `died`)."""
+        assert self.job_id is not None
+        try:
+            _scontrol("release", self.job_id)
+        except UsageError:
+            from expyrun.execute.slurm_queue import JobStates
+
+            states = JobStates.ask(prepared.record["slurm"] for prepared in self.prepared)
+            if not all(states.gone(prepared.record["slurm"]) for prepared in self.prepared):
+                raise
+            console.warning(f"Slurm job {self.job_id} ended before it was released (cancelled?)")
+
     def submit(self, sbatch: str, options: SlurmOptions, name: str, array: bool,
                hidden: dict[str, str | None], shown: dict[str, str | None]) -> None:  # fmt: skip
         """Write the job script, submit it held, record the ids (and the digest of each `config.yml`:
@@ -116,7 +131,7 @@ class _SlurmBatch(Batch):
                 prepared.write_record()
             if self.sweep_record is not None:
                 self.sweep_record.detach(status=Status.QUEUED, slurm={"array_job_id": _number(self.job_id)})
-            _scontrol("release", self.job_id)
+            self._release()
         except BaseException:
             _cancel(self.job_id)
             raise
