@@ -150,3 +150,44 @@ def test_a_daemon_holding_a_points_output_delays_no_other_point_and_keeps_loggin
     wait_for(lambda: "daemon later" in log_of(project, 0).read_text(), 10, lambda: log_of(project, 0).read_text())
     lines = log_of(project, 0).read_text().splitlines()  # the tee went on copying after expyrun exited
     assert sorted(lines[:2]) == ["daemon up", "point 0"] and lines[2:] == ["daemon later"]
+
+
+def test_a_killed_tee_fails_the_points_it_served_and_the_sweep_goes_on(project):
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import time
+        def main(name, config):
+            for i in range(5):
+                print("point", config["x"], "line", i, flush=True)
+                time.sleep(0.1)
+        """,
+    )
+    write_sweep(project, list(range(6)), jobs=2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def printing() -> bool:
+            log = project / "outputs" / "s" / "0" / "exp.0" / "outputs.log"
+            return log.exists() and "line 1" in log.read_text()
+
+        wait_for(printing, 60, lambda: "point 0 printing")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        (tee,) = [int(pid) for pid in children if os.getsid(int(pid)) == int(pid)]  # the one in its own session
+        os.kill(tee, signal.SIGKILL)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    rows = points(project)
+    assert process.returncode == 1, err
+    assert {row["status"] for row in rows} == {"completed", "failed"}, rows
+    for row in rows:
+        record = json.loads((Path(row["run_dir"]) / "run.json").read_text())
+        if row["status"] == "failed":  # it ran when the tee was killed: its output had nowhere to go
+            assert "tee process ended" in record["log_error"], record
+    assert rows[-1]["status"] == "completed"  # a new tee served the points after
+    assert log_of(project, 5).read_text().splitlines() == [f"point 5 line {i}" for i in range(5)]

@@ -92,6 +92,10 @@ class TeeProcess:
         """New pipes for a run writing to `log_path`, handed to the tee. `metrics`: the run's
         `__metrics__` patterns, matched by the tee against every line (`track.metrics.LineSink`,
         which also times the lines a program appends to `$EXPYRUN_METRICS` without a `time`)."""
+        if self.pid and self._tee_ended():  # killed: the runs it served are done, a new one takes this run
+            self.collect()
+            if self.pid:
+                self._lost()
         if self.pid == 0:
             self._start()
         out_read, out_write = os.pipe()
