@@ -210,7 +210,8 @@ class TrialContext:
             record["trial"].update(objectives=named, metrics=outcome.metrics or {})
             ended.result = None if named is None else {**named, **(outcome.metrics or {})}
         mark_outcome(record, ended, time.monotonic() - prepared.started)
-        # `metrics`: what the trial logged (SPEC 11.1); its output had no tee: `__metrics__` read from its log
+        # `metrics`: what the trial logged (SPEC 11.1); its tee is given no patterns (execute/trial_log.py):
+        # `__metrics__` read from its log
         record.update(finish_fields(prepared.run_dir, prepared.config.run.metrics))
         _write_last_record(prepared)
 
