@@ -191,3 +191,36 @@ def test_a_killed_tee_fails_the_points_it_served_and_the_sweep_goes_on(project):
             assert "tee process ended" in record["log_error"], record
     assert rows[-1]["status"] == "completed"  # a new tee served the points after
     assert log_of(project, 5).read_text().splitlines() == [f"point 5 line {i}" for i in range(5)]
+
+
+def test_a_point_holds_no_descriptor_of_another_point_or_of_the_tee(project):
+    """A point's process has its three streams and expyrun's result pipe: not the other points' pipes
+    and logs, nor the shared tee's socket and report pipe (which would outlive the tee in a point's
+    helpers). Each point lists its descriptors while the other point runs beside it."""
+    write(
+        project / "pkg" / "main.py",
+        """\
+        import os, time
+        def main(name, config):
+            time.sleep(0.5)  # the other point is running now
+            held = {}
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    held[fd] = os.readlink(f"/proc/self/fd/{fd}")
+                except OSError:
+                    pass
+            return held
+        """,
+    )
+    write_sweep(project, [1, 2, 3, 4], jobs=2)
+    result = run_expyrun(["c.yml"], project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for x in (1, 2, 3, 4):
+        (run_dir,) = (project / "outputs" / "s" / str(x)).glob("exp.*")
+        held = json.loads((run_dir / "run.json").read_text())["result"]
+        others = {
+            fd: target
+            for fd, target in held.items()
+            if int(fd) > 2 and (target.startswith("socket:") or "outputs.log" in target or target.startswith("pipe:"))
+        }
+        assert len(others) <= 1, (x, held)  # at most expyrun's own result pipe

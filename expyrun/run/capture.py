@@ -239,7 +239,7 @@ class TeeProcess:
             try:
                 signal.set_wakeup_fd(-1)
                 os.setsid()
-                _close_all_but({0, 1, 2, stdout, stderr, theirs.fileno(), done_write})
+                close_all_but({0, 1, 2, stdout, stderr, theirs.fileno(), done_write})
                 _serve(theirs, done_write, launcher, self.targets, self.shared)
             except BaseException:
                 code = 1
@@ -260,8 +260,9 @@ def same_destination(fd_a: int, fd_b: int) -> bool:
     return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
 
 
-def _close_all_but(keep: set[int]) -> None:
-    """In the forked tee: close every descriptor inherited from the launcher but `keep`."""
+def close_all_but(keep: set[int]) -> None:
+    """In a forked process (the tee, a run child the tee forked): close every descriptor inherited but
+    `keep`, so none holds another run's pipes or logs, or the tee's socket and report pipe."""
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
@@ -430,7 +431,7 @@ class _Tee:
             work, run_dir, cwd, environment, from_snapshot, no_stdin = pickle.loads(payload)
             output = (fds[0], fds[-1])
             pid, result_fd = child.start(work, Path(run_dir), Path(cwd), output, environment, from_snapshot,
-                                         None, no_stdin=no_stdin)  # fmt: skip
+                                         None, no_stdin=no_stdin, close_inherited=True)  # fmt: skip
         except Exception as error:
             reply["error"] = f"{type(error).__name__}: {error}"
         else:

@@ -35,7 +35,8 @@ class Terminated(BaseException):
 
 
 def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environment: dict[str, str],
-          from_snapshot: bool, terminal: int | None = None, no_stdin: bool = False) -> tuple[int, int]:  # fmt: skip
+          from_snapshot: bool, terminal: int | None = None, no_stdin: bool = False,
+          close_inherited: bool = False) -> tuple[int, int]:  # fmt: skip
     """Fork the run child to call `body()`; returns its pid (also its process group) and the result pipe.
 
     `output`: the write ends its fds 1 and 2 become (the tee's pipes). `environment`: variables set
@@ -43,6 +44,8 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
     copied. `terminal`: a terminal whose foreground the run takes, so `input()` and Ctrl-Z work.
     `no_stdin`: stdin is /dev/null (runs executing side by side: a read from a terminal they do not
     own would stop them with SIGTTIN for good; they read end of file instead).
+    `close_inherited`: every other inherited descriptor is closed (a child the shared tee forks would
+    otherwise hold the other runs' pipes and logs and the tee's socket and report pipe for its life).
     The result pipe is not inherited by programs the run executes, and only the run process itself
     writes to it: a process the entry point forks never reports a result of its own.
     """
@@ -66,6 +69,10 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
             os.dup2(output[1], 2)
             for fd in set(output):
                 os.close(fd)
+            if close_inherited:
+                from expyrun.run.capture import close_all_but
+
+                close_all_but({0, 1, 2, result_write})
             os.environ.update(environment)
             if not callable(body):  # an ExecSpec
                 _exec(body, run_dir, cwd, result_write)
