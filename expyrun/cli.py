@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     of every imported module (several milliseconds of each launch): nothing expyrun holds needs
     finalising, and the run's own processes have ended or been left on purpose.
     """
+    if argv is None:
+        _open_closed_streams()
     code = _main(sys.argv[1:] if argv is None else argv)
     if argv is not None:
         return code
@@ -96,6 +98,22 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be shown
             stream.flush()
     os._exit(code)
+
+
+def _open_closed_streams() -> None:
+    """A standard stream the caller closed (`expyrun c.yml >&-`) becomes /dev/null, so that nothing
+    expyrun or the run opens later takes its number and receives what is meant for that stream, and
+    Python's stream object (None when its fd was closed at startup) can be written and flushed."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (the process's own stream)
 
 
 def _main(args: list[str]) -> int:
