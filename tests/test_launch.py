@@ -432,3 +432,26 @@ def test_editing_one_snapshot_in_place_does_not_reach_later_runs(project, expyru
     assert (second / "pkg" / "main.py").read_text() == (project / "pkg" / "main.py").read_text()
     assert run_json(second)["result"]["name"] == "demo"
     assert first.read_text().endswith("'edited'\n")
+
+
+@pytest.mark.parametrize("closed", [0, 1, 2])
+def test_a_closed_standard_stream_is_no_internal_error_and_the_log_is_whole(project, closed):
+    """`expyrun c.yml >&-` (or 2>&-, <&-): the stream becomes /dev/null, the run completes, its log
+    holds what it printed, and no file the launch opens takes the closed stream's number."""
+    import sys
+
+    from conftest import clean_env
+
+    entry(project, "def main(name, config):\n    print('printed')\n    return 7\n")
+    write(project / "c.yml", RUN_SECTION)
+    result = subprocess.run(
+        [sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(), capture_output=False,
+        stdout=None if closed == 1 else subprocess.PIPE, stderr=None if closed == 2 else subprocess.PIPE,
+        stdin=None if closed == 0 else subprocess.DEVNULL, preexec_fn=lambda: os.close(closed), timeout=60, check=False,
+    )  # fmt: skip
+    shown = (result.stdout or b"") + (result.stderr or b"")
+    assert result.returncode == 0, shown
+    assert b"internal error" not in shown and b"Traceback" not in shown
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    assert run_json(run_dir)["result"] == 7
+    assert (run_dir / "outputs.log").read_text() == "printed\n"
