@@ -193,7 +193,12 @@ __sweep__:
 __launch__: {{jobs: 2, gpus: [0, 1]}}
 """)  # fmt: skip
     sweep = launch(["tail.yml"], project, leases_env)
-    wait_for(lambda: len(calls(project)) == 2, 60, lambda: f"the first two points did not end: {calls(project)}")
+    def status(lr: int) -> str | None:
+        path = project / "outputs" / "tail" / f"p{lr}" / "exp.0" / "run.json"
+        return json.loads(path.read_text()).get("status") if path.exists() else None
+
+    wait_for(lambda: [status(lr) for lr in (1, 2, 3)] == ["completed", "completed", "running"], 60,
+             lambda: f"the first two points did not end: {[status(lr) for lr in (1, 2, 3)]}")  # fmt: skip
     write(project / "single.yml", SINGLE.replace("gpus: [0]", "gpus: [0, 1]"))
     other = launch(["single.yml"], project, leases_env)  # one GPU is free while the last point runs
     _, err = other.communicate(timeout=60)
