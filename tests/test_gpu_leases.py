@@ -193,6 +193,7 @@ __sweep__:
 __launch__: {{jobs: 2, gpus: [0, 1]}}
 """)  # fmt: skip
     sweep = launch(["tail.yml"], project, leases_env)
+
     def status(lr: int) -> str | None:
         path = project / "outputs" / "tail" / f"p{lr}" / "exp.0" / "run.json"
         return json.loads(path.read_text()).get("status") if path.exists() else None
