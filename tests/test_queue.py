@@ -353,3 +353,52 @@ def main(name, config):
     assert worker.returncode == 130, err
     assert time.monotonic() - started < 8, "the run was not killed at the third stop (grace is 10 s)"
     assert record(run_dir)["status"] == "queued" and len(entries(project)) == 1
+
+
+TICKER = """\
+import os, subprocess, sys, time
+TICK = "import sys, time\\nfor _ in range(50):\\n    open(sys.argv[1], 'a').write('.')\\n    time.sleep(0.1)\\n"
+def main(name, config):
+    here = os.environ["EXPYRUN_CWD"]
+    helper = None
+    if config["i"] == 0:  # a process of the run in a process group of its own (same session)
+        helper = subprocess.Popen([sys.executable, "-c", TICK, os.path.join(here, "helper")], process_group=0)
+    start = time.monotonic()
+    for _ in range(50):
+        with open(os.path.join(here, f"ticks{config['i']}"), "a") as ticks:
+            ticks.write(".")
+        time.sleep(0.1)
+    if helper is not None:
+        helper.wait()
+    return time.monotonic() - start
+"""
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped (state T in /proc), as a shell sees a job after Ctrl-Z."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] == "T"
+
+
+def test_ctrl_z_of_a_worker_with_jobs_2_stops_both_runs_and_their_helpers_until_fg(project, env):
+    write(project / "pkg" / "ticker.py", TICKER)
+    write(project / "ticker.yml", MANY.replace("pkg.main:main", "pkg.ticker:main") % "0, 1")
+    run_dirs = queued(project, env, "ticker.yml")
+    assert len(run_dirs) == 2
+    ticks = [project / "ticks0", project / "ticks1", project / "helper"]
+    worker = start(project, env, "worker", "--once", "--jobs", "2")
+    wait_for(lambda: all(path.exists() and path.stat().st_size > 0 for path in ticks), 60,
+             lambda: f"not all ticking: {[path.name for path in ticks if path.exists()]}")  # fmt: skip
+    worker.send_signal(signal.SIGTSTP)  # what the terminal sends the shell's foreground job on Ctrl-Z
+    wait_for(lambda: stopped(worker.pid), 10, lambda: "the worker did not stop")
+    sizes = [path.stat().st_size for path in ticks]
+    time.sleep(1.5)  # (a stop is seen by nothing happening for a while)
+    assert [path.stat().st_size for path in ticks] == sizes, "a run or its helper went on while the worker was stopped"
+    assert [record(run_dir)["status"] for run_dir in run_dirs] == ["running", "running"]
+    worker.send_signal(signal.SIGCONT)  # `fg`
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert [path.stat().st_size for path in ticks] == [50, 50, 50]  # all resumed to their end
+    assert all(record(run_dir)["status"] == "completed" for run_dir in run_dirs)
+    results = [record(run_dir)["result"] for run_dir in run_dirs]  # 5 s of ticks, 1.5 s stopped (a sleep overlaps it)
+    assert all(result >= 5.0 + 1.3 for result in results), results

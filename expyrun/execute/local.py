@@ -145,7 +145,7 @@ class LocalExecutor:
         self._wait(self.running, self._wake_read, timeout)
         if self._suspend:  # Ctrl-Z while the runs do not own the terminal: they stop with us
             self._suspend.clear()
-            _suspend_all(list(self.running))
+            suspend_all(list(self.running))
         self.tees.collect()
         for pid in list(self.running):
             if self._reap(self.running[pid], self.terminal):
@@ -411,8 +411,9 @@ def _suspend_with(run_pgid: int, terminal: int | None) -> None:
         os.killpg(run_pgid, signal.SIGCONT)
 
 
-def _suspend_all(pgids: list[int]) -> None:
-    """Stop every run's group and this process; continue them all when this process is continued."""
+def suspend_all(pgids: list[int]) -> None:
+    """Stop every run's group and this process; continue them all when this process is continued.
+    Public: `expyrun worker` (queue/worker.py) stops its nodes' groups with it on Ctrl-Z too."""
     for pgid in pgids:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGSTOP)

@@ -19,6 +19,12 @@ SIGTERM from the kernel (`PR_SET_PDEATHSIG`) and do the same, so the next worker
 free and executes them again (`attempt` + 1). A folder that already had `MAX_ATTEMPTS` executions is
 recorded `failed` instead.
 
+Ctrl-Z: each node leads a session of its own, so a terminal's Ctrl-Z reaches the worker alone. The
+worker stops every executing run with itself (SIGSTOP to each process group of its nodes' sessions:
+the node, its tee, the run's group and any group the run made; then to itself, so the shell sees the
+job stopped) and continues them all when it is continued (`fg`), as a local launch stops its runs
+(`execute/local.suspend_all`). With `--jobs N` all N runs stop: the worker is one job of the shell.
+
 GPUs (`--gpus`): each run gets one id, leased machine-wide (`execute/gpu_leases.py`); the node and
 the run hold the lease, so it lasts as long as they do, whatever happens to the worker.
 """
@@ -38,6 +44,7 @@ from typing import Any, NoReturn
 
 from expyrun import console
 from expyrun.execute.gpu_leases import Lease, handing_to_child, try_lease, waiting_message
+from expyrun.execute.local import suspend_all
 from expyrun.execute.queue_node import MAX_ATTEMPTS
 from expyrun.execute.wakeup import WakeupPipe
 from expyrun.queue.store import Claim, claim_next, entries
@@ -67,6 +74,7 @@ class Worker:
         self.once = once
         self.executing: list[_Executing] = []
         self.received: list[int] = []
+        self._suspend: list[int] = []  # Ctrl-Z heard (SIGTSTP), not acted on yet
         self._told_waiting = False
         self.arm: Callable[[], None] | None = None  # arms a node's SIGTERM at the worker's death
         self.wakeup = WakeupPipe()  # a stop signal ends a pause at once
@@ -79,6 +87,7 @@ class Worker:
         self.arm = signal_on_parent_death(signal.SIGTERM)
 
         previous = {sig: signal.signal(sig, lambda signum, _: self.received.append(signum)) for sig in STOP_SIGNALS}
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda signum, _: self._suspend.append(signum))
         self.wakeup.open()
         try:
             self._serve()
@@ -170,11 +179,17 @@ class Worker:
             self._settle(run)
 
     def _pause(self, timeout: float) -> None:
-        """Until a node ends, a signal comes, or `timeout` s passed (then the queue is looked at again)."""
+        """Until a node ends, a signal comes, or `timeout` s passed (then the queue is looked at again).
+        After Ctrl-Z, until `fg`: the executing runs stop with the worker (the module's docstring)."""
         fds = [self.wakeup.open()] + [run.pidfd for run in self.executing]
         with contextlib.suppress(InterruptedError):
             select.select(fds, [], [], timeout)
         self.wakeup.drain()
+        if self._suspend:
+            self._suspend.clear()
+            nodes = [run.pid for run in self.executing]  # (a node leads its session and its group)
+            sys.stderr.flush()
+            suspend_all(nodes + [group for group in _session_groups(set(nodes)) if group not in nodes])
 
     def _settle(self, run: _Executing) -> None:
         """The node ended: the entry goes when the folder's record ended, stays when it is queued again."""
@@ -226,6 +241,26 @@ def _signal(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
+def _session_groups(sessions: set[int]) -> list[int]:
+    """The process groups of these sessions, from /proc: a node's session holds the node's group (with
+    its tee), the run's and any the run made, but not what the run started in a session of its own."""
+    groups: list[int] = []
+    if not sessions:
+        return groups
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # (the command name may hold spaces)
+            group, session = int(fields[2]), int(fields[3])  # after it: state ppid pgrp session
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        if session in sessions and group not in groups:
+            groups.append(group)
+    return groups
+
+
 def _node(run_dir: Path, lease: Lease | None, others: list[int], arm: Callable[[], None] | None) -> NoReturn:
     """In the forked node process: execute the folder as `python -m expyrun.node FOLDER` would, in
     a session of its own (Ctrl-C reaches the worker alone, which stops its nodes once), stopped by
@@ -237,7 +272,7 @@ def _node(run_dir: Path, lease: Lease | None, others: list[int], arm: Callable[[
                 os.close(fd)
         os.setsid()
         signal.set_wakeup_fd(-1)
-        for signum in (*STOP_SIGNALS, signal.SIGCHLD):
+        for signum in (*STOP_SIGNALS, signal.SIGCHLD, signal.SIGTSTP):
             signal.signal(signum, signal.SIG_DFL)
         if arm is not None:  # SIGTERM when the worker dies (its prctl looked up once, by the worker)
             arm()
