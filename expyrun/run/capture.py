@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from expyrun.run.descriptors import close_all_but
+
 LOG_FILE = "outputs.log"
 SPAWN_PAYLOAD_MAX = 60_000  # a run whose pickled arguments are larger is forked by the launcher
 _PARENT_CHECK_MS = 200  # how often the tee looks whether the launcher is still there
@@ -258,19 +260,6 @@ def same_destination(fd_a: int, fd_b: int) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino, a.st_rdev) == (b.st_dev, b.st_ino, b.st_rdev)
-
-
-def close_all_but(keep: set[int]) -> None:
-    """In a forked process (the tee, a run child the tee forked): close every descriptor inherited but
-    `keep`, so none holds another run's pipes or logs, or the tee's socket and report pipe."""
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:

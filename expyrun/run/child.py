@@ -70,7 +70,7 @@ def start(body: Body, run_dir: Path, cwd: Path, output: tuple[int, int], environ
             for fd in set(output):
                 os.close(fd)
             if close_inherited:
-                from expyrun.run.capture import close_all_but
+                from expyrun.run.descriptors import close_all_but
 
                 close_all_but({0, 1, 2, result_write})
             os.environ.update(environment)
