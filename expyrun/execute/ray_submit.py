@@ -9,8 +9,13 @@ for `wait: false`): one line, exit 2, nothing created.
 
 `wait: true`: the tasks are submitted from here and followed (`ray.wait`), with a progress bar on a
 terminal and a single run's `outputs.log` copied to stdout; the exit code is a local launch's.
-Ctrl-C (SIGTERM, SIGHUP) is `ray.cancel` of every task: a running one's run gets SIGINT and ends
-`interrupted`, one not started yet is recorded `interrupted`; exit 130 (143, 129).
+Ctrl-C (SIGTERM, SIGHUP) stops the runs as a local launch does: the signal's name goes into each
+running task's stop file in its folder (`execute/ray_task.py`), the task passes it on to its node,
+whose run gets SIGINT (SIGTERM), 10 s of grace, then SIGKILL, and ends `interrupted` with 130 (143,
+129); a task not started yet (no node holds its folder's lock) is `ray.cancel`led at once and
+recorded `interrupted` here with the same code. `ray.cancel` is the fallback for a task still
+running `CANCEL_AFTER_S` after the stop; at most `STOP_DEADLINE_S` after it the follower gives up
+waiting for records. Exit 130 (143, 129).
 `wait: false`: the same follower is submitted as a Ray job (`JobSubmissionClient`; the cluster
 runs it as the driver: `python -m expyrun.execute.ray_submit --options JSON FOLDER...`) and expyrun
 prints the job's id and exits 0.
@@ -36,6 +41,7 @@ from expyrun import console
 from expyrun.errors import UsageError
 from expyrun.execute.batch import Batch
 from expyrun.execute.ray_options import RayOptions
+from expyrun.execute.ray_task import STOP_FILE
 from expyrun.run.record import load_record, mark_finished, write_record
 from expyrun.run.status import ACTIVE, SIGNAL_EXIT, STOP_SIGNALS, Status
 
@@ -44,7 +50,8 @@ if TYPE_CHECKING:
     from expyrun.execute.launch_spec import LaunchSpec
 
 CONNECT_S = 30.0  # no cluster at `address` within this: one line, exit 2
-STOP_DEADLINE_S = 90.0  # after Ctrl-C: the runs' 10 s grace, writing records, Ray's cancel
+CANCEL_AFTER_S = 20.0  # after a stop: the runs' 10 s grace and their records, then ray.cancel of what still runs
+STOP_DEADLINE_S = 60.0  # after a stop: the cancel above, the cancelled tasks' bounded wait for their nodes (20 s)
 RAY_HINT = "install the `ray` extra: pip install 'expyrun[ray]'"
 
 
@@ -76,6 +83,7 @@ def submit(resolved: ResolvedConfig, launch: LaunchSpec, sweep: Any, study: Any,
                 prepared.record["ray"] = {"job_id": None, "task_id": None, "node_id": None,
                                           **({"submission_id": submission} if submission else {})}  # fmt: skip
                 prepared.write_record()
+                (prepared.run_dir / STOP_FILE).touch()  # (empty: no stop asked; see execute/ray_task.py)
             folders = [prepared.run_dir for prepared in batch.prepared]
             if not launch.wait:
                 _submit_job(dashboard, options, folders, str(submission))
@@ -211,12 +219,13 @@ def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Pat
     progress = Progress(len(folders), "ray") if len(folders) > 1 and sys.stderr.isatty() else None
     pending = list(runs)
     followed = list(runs.values())
-    cancelled_at: float | None = None
+    stopped_at: float | None = None
+    cancelled = False
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.2)
             for ref in ready:
-                _ended(ray, runs[ref], options, cancelled=cancelled_at is not None, progress=progress)
+                _ended(ray, runs[ref], options, stopped=received[0] if received else None, progress=progress)
             if log is not None:
                 log.copy()
             if progress is not None:
@@ -224,12 +233,20 @@ def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Pat
                     if not run.ended and run.status == Status.QUEUED:
                         _read(run)
                 progress.update(followed)
-            if received and cancelled_at is None:
-                cancelled_at = time.monotonic()
-                console.warning(f"stopping: cancelling {len(pending)} Ray task(s)")
+            if received and stopped_at is None:
+                stopped_at = time.monotonic()
+                name = signal.Signals(received[0]).name
+                console.warning(f"stopping: {name} to {len(pending)} Ray task(s) (cancelled if still running in "
+                                f"{CANCEL_AFTER_S:g} s)")  # fmt: skip
+                _stop(ray, [runs[ref] for ref in pending], received[0])
+            if stopped_at is not None and not cancelled and time.monotonic() - stopped_at > CANCEL_AFTER_S:
+                cancelled = True
+                if pending:
+                    console.warning(f"{len(pending)} Ray task(s) still running {CANCEL_AFTER_S:g} s after the stop: "
+                                    f"cancelled")  # fmt: skip
                 for ref in pending:
                     ray.cancel(ref)
-            if cancelled_at is not None and time.monotonic() - cancelled_at > STOP_DEADLINE_S:
+            if stopped_at is not None and time.monotonic() - stopped_at > STOP_DEADLINE_S:
                 console.warning(f"{len(pending)} run(s) did not record their end in {STOP_DEADLINE_S:g} s")
                 break
     finally:
@@ -244,15 +261,42 @@ def follow(ray: Any, options: RayOptions, folders: list[Path], sweep_folder: Pat
     return batch_exit_code(followed, received)
 
 
+def _stop(ray: Any, runs: list[_Followed], signum: int) -> None:
+    """Ask each task to pass `signum` on to its node (the stop file); a task whose folder no node holds
+    (not started, or not yet past the lock) is cancelled now: once it takes the lock it reads the stop
+    and starts nothing, so no run gets a signal other than the one asked."""
+    import fcntl
+
+    from expyrun.execute.ray_task import LOCK_FILE, ask_stop
+
+    for run in runs:
+        try:
+            ask_stop(run.run_dir, signum)
+        except OSError as error:  # the fallback below (or the later cancel) stops it
+            console.warning(f"could not ask {run.run_dir} to stop ({error}): its Ray task is cancelled")
+        try:
+            fd = os.open(run.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a node executes the folder: it gets the signal from its task
+        finally:
+            os.close(fd)  # (releases the lock when it was taken)
+        ray.cancel(run.ref)
+
+
 def _read(run: _Followed) -> None:
     record = load_record(run.run_dir)
     if record:
         run.record, run.status = record, str(record.get("status"))
 
 
-def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progress: Any) -> None:
-    """The task ended: its record says how; a record its task could not end (the task cancelled before
-    it started, its worker dead in every attempt) is ended here, saying why."""
+def _ended(ray: Any, run: _Followed, options: RayOptions, stopped: int | None, progress: Any) -> None:
+    """The task ended: its record says how; a record its task could not end (the launch stopped, by
+    `stopped`, before it started, its task cancelled, its worker dead in every attempt) is ended here,
+    saying why."""
     from expyrun.execute.batch_watch import report_end
     from expyrun.execute.ray_task import worker_died
     from expyrun.execute.slurm_node import update_sweep
@@ -267,9 +311,14 @@ def _ended(ray: Any, run: _Followed, options: RayOptions, cancelled: bool, progr
         report_end(run, progress)
         return
     record = dict(run.record)
-    if cancelled or isinstance(error, ray.exceptions.TaskCancelledError):
-        exception = {"type": "Cancelled", "message": "its Ray task was cancelled before the run ended"}
-        mark_finished(record, Status.INTERRUPTED, SIGNAL_EXIT[signal.SIGINT], exception=exception)
+    if stopped is not None or isinstance(error, ray.exceptions.TaskCancelledError):
+        signum = signal.Signals(stopped) if stopped is not None else signal.SIGINT
+        if run.status == Status.QUEUED:
+            message = f"the launch was stopped ({signum.name}) before the run started"
+        else:
+            message = "its Ray task was cancelled before the run ended"
+        exception = {"type": "Cancelled", "message": message}
+        mark_finished(record, Status.INTERRUPTED, SIGNAL_EXIT[signum], exception=exception)
     else:
         if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)):
             exception = worker_died(1 + options.max_retries)
