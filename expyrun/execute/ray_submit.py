@@ -272,8 +272,10 @@ def _stop(ray: Any, runs: list[_Followed], signum: int) -> None:
     for run in runs:
         try:
             ask_stop(run.run_dir, signum)
-        except OSError as error:  # the fallback below (or the later cancel) stops it
+        except OSError as error:  # its task could not hear it: the cancel (its run gets SIGINT at once)
             console.warning(f"could not ask {run.run_dir} to stop ({error}): its Ray task is cancelled")
+            ray.cancel(run.ref)
+            continue
         try:
             fd = os.open(run.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:
