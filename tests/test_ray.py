@@ -165,6 +165,41 @@ def test_ctrl_c_cancels_the_tasks_and_every_run_ends_interrupted(project, head):
     assert sweep_json["counts"] == {"interrupted": 3}
 
 
+SAVING = """\
+import signal, sys, time
+from pathlib import Path
+def on_sigterm(signum, frame):
+    time.sleep(1)                       # a checkpoint being saved: the grace lets it finish
+    Path("saved").write_text(signal.Signals(signum).name)
+    sys.exit(0)
+def main(name, config):
+    signal.signal(signal.SIGTERM, on_sigterm)
+    Path("ready").touch()
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_sigterm_reaches_the_running_runs_as_sigterm_and_a_point_not_started_never_starts(project, head):
+    write(project / "pkg" / "main.py", SAVING)
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"  # two run on the 2 CPUs, the third waits
+    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
+    process = start(project, head, "c.yml")
+    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2, 3)]
+    wait_until(lambda: sum((d / "ready").exists() for d in run_dirs) == 2, "two points to run",
+               lambda: [record(d)["status"] for d in run_dirs if (d / "run.json").exists()])  # fmt: skip
+    waiting = next(d for d in run_dirs if not (d / "ready").exists())
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 143, stderr
+    assert time.monotonic() - started < 10, stderr  # the runs ended in their grace: nothing waited for a cancel
+    running = [d for d in run_dirs if d != waiting]
+    assert [(d / "saved").read_text() for d in running] == ["SIGTERM", "SIGTERM"]
+    assert [(record(d)["status"], record(d)["exit_code"]) for d in run_dirs] == [("interrupted", 143)] * 3
+    assert not (waiting / "ready").exists() and "before the run started" in record(waiting)["exception"]["message"]
+
+
 KILLED_ONCE = """\
 import os, time
 from pathlib import Path
@@ -363,38 +398,3 @@ def test_a_study_storage_the_ray_tasks_cannot_share_is_one_line_exit_2(project, 
     study = STUDY.replace("  n_trials: 6\n", "  n_trials: 6\n  storage: 'sqlite:///:memory:'\n")
     write(project / "c.yml", RUN_SECTION + study + ray_section())
     _refused(expyrun(project, head, "c.yml"), project, "an in-memory SQLite database lives in one process")
-
-
-SAVING = """\
-import signal, sys, time
-from pathlib import Path
-def on_sigterm(signum, frame):
-    time.sleep(1)                       # a checkpoint being saved: the grace lets it finish
-    Path("saved").write_text(signal.Signals(signum).name)
-    sys.exit(0)
-def main(name, config):
-    signal.signal(signal.SIGTERM, on_sigterm)
-    Path("ready").touch()
-    while True:
-        time.sleep(0.05)
-"""
-
-
-def test_sigterm_reaches_the_running_runs_as_sigterm_and_a_point_not_started_never_starts(project, head):
-    write(project / "pkg" / "main.py", SAVING)
-    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"  # two run on the 2 CPUs, the third waits
-    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
-    process = start(project, head, "c.yml")
-    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2, 3)]
-    wait_until(lambda: sum((d / "ready").exists() for d in run_dirs) == 2, "two points to run",
-               lambda: [record(d)["status"] for d in run_dirs if (d / "run.json").exists()])  # fmt: skip
-    waiting = next(d for d in run_dirs if not (d / "ready").exists())
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=DEADLINE_S)
-    assert process.returncode == 143, stderr
-    assert time.monotonic() - started < 10, stderr  # the runs ended in their grace: nothing waited for a cancel
-    running = [d for d in run_dirs if d != waiting]
-    assert [(d / "saved").read_text() for d in running] == ["SIGTERM", "SIGTERM"]
-    assert [(record(d)["status"], record(d)["exit_code"]) for d in run_dirs] == [("interrupted", 143)] * 3
-    assert not (waiting / "ready").exists() and "before the run started" in record(waiting)["exception"]["message"]

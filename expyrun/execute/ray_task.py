@@ -193,12 +193,16 @@ class RayHooks(NodeHooks):
     def take_over_end(self, prepared: PreparedRun, outcome: Outcome) -> int | None:
         """The Ray worker died under this attempt (the node got SIGTERM from the kernel): Ray runs the
         task again while retries are left, so the folder goes back to `queued`; else it is `failed`."""
+        # The run has ended: a further SIGTERM must not end this process before its record is written.
+        # A dying worker sends more than one: its thread's exit (`PR_SET_PDEATHSIG`) and then another
+        # while its process is going (seen under load: the node died here and the retry found the
+        # record `running`, no line saying why).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if not self._worker_died(outcome, prepared.run_dir):
             return None
         from expyrun.execute.slurm_node import update_sweep
         from expyrun.run.status import Status
 
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         record = prepared.record
         if self.attempt < self.attempts:
             again = f"attempt {self.attempt + 1} of {self.attempts}"
