@@ -88,8 +88,6 @@ CANNOT = {
         "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
     ("queue", "test_sighup_is_handled_like_sigterm"):
         "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
-    ("queue", "test_ctrl_z_stops_the_run_and_fg_resumes_it"):
-        "bug: under `expyrun worker` Ctrl-Z stops neither the run nor the worker (the node in between keeps going)",
     ("ray", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
         "a stopped launch cancels its Ray task (ray.cancel raises KeyboardInterrupt in it): the run gets SIGINT at "
         "once, not SIGTERM, so ignoring SIGTERM holds nothing",
