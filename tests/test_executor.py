@@ -88,11 +88,6 @@ CANNOT = {
         "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
     ("queue", "test_sighup_is_handled_like_sigterm"):
         "a stopped worker puts its run back in the queue (status queued, SPEC 13) for the next worker to execute",
-    ("ray", "test_sigterm_ignored_by_the_run_is_followed_by_sigkill"):
-        "a stopped launch cancels its Ray task (ray.cancel raises KeyboardInterrupt in it): the run gets SIGINT at "
-        "once, not SIGTERM, so ignoring SIGTERM holds nothing",
-    ("ray", "test_sighup_is_handled_like_sigterm"):
-        "a stopped launch cancels its Ray task: the run gets SIGINT and records 130 (expyrun exits 129)",
     ("ray", "test_order_of_both_streams_is_kept_when_they_share_a_destination"):
         "a Ray worker's stdout and stderr are two files: the run's streams go apart (outputs.log interleaves them as "
         "they arrived), and Ray's log monitor shows them on the driver in its own order",
