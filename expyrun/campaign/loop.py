@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from expyrun.execute.outcome import Outcome
 from expyrun.run.outcome import exit_code
-from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS, Status
+from expyrun.run.status import SIGNAL_EXIT, STOP_GRACE_S, STOP_SIGNALS, Status
 
 if TYPE_CHECKING:
     from expyrun.execute.contract import Ended, Executor, Job
     from expyrun.run.prepare import PreparedRun
 
-GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
+GRACE_S = STOP_GRACE_S  # after passing a stop signal on, how long a run may take to end before SIGKILL
 POLL_S = 1.0  # the longest the loop waits without looking at signals and ticking
 
 

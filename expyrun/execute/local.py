@@ -29,14 +29,14 @@ from expyrun.execute.contract import Ended, Job, Started
 from expyrun.execute.outcome import Outcome, classify
 from expyrun.run import child
 from expyrun.run.capture import LOG_FILE, Tee, TeeProcess
-from expyrun.run.status import SIGNAL_EXIT
+from expyrun.run.status import SIGNAL_EXIT, STOP_GRACE_S
 
 if TYPE_CHECKING:  # gpu_leases (and fcntl) are imported only where a GPU is leased
     from contextlib import AbstractContextManager
 
     from expyrun.execute.gpu_leases import Lease
 
-GRACE_S = 10.0  # after passing a stop signal on, how long a run may take to end before SIGKILL
+GRACE_S = STOP_GRACE_S  # after passing a stop signal on, how long a run may take to end before SIGKILL
 LEASE_POLL_S = 0.2  # while every GPU id is leased by other launches, how often to look again
 LOG_GRACE_S = 2.0  # after a run's child ended, how long its log may take to be complete (a daemon
 # the run left, outside its group, may hold its output: the tee goes on copying, nobody waits)

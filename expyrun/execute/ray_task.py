@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.campaign.loop import GRACE_S
 from expyrun.execute.node_hooks import NodeHooks
 from expyrun.run.capture import append_log
 from expyrun.run.record import mark_finished, now
-from expyrun.run.status import SIGNAL_EXIT, STOP_SIGNALS
+from expyrun.run.status import SIGNAL_EXIT, STOP_GRACE_S, STOP_SIGNALS
 
 if TYPE_CHECKING:
     from expyrun.execute.ray_options import RayOptions
@@ -58,7 +57,7 @@ ENV_TASK = "EXPYRUN_RAY"  # the task's ids (JSON), for the node process's hooks
 LOCK_FILE = ".ray.lock"
 STOP_FILE = ".ray.stop"  # the stop signal the driver received (its name), empty until then
 POLL_S = 0.2  # how often the task looks at the stop file
-NODE_STOP_S = GRACE_S + 10.0  # after passing a stop on: the node's grace, its log and its record; then SIGKILL
+NODE_STOP_S = STOP_GRACE_S + 10.0  # after passing a stop on: the node's grace, its log and its record; then SIGKILL
 
 
 def execute_task(folder: str) -> int:

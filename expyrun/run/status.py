@@ -58,6 +58,9 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(SIGNAL_EXIT)
 INTERRUPT_EXITS: frozenset[int] = frozenset(SIGNAL_EXIT.values())
 EXIT_SIGNAL_NAME: dict[int, str] = {code: sig.name for sig, code in SIGNAL_EXIT.items()}
 """An exit code that says "stopped by this signal" -> the signal's name (130 -> SIGINT)."""
+STOP_GRACE_S = 10.0
+"""After a stop signal is passed on to a run, how long it may take to end before SIGKILL: one figure
+for every executor (forked child, Slurm node, queue node, Ray task)."""
 PASSED_ON: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 """The signals a run's own process (run child, trial worker) is sent: SIGHUP is passed on as SIGTERM."""
 PASSED_ON_EXIT: dict[int, str] = {SIGNAL_EXIT[sig]: sig.name for sig in PASSED_ON}
