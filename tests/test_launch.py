@@ -128,6 +128,9 @@ def test_exception_fails_the_run_with_traceback(project, expyrun):
     log = (run_dir / "outputs.log").read_text()
     assert "Traceback" in log and "ValueError: bad value 42" in log
     assert "ValueError: bad value 42" in result.stderr
+    # as `python` shows it: from the entry point's own frame, none of expyrun's that called it
+    frames = [line for line in log.splitlines() if line.startswith("  File ")]
+    assert len(frames) == 1 and str(run_dir / "pkg" / "main.py") in frames[0], log
 
 
 def test_import_error_after_folder_exists_fails_the_run(project, expyrun):

@@ -182,6 +182,8 @@ def test_a_study_with_no_completed_trial_ends_with_one_line_and_exit_1(project, 
     assert result.returncode == 1, result.stderr
     assert not expyruns_own_tracebacks(result.stderr + result.stdout), result.stderr
     assert result.stderr.count("ValueError: every trial fails") >= 1  # the trials' own, shown as a run's
+    frames = [line for line in result.stderr.splitlines() if line.startswith("  File ")]
+    assert frames and all("pkg/study.py" in frame for frame in frames), result.stderr  # none of expyrun's
     errors = [line for line in result.stderr.splitlines() if line.startswith("expyrun: error:")]
     assert len(errors) == 1 and "the study has no completed trial" in errors[0], result.stderr
 
@@ -203,6 +205,7 @@ def test_ctrl_c_of_a_study_ends_with_one_line_and_exit_130(project, isolation):
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert not expyruns_own_tracebacks(stdout + stderr), stdout + stderr
+    assert all("pkg/study.py" in line for line in stderr.splitlines() if line.startswith("  File ")), stderr
     assert [line for line in stderr.splitlines() if line.startswith("expyrun:") and "interrupted: " in line] == [
         f"expyrun: warning: interrupted: {project / 'outputs' / 'demo' / 'exp.0'}"
     ], stderr

@@ -38,6 +38,7 @@ from expyrun.execute.trial_workers import Finished
 from expyrun.run.capture import Tee
 from expyrun.run.child import Terminated, flush_all, until_stopped
 from expyrun.run.status import PASSED_ON
+from expyrun.run.tracebacks import print_user_traceback
 
 Task = Callable[[], dict[str, Any]]
 _SIGNALS = {sig.name: sig for sig in PASSED_ON}  # how a trial reports it was stopped -> the signal
@@ -228,7 +229,7 @@ class InlinePool:
             try:
                 result = Finished(key, task())
             except KeyboardInterrupt:
-                traceback.print_exc()
+                print_user_traceback()
                 result = Finished(key, None, "the trial was stopped by SIGINT", interrupted="SIGINT")
             except Terminated:
                 sys.stderr.write("expyrun: the trial was terminated (SIGTERM)\n")

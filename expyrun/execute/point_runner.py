@@ -48,9 +48,9 @@ class PointRunner:
             return {"status": Status.FAILED, "exception": {"type": "SystemExit", "message": str(error.code)}}
         except BaseException as error:
             with contextlib.suppress(Exception):
-                import traceback
+                from expyrun.run.tracebacks import print_user_traceback
 
-                traceback.print_exc()
+                print_user_traceback()
             return _failed(error)
 
     def _import_from(self, root: Path) -> None:

@@ -122,7 +122,9 @@ def serve(commands_fd: int, replies_fd: int) -> int:
         try:
             runner = _load(hello["runner"])(hello.get("init", {}))
         except Exception as error:
-            traceback.print_exc()
+            from expyrun.run.tracebacks import print_user_traceback
+
+            print_user_traceback()  # the entry module's own import error, as plain Python shows it
             failure = {"type": type(error).__name__, "message": f"the trial worker could not start: {error}"}
         for line in commands:
             task = json.loads(line)

@@ -225,9 +225,9 @@ def _print_traceback() -> None:
     if isinstance(sys.exc_info()[1], Quiet):
         return
     with contextlib.suppress(Exception):
-        import traceback
+        from expyrun.run.tracebacks import print_user_traceback
 
-        traceback.print_exc()
+        print_user_traceback()
 
 
 def _write_stderr(text: str) -> None:

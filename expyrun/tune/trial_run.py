@@ -11,7 +11,6 @@ import os
 import pickle
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from expyrun.run.outcome import Outcome
 from expyrun.run.prepare import CODE_FOLDER, RESERVE_FILE, reserve_space
 from expyrun.run.record import mark_outcome, mark_started, start_record, write_record
 from expyrun.run.status import TRIAL_STATUS, Status, TrialState, signal_exit
+from expyrun.run.tracebacks import print_user_traceback
 from expyrun.track.metrics import finish_fields
 from expyrun.tune.objective import Objective, ObjectiveError, read_batch, read_objective
 from expyrun.tune.spec import StudySpec
@@ -291,7 +291,7 @@ def _call(run: RunSection, import_root: Path, config: Any) -> tuple[Any, TrialOu
         return None, TrialOutcome.failed("SystemExit", f"the trial called {detail} instead of returning an objective")
     except Exception as error:
         with contextlib.suppress(Exception):  # the entry point may have closed fd 2: the trial still fails with
-            traceback.print_exc()  # its exception, not with its worker's death
+            print_user_traceback()  # its exception, not with its worker's death
         return None, TrialOutcome.failed(type(error).__name__, str(error))
 
 
