@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from expyrun import console
-from expyrun.campaign.loop import run_points
-from expyrun.campaign.sweep import SweepPoints, sweep_executor
+from expyrun.campaign.sweep import SweepPoints, run_sweep_points
 from expyrun.errors import UsageError
 from expyrun.execute.contract import Job
 from expyrun.run.record import load_record
@@ -104,21 +103,8 @@ def _run(folder: Path, resolved: ResolvedConfig, spec: SweepSpec, launch: Launch
     record, rows = SweepRecord.reopen(folder, spec)
     console.info(f"resuming sweep {folder} ({spec.size} points)")
     git = GitProbe(resolved.run.code, None if debug else snapshot_source(resolved.run))
-    status = Status.FAILED
-    try:
-        proposer = _ResumedPoints(resolved, spec, record, argv, debug, git, rows)
-        try:
-            result = run_points(proposer, sweep_executor(launch, Path.cwd(), debug))
-        finally:
-            proposer.close()
-        code = result.exit_code
-        status = {0: Status.COMPLETED, 1: Status.FAILED}.get(code, Status.INTERRUPTED)
-    finally:
-        git.close()
-        record.close(status)
-    counts = record.data["counts"]
-    console.info(f"sweep {status}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f": {folder}")
-    return code
+    return run_sweep_points(lambda: _ResumedPoints(resolved, spec, record, argv, debug, git, rows), folder, record,
+                            git, launch, Path.cwd(), debug)  # fmt: skip
 
 
 class _ResumedPoints(SweepPoints):

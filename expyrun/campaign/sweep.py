@@ -25,7 +25,7 @@ from expyrun.run.status import Status
 from expyrun.sweep.run import check_points, point_config, point_fields
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from expyrun.config import ResolvedConfig, RunSection
     from expyrun.execute.contract import Executor
@@ -203,19 +203,30 @@ def run_sweep(
     record = SweepRecord(folder, spec, argv)
     console.info(f"sweep folder: {folder} ({spec.size} points)")
     git = GitProbe(run.code, None if debug else snapshot_source(run))
-    status = Status.FAILED  # unless the loop returns: an error of ours
-    try:
+
+    def propose() -> SweepPoints:
         digest = None
         if needed and not debug:
             from expyrun.run.needed import code_digest
 
             digest = code_digest(resolved, git.ignored())
-        proposer = SweepPoints(resolved, spec, record, argv, debug, git, digest)
+        return SweepPoints(resolved, spec, record, argv, debug, git, digest)
+
+    return run_sweep_points(propose, folder, record, git, launch, cwd, debug)
+
+
+def run_sweep_points(propose: Callable[[], SweepPoints], folder: Path, record: SweepRecord, git: GitProbe,
+                     launch: LaunchSpec, cwd: Path, debug: bool) -> int:  # fmt: skip
+    """The points `propose()` gives, on the sweep's executor; then the sweep's record is closed with
+    what they gave (and the git probe with it, whatever happened) and the sweep's last line said.
+    Shared by a sweep launched and one resumed."""
+    status = Status.FAILED  # unless the loop returns: an error of ours
+    try:
+        proposer = propose()
         try:
-            result = run_points(proposer, sweep_executor(launch, cwd, debug))
+            code = run_points(proposer, sweep_executor(launch, cwd, debug)).exit_code
         finally:
             proposer.close()
-        code = result.exit_code
         status = {0: Status.COMPLETED, 1: Status.FAILED}.get(code, Status.INTERRUPTED)
     finally:
         git.close()
