@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measured import MEASURED  # this folder is on sys.path when the script runs
+
 CONFIG = """\
 __run__:
   __main__: {module}:main
@@ -48,25 +50,6 @@ def main(name, config):
 NO_OP = """\
 def main(name, config):
     return config["x"]
-"""
-
-
-# `python -m expyrun CONFIG` in-process, then its CPU time: its own, and its children's once every
-# child is waited for (the tee outlives the launcher by a moment).
-MEASURED = """\
-import json, os, resource, sys
-from expyrun.cli import main
-code = main(sys.argv[1:])
-own = resource.getrusage(resource.RUSAGE_SELF)
-try:
-    while True:
-        os.wait()
-except ChildProcessError:
-    pass
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"own": own.ru_utime + own.ru_stime, "children": children.ru_utime + children.ru_stime}),
-      file=sys.stderr)
-sys.exit(code)
 """
 
 

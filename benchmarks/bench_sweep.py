@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measured import MEASURED  # this folder is on sys.path when the script runs
+
 CONFIG = """\
 __run__:
   __main__: pkg.main:main
@@ -49,24 +51,6 @@ def project(folder: Path) -> None:
 
 
 ENV = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "EXPYRUN_"))}
-
-
-# The sweep in-process (`expyrun.cli.main`, as `python -m expyrun` runs it), then its CPU time: its own,
-# and its children's once every child is waited for (the tee outlives the launcher by a moment).
-MEASURED = """\
-import json, os, resource, sys
-from expyrun.cli import main
-code = main(sys.argv[1:])
-own = resource.getrusage(resource.RUSAGE_SELF)
-try:
-    while True:
-        os.wait()
-except ChildProcessError:
-    pass
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({"code": code, "own": own.ru_utime + own.ru_stime,
-                  "children": children.ru_utime + children.ru_stime}), file=sys.stderr)
-"""
 
 
 def sweep_run(folder: Path, points: int, jobs: int) -> dict[str, float]:
