@@ -147,14 +147,21 @@ def main(name, config):
 """
 
 
-def test_ctrl_c_cancels_the_tasks_and_every_run_ends_interrupted(project, head):
-    write(project / "pkg" / "main.py", WAITING)
-    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"  # two run on the 2 CPUs, the third waits
+def start_two_running_one_waiting(project, head, body: str) -> tuple[subprocess.Popen[str], list[Path]]:
+    """A 3-point sweep of `body` (which touches `ready` once running) on the 2-CPU head: two points
+    run, the third waits for a CPU. Returns once the two are running."""
+    write(project / "pkg" / "main.py", body)
+    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"
     write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
     process = start(project, head, "c.yml")
     run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2, 3)]
     wait_until(lambda: sum((d / "ready").exists() for d in run_dirs) == 2, "two points to run",
                lambda: [record(d)["status"] for d in run_dirs if (d / "run.json").exists()])  # fmt: skip
+    return process, run_dirs
+
+
+def test_ctrl_c_cancels_the_tasks_and_every_run_ends_interrupted(project, head):
+    process, run_dirs = start_two_running_one_waiting(project, head, WAITING)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == 130, stderr
@@ -181,13 +188,7 @@ def main(name, config):
 
 
 def test_sigterm_reaches_the_running_runs_as_sigterm_and_a_point_not_started_never_starts(project, head):
-    write(project / "pkg" / "main.py", SAVING)
-    sweep = "__sweep__:\n  grid:\n    x: [1, 2, 3]\n"  # two run on the 2 CPUs, the third waits
-    write(project / "c.yml", RUN_SECTION.replace("demo", "p{x}") + "x: 0\n" + sweep + ray_section())
-    process = start(project, head, "c.yml")
-    run_dirs = [project / "outputs" / f"p{x}" / "exp.0" for x in (1, 2, 3)]
-    wait_until(lambda: sum((d / "ready").exists() for d in run_dirs) == 2, "two points to run",
-               lambda: [record(d)["status"] for d in run_dirs if (d / "run.json").exists()])  # fmt: skip
+    process, run_dirs = start_two_running_one_waiting(project, head, SAVING)
     waiting = next(d for d in run_dirs if not (d / "ready").exists())
     started = time.monotonic()
     process.send_signal(signal.SIGTERM)
