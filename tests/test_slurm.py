@@ -473,6 +473,17 @@ def test_a_cancelled_run_ignoring_sigterm_is_recorded_by_its_node_before_killwai
     assert (run["exception"] or {}).get("type") != "Cancelled"  # the node's own record, no launcher's
 
 
+def start_waited_run(project: Path) -> tuple[subprocess.Popen[str], Path]:
+    """`expyrun c.yml` waiting for its one Slurm job (the entry point already written); returns once
+    the run started on the node."""
+    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True))
+    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = project / "outputs" / "demo" / "exp.0"
+    wait_until(lambda: (run_dir / "run.json").exists() and started(run_dir), "the run to start")
+    return process, run_dir
+
+
 def test_a_run_whose_node_dies_after_a_waiting_launcher_cancelled_it_is_recorded_interrupted(project, slurm):
     write(project / "pkg" / "main.py", """\
         import os, signal, time
@@ -481,11 +492,7 @@ def test_a_run_whose_node_dies_after_a_waiting_launcher_cancelled_it_is_recorded
             print("ready", flush=True)
             time.sleep(120)
         """)  # fmt: skip
-    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True))
-    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    run_dir = project / "outputs" / "demo" / "exp.0"
-    wait_until(lambda: (run_dir / "run.json").exists() and started(run_dir), "the run to start")
+    process, run_dir = start_waited_run(project)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == 143, stderr
@@ -512,11 +519,7 @@ def test_sighup_and_sigint_while_waiting_reach_the_run_as_in_a_local_launch(proj
             print("ready", flush=True)
             time.sleep(120)
         """)  # fmt: skip
-    write(project / "c.yml", RUN_SECTION + slurm_section(wait=True))
-    process = subprocess.Popen([sys.executable, "-m", "expyrun", "c.yml"], cwd=project, env=clean_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    run_dir = project / "outputs" / "demo" / "exp.0"
-    wait_until(lambda: (run_dir / "run.json").exists() and started(run_dir), "the run to start")
+    process, run_dir = start_waited_run(project)
     process.send_signal(getattr(signal, sent))
     _, stderr = process.communicate(timeout=DEADLINE_S)
     assert process.returncode == code, stderr
